@@ -1,0 +1,76 @@
+"""Stage manifests: what a finished stage was computed from, so the runner can tell if it is fresh."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+from ..io import read_json, sha256_file, sha256_json, write_json_atomic
+
+MANIFEST = "manifest.json"
+IN_PROGRESS = ".in_progress.json"
+
+_TRACKED_PACKAGES = (
+    "mint-distill", "torch", "transformers", "sentence-transformers", "peft", "accelerate",
+    "bitsandbytes", "datasets", "evaluate",
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _TRACKED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def select_config(recipe_dump: dict, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The recipe values under each dotted key (a missing key maps to None)."""
+    selected: dict[str, Any] = {}
+    for key in keys:
+        node: Any = recipe_dump
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        selected[key] = node
+    return selected
+
+
+class FileHashCache:
+    """sha256 of input files, remembered by (path, size, mtime) so large sources hash once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._entries: dict[str, dict] = read_json(path) if path.exists() else {}
+
+    def sha256(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file.resolve())
+        entry = self._entries.get(key)
+        if entry and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
+            return entry["sha256"]
+        digest = sha256_file(file)
+        self._entries[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+        write_json_atomic(self.path, self._entries)
+        return digest
+
+
+def fingerprint(config: dict, version: int, upstream: dict[str, str], files: dict[str, str]) -> dict:
+    """What decides whether a stage's outputs are still valid."""
+    return {
+        "config_hash": sha256_json({"config": config, "stage_version": version}),
+        "upstream": upstream,
+        "input_files": files,
+    }
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    path = stage_dir / MANIFEST
+    return read_json(path) if path.exists() else None
+
+
+def matches(record: dict | None, expected: dict) -> bool:
+    return record is not None and all(record.get(key) == value for key, value in expected.items())

@@ -1,0 +1,115 @@
+"""Stage registration: components declare their stage where they live; the runner orders them.
+
+A stage names the recipe keys it depends on (dotted paths) and the stages whose outputs it
+reads. Stages are ordered so that every stage comes after the ones it reads, ties broken by
+registration order. Other packages can add stages through the `mint_distill.stages`
+entry-point group (each entry point is a module that calls `register_stage`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+    from .runner import StageContext
+
+# Modules of this package that register stages when imported.
+BUILTIN_STAGE_MODULES: tuple[str, ...] = ()
+
+
+def _always(recipe: Recipe) -> bool:
+    return True
+
+
+def _no_files(recipe: Recipe) -> list[Path]:
+    return []
+
+
+def _no_problems(recipe: Recipe) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step: `run(ctx)` writes outputs into `ctx.dir` and returns summary counts.
+
+    `check(recipe)` returns problems that would stop the stage (missing data, bad paths), for
+    `mint-distill validate`; `input_files(recipe)` lists files whose content the outputs depend on.
+
+    `version` is part of the stage's config hash: bump it when a code change alters outputs.
+    """
+
+    name: str
+    run: Callable[[StageContext], dict[str, Any]]
+    summary: str
+    config_keys: tuple[str, ...]
+    after: tuple[str, ...] = ()
+    input_files: Callable[[Recipe], list[Path]] = field(default=_no_files)
+    enabled: Callable[[Recipe], bool] = field(default=_always)
+    check: Callable[[Recipe], list[str]] = field(default=_no_problems)
+    version: int = 1
+
+
+class StageRegistry:
+    def __init__(self, modules: tuple[str, ...] = ()):
+        self._stages: dict[str, Stage] = {}
+        self._modules = modules
+        self._loaded = False
+
+    def register(self, name: str, **options: Any) -> Callable[[Callable], Callable]:
+        """Decorator: register `function(ctx) -> dict` as stage `name` (options: see `Stage`)."""
+
+        def decorate(function: Callable) -> Callable:
+            if name in self._stages and self._stages[name].run is not function:
+                raise ValueError(f"stage `{name}` is registered twice")
+            self._stages[name] = Stage(name=name, run=function, **options)
+            return function
+
+        return decorate
+
+    def ordered(self) -> list[Stage]:
+        """Every registered stage, each after the stages it reads."""
+        self._load_modules()
+        ordered: list[Stage] = []
+        placed: set[str] = set()
+
+        def place(stage: Stage, chain: tuple[str, ...]) -> None:
+            if stage.name in placed:
+                return
+            if stage.name in chain:
+                cycle = " -> ".join((*chain, stage.name))
+                raise ValueError(f"stages read each other in a cycle: {cycle}")
+            for upstream in stage.after:
+                if upstream not in self._stages:
+                    raise ValueError(f"stage `{stage.name}` reads `{upstream}`, which is not registered")
+                place(self._stages[upstream], (*chain, stage.name))
+            placed.add(stage.name)
+            ordered.append(stage)
+
+        for stage in list(self._stages.values()):
+            place(stage, ())
+        return ordered
+
+    def _load_modules(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in self._modules:
+            importlib.import_module(module)
+        if self is REGISTRY:
+            for entry in entry_points(group="mint_distill.stages"):
+                entry.load()
+
+
+REGISTRY = StageRegistry(BUILTIN_STAGE_MODULES)
+register_stage = REGISTRY.register
+
+
+def all_stages() -> list[Stage]:
+    return REGISTRY.ordered()

@@ -1,0 +1,252 @@
+"""Run stages in order, skipping fresh ones and resuming interrupted ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import filelock
+import yaml
+
+from ..errors import MintError, RunLockedError
+from ..io import read_json, sha256_tree, write_json_atomic, write_text_atomic
+from ..recipe import Recipe
+from .manifest import (
+    IN_PROGRESS,
+    MANIFEST,
+    FileHashCache,
+    fingerprint,
+    library_versions,
+    matches,
+    read_manifest,
+    select_config,
+)
+from .registry import Stage, all_stages
+
+log = logging.getLogger("mint_distill")
+
+
+@dataclass
+class StageContext:
+    """What a stage sees: the recipe, its own folder, and the folders of the stages it reads."""
+
+    recipe: Recipe
+    stage: Stage
+    dir: Path
+    run_root: Path
+    resuming: bool
+    quiet: bool = False
+
+    def upstream(self, name: str) -> Path:
+        if name not in self.stage.after:
+            raise KeyError(f"stage `{self.stage.name}` does not declare that it reads `{name}`")
+        return self.run_root / name
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"mint_distill.{self.stage.name}")
+
+
+@dataclass
+class StageState:
+    stage: Stage
+    status: str  # "fresh", "stale", "partial", "missing", "disabled"
+    expected: dict
+
+
+@dataclass
+class RunResult:
+    run_root: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def run_root_of(recipe: Recipe) -> Path:
+    return Path(recipe.run_dir) / recipe.name
+
+
+def stage_states(recipe: Recipe, stages: list[Stage] | None = None) -> list[StageState]:
+    """Freshness of every stage given what is on disk now (upstream stages assumed as they are)."""
+    run_root = run_root_of(recipe)
+    hashes = FileHashCache(run_root / ".file-hashes.json")
+    dump = recipe.model_dump(mode="json")
+    states = []
+    for stage in stages if stages is not None else all_stages():
+        if not stage.enabled(recipe):
+            states.append(StageState(stage, "disabled", {}))
+            continue
+        expected = _expected_fingerprint(stage, recipe, dump, run_root, hashes)
+        stage_dir = run_root / stage.name
+        manifest = read_manifest(stage_dir)
+        if matches(manifest, expected):
+            status = "fresh"
+        elif (stage_dir / IN_PROGRESS).exists() and matches(read_json(stage_dir / IN_PROGRESS), expected):
+            status = "partial"
+        else:
+            status = "stale" if manifest else "missing"
+        states.append(StageState(stage, status, expected))
+    return states
+
+
+def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Path, hashes: FileHashCache) -> dict:
+    upstream = {}
+    for name in stage.after:
+        manifest = read_manifest(run_root / name)
+        upstream[name] = manifest["output_hash"] if manifest else None
+    files = {}
+    for path in stage.input_files(recipe):
+        path = Path(path)
+        files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
+    return fingerprint(select_config(dump, stage.config_keys), stage.version, upstream, files)
+
+
+def run_pipeline(
+    recipe: Recipe,
+    *,
+    stages: list[Stage] | None = None,
+    from_stage: str | None = None,
+    until: str | None = None,
+    force: tuple[str, ...] = (),
+    quiet: bool = False,
+) -> RunResult:
+    """Run the enabled stages in order.
+
+    A stage whose manifest matches the recipe keys it depends on, its input files and its
+    upstream outputs is skipped. `force` reruns the named stages; `from_stage` reruns that stage
+    and every later one, keeping earlier outputs; `until` stops after the named stage. A stage
+    interrupted with the same fingerprint resumes in its folder (`ctx.resuming`).
+    """
+    stages = [s for s in (stages if stages is not None else all_stages()) if s.enabled(recipe)]
+    names = [s.name for s in stages]
+    for name in (from_stage, until, *force):
+        if name is not None and name not in names:
+            raise MintError(f"unknown or disabled stage `{name}`; stages of this recipe: {', '.join(names)}")
+    start = names.index(from_stage) if from_stage else 0
+    stop = names.index(until) + 1 if until else len(names)
+
+    run_root = run_root_of(recipe)
+    run_root.mkdir(parents=True, exist_ok=True)
+    result = RunResult(run_root)
+    with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
+        write_text_atomic(run_root / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+        for index, stage in enumerate(stages[:stop]):
+            state = next(s for s in stage_states(recipe, [stage]))
+            if index < start:
+                if state.status != "fresh":
+                    if read_manifest(run_root / stage.name) is None:
+                        raise MintError(
+                            f"--from {from_stage}: the earlier stage `{stage.name}` has not finished; "
+                            "run without --from first"
+                        )
+                    log.warning("stage %s is %s but --from %s keeps its outputs", stage.name, state.status, from_stage)
+                result.skipped.append(stage.name)
+                continue
+            forced = stage.name in force or (from_stage is not None and index >= start)
+            if state.status == "fresh" and not forced:
+                log.info("stage %-18s fresh, skipped", stage.name)
+                result.skipped.append(stage.name)
+                continue
+            result.summaries[stage.name] = _run_stage(stage, state, recipe, run_root, quiet, forced)
+            result.ran.append(stage.name)
+    return result
+
+
+def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, quiet: bool, forced: bool) -> dict:
+    stage_dir = run_root / stage.name
+    resuming = state.status == "partial" and not forced
+    if not resuming and stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stage_dir / IN_PROGRESS, state.expected)
+    (stage_dir / MANIFEST).unlink(missing_ok=True)
+    started = datetime.now(timezone.utc)
+    log.info("stage %-18s %s", stage.name, "resuming" if resuming else "running")
+    clock = time.perf_counter()
+    try:
+        summary = stage.run(StageContext(recipe, stage, stage_dir, run_root, resuming, quiet)) or {}
+    except KeyboardInterrupt:
+        log.warning("interrupted during stage %s; run the same command again to resume it", stage.name)
+        raise
+    seconds = time.perf_counter() - clock
+    manifest = {
+        "stage": stage.name,
+        **state.expected,
+        "config": select_config(recipe.model_dump(mode="json"), stage.config_keys),
+        "stage_version": stage.version,
+        "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST,)),
+        "versions": library_versions(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2),
+        "summary": summary,
+    }
+    write_json_atomic(stage_dir / MANIFEST, manifest)
+    (stage_dir / IN_PROGRESS).unlink(missing_ok=True)
+    log.info("stage %-18s done in %.1f s", stage.name, seconds)
+    return summary
+
+
+class _RunLock:
+    """Exclusive hold on a run folder; a second run on it fails at once with the holder's pid."""
+
+    def __init__(self, run_root: Path):
+        self._lock = filelock.FileLock(str(run_root / ".lock"), timeout=0)
+        self._owner = run_root / ".lock.owner"
+
+    def __enter__(self) -> _RunLock:
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            owner = self._owner.read_text().strip() if self._owner.exists() else "another process"
+            raise RunLockedError(
+                f"the run folder {self._owner.parent} is in use by {owner}; wait for it to finish "
+                "or use another recipe name (recipe key `name`) or run_dir"
+            ) from None
+        self._owner.write_text(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._owner.unlink(missing_ok=True)
+        self._lock.release()
+
+
+class _LogToFile:
+    """Copy the package's log records to a file in the run folder for the duration of a run."""
+
+    def __init__(self, path: Path):
+        self._handler = logging.FileHandler(path, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def __enter__(self) -> None:
+        logging.getLogger("mint_distill").addHandler(self._handler)
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("mint_distill").removeHandler(self._handler)
+        self._handler.close()
+
+
+class _SigtermAsInterrupt:
+    """Turn SIGTERM into KeyboardInterrupt so stages unwind the same way on both signals."""
+
+    def __enter__(self) -> None:
+        self._previous = None
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not in the main thread
+            pass
+
+    @staticmethod
+    def _raise(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

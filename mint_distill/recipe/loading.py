@@ -1,0 +1,174 @@
+"""Read a recipe: YAML, `extends`, `${ENV:-default}` values, dotted overrides, strict validation."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import RecipeError
+from .schema import Recipe
+
+_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, merge, override and validate a recipe file."""
+    raw = _read_with_extends(Path(path), chain=())
+    for override in overrides:
+        apply_override(raw, override)
+    raw = _expand_env(raw)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as error:
+        raise RecipeError(format_validation_error(error, source=str(path))) from None
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise RecipeError(f"recipe `extends` forms a cycle: {cycle}")
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of keys, got {type(document).__name__}")
+    parents = document.pop("extends", None)
+    if parents is None:
+        return document
+    merged: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        merged = deep_merge(merged, _read_with_extends(path.parent / parent, (*chain, path)))
+    return deep_merge(merged, document)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Mappings merge key by key; any other value (lists included) replaces the base value."""
+    result = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _expand_env(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(item) for item in value]
+    if isinstance(value, str):
+        return _ENV_PATTERN.sub(_env_value, value)
+    return value
+
+
+def _env_value(match: re.Match) -> str:
+    name, default = match.group("name"), match.group("default")
+    if name in os.environ:
+        return os.environ[name]
+    if default is None:
+        raise RecipeError(f"recipe uses ${{{name}}} but the environment variable {name} is not set")
+    return default
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply `dotted.key=value` to a raw recipe dict; the value is parsed as YAML."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"override `{override}` must look like key.path=value (e.g. teacher.lora.r=8)")
+    parts = key.split(".")
+    check_key_path(parts, origin=f"override `{override}`")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, parts[: depth + 1], override)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
+            node[part] = {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, parts, override)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list, part: str, parts: list[str], override: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise RecipeError(
+            f"override `{override}`: `{'.'.join(parts)}` needs a list index below {len(node)}"
+        )
+    return int(part)
+
+
+def check_key_path(parts: list[str], origin: str) -> None:
+    """Raise a RecipeError naming the first part of a dotted key that the schema does not have."""
+    annotation: Any = Recipe
+    for depth, part in enumerate(parts):
+        annotation = _unwrap_optional(annotation)
+        here = ".".join(parts[:depth]) or "the top level"
+        if typing.get_origin(annotation) is list:
+            if not part.isdigit():
+                raise RecipeError(f"{origin}: `{here}` is a list; address an item by index ({here}.0)")
+            annotation = typing.get_args(annotation)[0]
+            continue
+        if not _is_model(annotation):
+            raise RecipeError(f"{origin}: `{here}` is a plain value and has no key `{part}`")
+        if part not in annotation.model_fields:
+            raise RecipeError(_unknown_key_message(".".join(parts[: depth + 1]), part, annotation, origin))
+        annotation = annotation.model_fields[part].annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X | None` -> X, preferring a model or list member of a wider union."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    structured = [m for m in members if _is_model(m) or typing.get_origin(m) is list]
+    return (structured or members)[0]
+
+
+def _unknown_key_message(path: str, key: str, model: type[BaseModel], origin: str) -> str:
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    return f"{origin}: unknown key `{path}`.{hint} Allowed keys here: {', '.join(allowed)}."
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: the recipe is not valid:"]
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            parts = [str(part) for part in item["loc"]]
+            try:
+                check_key_path(parts, origin="recipe")
+            except RecipeError as unknown:
+                lines.append(f"  - {unknown}".replace("recipe: ", "", 1))
+                continue
+        if item["type"] == "missing":
+            lines.append(f"  - `{path}` is required but missing.")
+        else:
+            lines.append(f"  - `{path}`: {item['msg']}; got {item.get('input')!r}.")
+    return "\n".join(lines)

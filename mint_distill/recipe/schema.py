@@ -1,0 +1,26 @@
+"""The whole recipe as one validated document."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .sections.base import Section
+from .sections.data import DataSection
+from .sections.evaluation import EvaluationSection
+from .sections.filtering import FilterSection
+from .sections.packaging import PackageSection
+from .sections.students import StudentsSection
+from .sections.teacher import TeacherSection
+
+
+class Recipe(Section):
+    name: str = Field(description="run name: outputs go to <run_dir>/<name>/")
+    description: str = ""
+    run_dir: str = "runs"
+    seed: int = 13
+    data: DataSection
+    teacher: TeacherSection = TeacherSection()
+    filter: FilterSection = FilterSection()
+    students: StudentsSection = StudentsSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    package: PackageSection = PackageSection()

@@ -1,0 +1,1 @@
+"""One module per recipe section, each owned by the component that reads it."""

@@ -1,0 +1,51 @@
+"""`mint-distill validate`: can a run of this recipe start here?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import MintError
+from .models import resolve_model
+from .pipeline import all_stages
+from .recipe import Recipe
+
+
+@dataclass
+class ValidationReport:
+    models: dict[str, str] = field(default_factory=dict)  # recipe key -> where it resolved
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def model_references(recipe: Recipe) -> dict[str, str]:
+    """Recipe key -> model reference, for every model the recipe would load."""
+    references: dict[str, str] = {}
+    if recipe.teacher.kind == "llm":
+        references["teacher.model"] = recipe.teacher.model
+    if recipe.filter.method == "likelihood":
+        references["filter.model"] = recipe.filter.model
+    if recipe.students.biencoder.enabled:
+        references["students.biencoder.model"] = recipe.students.biencoder.model
+    if recipe.students.crossencoder.enabled:
+        references["students.crossencoder.model"] = recipe.students.crossencoder.model
+    for index, ranker in enumerate(recipe.evaluation.rankers):
+        if ranker.model:
+            references[f"evaluation.rankers.{index}.model ({ranker.name})"] = ranker.model
+    return references
+
+
+def validate_recipe(recipe: Recipe) -> ValidationReport:
+    report = ValidationReport()
+    for key, reference in model_references(recipe).items():
+        try:
+            resolved = resolve_model(reference)
+            report.models[key] = f"{reference} -> {resolved.source}: {resolved.location}"
+        except MintError as error:
+            report.problems.append(f"{key}: {error}")
+    for stage in all_stages():
+        if stage.enabled(recipe):
+            report.problems.extend(f"stage {stage.name}: {problem}" for problem in stage.check(recipe))
+    return report

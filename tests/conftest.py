@@ -1,0 +1,42 @@
+"""Shared fixtures: the shared data folder, embedded models, and a quiet, bounded torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _shared_data_dir() -> Path:
+    return Path(os.environ.get("MINT_DISTILL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The research data beside the repository; tests that need it skip when it is absent."""
+    folder = _shared_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"shared data not found at {folder} (set MINT_DISTILL_DATA_DIR)")
+    return folder
+
+
+def embedded_or_skip(name: str) -> str:
+    """The `embedded:<name>` reference, or skip the test when that model is not pulled."""
+    from mint_distill.models.cache import is_pulled
+
+    if not is_pulled(name):
+        pytest.skip(f"embedded model {name} is not pulled (run `mint-distill models pull {name}`)")
+    return f"embedded:{name}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _bounded_torch():
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
