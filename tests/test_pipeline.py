@@ -1,0 +1,251 @@
+"""Stage runner: skip when fresh, rerun what a change affects, resume, lock, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import textwrap
+import time
+
+import pytest
+
+from mint_distill.errors import MintError, RunLockedError
+from mint_distill.io import JsonlAppender, atomic_path, read_jsonl, write_json_atomic
+from mint_distill.pipeline import run_pipeline, stage_states
+from mint_distill.pipeline.registry import StageRegistry
+from mint_distill.recipe import load_recipe
+
+
+class Calls:
+    """Counts how often each stage body ran."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def hit(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def make_stages(calls: Calls, interrupt_after: dict | None = None):
+    """Three real stages: words -> counts -> total, each writing files the next one reads."""
+    registry = StageRegistry()
+
+    @registry.register("words", summary="write words", config_keys=("data.selection.min_liked",))
+    def words(ctx):
+        calls.hit("words")
+        n = ctx.recipe.data.selection.min_liked
+        write_json_atomic(ctx.dir / "words.json", [f"w{i}" for i in range(n)])
+        return {"words": n}
+
+    @registry.register("lengths", summary="incremental", config_keys=("filter.keep_fraction",), after=("words",))
+    def lengths(ctx):
+        calls.hit("lengths")
+        words = json.loads((ctx.upstream("words") / "words.json").read_text())
+        done = {r["word"] for r in read_jsonl(ctx.dir / "lengths.jsonl")} if ctx.resuming else set()
+        with JsonlAppender(ctx.dir / "lengths.jsonl") as out:
+            for index, word in enumerate(words):
+                if word in done:
+                    continue
+                if interrupt_after is not None and index == interrupt_after.get("index"):
+                    interrupt_after.pop("index")
+                    raise KeyboardInterrupt
+                out.write_batch([{"word": word, "length": len(word) * ctx.recipe.filter.keep_fraction}])
+        return {"written": len(words) - len(done)}
+
+    @registry.register("total", summary="sum", config_keys=("teacher.generation.seed",), after=("lengths",))
+    def total(ctx):
+        calls.hit("total")
+        rows = list(read_jsonl(ctx.upstream("lengths") / "lengths.jsonl"))
+        write_json_atomic(ctx.dir / "total.json", sum(r["length"] for r in rows))
+        return {"rows": len(rows)}
+
+    return registry.ordered()
+
+
+@pytest.fixture()
+def recipe_file(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            name: toy
+            run_dir: {tmp_path / 'runs'}
+            data:
+              source: {{format: yelp_academic, path: x}}
+              selection: {{min_liked: 4}}
+            """
+        )
+    )
+    return path
+
+
+def test_second_run_skips_everything(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls)
+    first = run_pipeline(load_recipe(recipe_file), stages=stages)
+    assert first.ran == ["words", "lengths", "total"]
+    second = run_pipeline(load_recipe(recipe_file), stages=stages)
+    assert second.ran == [] and second.skipped == ["words", "lengths", "total"]
+    assert calls.counts == {"words": 1, "lengths": 1, "total": 1}
+    manifest = json.loads((first.run_root / "lengths" / "manifest.json").read_text())
+    assert manifest["summary"] == {"written": 4}
+    assert manifest["upstream"]["words"] == json.loads((first.run_root / "words" / "manifest.json").read_text())["output_hash"]
+    assert "torch" in manifest["versions"]
+
+
+def test_changed_key_reruns_that_stage_and_later_only(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls)
+    run_pipeline(load_recipe(recipe_file), stages=stages)
+    result = run_pipeline(load_recipe(recipe_file, ["filter.keep_fraction=0.25"]), stages=stages)
+    assert result.ran == ["lengths", "total"] and result.skipped == ["words"]
+    assert json.loads((result.run_root / "total" / "total.json").read_text()) == pytest.approx(4 * 2 * 0.25)
+
+
+def test_key_read_only_by_last_stage_reruns_only_it(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls)
+    run_pipeline(load_recipe(recipe_file), stages=stages)
+    result = run_pipeline(load_recipe(recipe_file, ["teacher.generation.seed=5"]), stages=stages)
+    assert result.ran == ["total"]
+
+
+def test_force_from_and_until(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls)
+    recipe = load_recipe(recipe_file)
+    assert run_pipeline(recipe, stages=stages, until="lengths").ran == ["words", "lengths"]
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh", "fresh", "missing"]
+    # words reruns with identical output, so lengths stays fresh; total was never run
+    assert run_pipeline(recipe, stages=stages, force=("words",)).ran == ["words", "total"]
+    assert run_pipeline(recipe, stages=stages, from_stage="lengths").ran == ["lengths", "total"]
+    with pytest.raises(MintError, match="unknown or disabled stage `nope`"):
+        run_pipeline(recipe, stages=stages, force=("nope",))
+
+
+def test_from_requires_earlier_stages_to_have_run(recipe_file):
+    stages = make_stages(Calls())
+    with pytest.raises(MintError, match="earlier stage `words` has not finished"):
+        run_pipeline(load_recipe(recipe_file), stages=stages, from_stage="lengths")
+
+
+def test_interrupted_stage_resumes_without_duplicates(recipe_file):
+    calls = Calls()
+    interrupt = {"index": 2}
+    stages = make_stages(calls, interrupt_after=interrupt)
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe, stages=stages)
+    run_root = recipe_file.parent / "runs" / "toy"
+    assert not (run_root / "lengths" / "manifest.json").exists()
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh", "partial", "missing"]
+    assert len(list(read_jsonl(run_root / "lengths" / "lengths.jsonl"))) == 2
+
+    result = run_pipeline(recipe, stages=stages)
+    assert result.ran == ["lengths", "total"]
+    assert result.summaries["lengths"] == {"written": 2}  # only the rest
+    words = [r["word"] for r in read_jsonl(run_root / "lengths" / "lengths.jsonl")]
+    assert words == ["w0", "w1", "w2", "w3"]
+
+
+def test_partial_stage_with_changed_config_starts_over(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls, interrupt_after={"index": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(load_recipe(recipe_file), stages=stages)
+    result = run_pipeline(load_recipe(recipe_file, ["filter.keep_fraction=0.2"]), stages=stages)
+    assert result.summaries["lengths"] == {"written": 4}
+
+
+def _hold_lock(run_root, ready, release):
+    from mint_distill.pipeline.runner import _RunLock
+
+    run_root.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_root):
+        ready.set()
+        release.wait(20)
+
+
+def test_second_run_on_locked_folder_refuses(recipe_file):
+    run_root = recipe_file.parent / "runs" / "toy"
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(run_root, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(RunLockedError, match=rf"in use by pid {holder.pid}"):
+            run_pipeline(load_recipe(recipe_file), stages=make_stages(Calls()))
+    finally:
+        release.set()
+        holder.join(30)
+    assert run_pipeline(load_recipe(recipe_file), stages=make_stages(Calls())).ran
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(target, {"old": True})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"new": tru')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_appender_drops_torn_tail(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    with JsonlAppender(path) as out:
+        out.write_batch([{"i": 0}, {"i": 1}])
+    with open(path, "a") as handle:
+        handle.write('{"i": 2, "torn')
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1]
+    with JsonlAppender(path) as out:
+        out.write_batch([{"i": 2}])
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1, 2]
+
+
+def test_sigterm_interrupts_and_resume_works(recipe_file, tmp_path):
+    """A real `mint-distill`-like process killed with SIGTERM mid-stage resumes on the next run."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "slow.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            from mint_distill.io import JsonlAppender, read_jsonl
+            from mint_distill.pipeline import run_pipeline
+            from mint_distill.pipeline.registry import StageRegistry
+            from mint_distill.recipe import load_recipe
+            registry = StageRegistry()
+
+            @registry.register("slow", summary="slow", config_keys=())
+            def slow(ctx):
+                done = len(list(read_jsonl(ctx.dir / "rows.jsonl"))) if ctx.resuming else 0
+                with JsonlAppender(ctx.dir / "rows.jsonl") as out:
+                    for i in range(done, 6):
+                        out.write_batch([{{"i": i}}])
+                        print("row", i, flush=True)
+                        time.sleep(float(sys.argv[1]))
+                return {{"from": done}}
+
+            try:
+                run_pipeline(load_recipe({str(recipe_file)!r}), stages=registry.ordered())
+            except KeyboardInterrupt:
+                sys.exit(130)
+            """
+        )
+    )
+    process = subprocess.Popen([sys.executable, str(script), "5"], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("row 0")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 130
+    finished = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    rows = [r["i"] for r in read_jsonl(recipe_file.parent / "runs" / "toy" / "slow" / "rows.jsonl")]
+    assert rows == list(range(6))
+    manifest = json.loads((recipe_file.parent / "runs" / "toy" / "slow" / "manifest.json").read_text())
+    assert manifest["summary"] == {"from": 1}

@@ -1,0 +1,140 @@
+"""Recipe loading: strict keys, types, extends, env defaults, overrides."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mint_distill.errors import RecipeError
+from mint_distill.recipe import load_recipe
+
+BASE = """
+name: base
+data:
+  source: {format: yelp_academic, path: yelp}
+teacher:
+  tuning:
+    lora: {r: 16, alpha: 32}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_recipe_fills_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, "r.yaml", BASE))
+    assert recipe.name == "base"
+    assert recipe.teacher.tuning.lora.r == 16
+    assert recipe.filter.keep_fraction == 0.5
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE.replace("alpha: 32", "alpah: 32"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+    assert "teacher.tuning.lora.alpah" in message
+    assert "Did you mean `alpha`?" in message
+    assert "dropout" in message  # lists the allowed keys
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "filtr: {method: none}\n")
+    with pytest.raises(RecipeError, match=r"unknown key `filtr`.*Did you mean `filter`"):
+        load_recipe(path)
+
+
+def test_wrong_type_names_path_expected_and_value(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE.replace("r: 16", "r: sixteen"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+    assert "teacher.tuning.lora.r" in message and "integer" in message and "'sixteen'" in message
+
+
+def test_wrong_enum_lists_allowed_values(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "filter: {method: likelyhood}\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert "filter.method" in str(caught.value) and "'random'" in str(caught.value)
+
+
+def test_missing_required_key(tmp_path):
+    path = write(tmp_path, "r.yaml", "name: x\n")
+    with pytest.raises(RecipeError, match=r"`data` is required"):
+        load_recipe(path)
+
+
+def test_overrides_are_type_checked_and_applied(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    recipe = load_recipe(path, ["teacher.tuning.lora.r=8", "filter.keep_fraction=0.3", "name=other"])
+    assert recipe.teacher.tuning.lora.r == 8
+    assert recipe.filter.keep_fraction == 0.3
+    assert recipe.name == "other"
+    with pytest.raises(RecipeError, match=r"override `teacher.tuning.lora.rr=8`.*Did you mean `r`"):
+        load_recipe(path, ["teacher.tuning.lora.rr=8"])
+    with pytest.raises(RecipeError, match=r"filter.keep_fraction"):
+        load_recipe(path, ["filter.keep_fraction=1.5"])
+    with pytest.raises(RecipeError, match=r"must look like key.path=value"):
+        load_recipe(path, ["teacher.tuning.lora.r"])
+    with pytest.raises(RecipeError, match=r"`filter.keep_fraction` is a plain value"):
+        load_recipe(path, ["filter.keep_fraction.x=1"])
+
+
+def test_override_into_list_item(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  rankers: [{name: b, kind: bm25}]\n")
+    recipe = load_recipe(path, ["evaluation.rankers.0.top_k=7"])
+    assert recipe.evaluation.rankers[0].top_k == 7
+    with pytest.raises(RecipeError, match="list index below 1"):
+        load_recipe(path, ["evaluation.rankers.3.top_k=7"])
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    write(tmp_path, "base.yaml", BASE + "data:\n  source: {format: yelp_academic, path: yelp}\n  selection: {min_liked: 3, category_blocklist: [Bars]}\n")
+    child = write(
+        tmp_path,
+        "child.yaml",
+        """
+        extends: base.yaml
+        name: child
+        data:
+          selection: {category_blocklist: [Hotels]}
+        """,
+    )
+    recipe = load_recipe(child)
+    assert recipe.name == "child"
+    assert recipe.data.selection.min_liked == 3  # inherited
+    assert recipe.data.selection.category_blocklist == ["Hotels"]  # replaced
+    assert recipe.teacher.tuning.lora.alpha == 32
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path, "a.yaml", "extends: b.yaml\nname: a\n")
+    write(tmp_path, "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_env_default_and_value(tmp_path, monkeypatch):
+    path = write(tmp_path, "r.yaml", BASE + "run_dir: ${MINT_TEST_RUNS:-fallback}\n")
+    monkeypatch.delenv("MINT_TEST_RUNS", raising=False)
+    assert load_recipe(path).run_dir == "fallback"
+    monkeypatch.setenv("MINT_TEST_RUNS", "/tmp/elsewhere")
+    assert load_recipe(path).run_dir == "/tmp/elsewhere"
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "bad.yaml", "name: [unclosed\n"))
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("recipe", sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml")))
+def test_shipped_recipes_validate(recipe):
+    assert load_recipe(recipe).name
