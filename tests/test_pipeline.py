@@ -249,3 +249,19 @@ def test_sigterm_interrupts_and_resume_works(recipe_file, tmp_path):
     assert rows == list(range(6))
     manifest = json.loads((recipe_file.parent / "runs" / "toy" / "slow" / "manifest.json").read_text())
     assert manifest["summary"] == {"from": 1}
+
+
+def test_sibling_run_reuses_stages_with_the_same_fingerprint(recipe_file):
+    calls = Calls()
+    stages = make_stages(calls)
+    run_pipeline(load_recipe(recipe_file), stages=stages)
+    sibling = run_pipeline(load_recipe(recipe_file, ["name=variant", "teacher.generation.seed=7"]), stages=stages)
+    assert sibling.reused == ["words", "lengths"] and sibling.ran == ["total"]
+    assert calls.counts == {"words": 1, "lengths": 1, "total": 2}
+    reused = json.loads((sibling.run_root / "lengths" / "manifest.json").read_text())
+    assert reused["reused_from"].endswith("toy/lengths")
+    assert (sibling.run_root / "lengths" / "lengths.jsonl").read_text().count("\n") == 4
+    # the copy is a fresh stage of the sibling run from now on
+    assert run_pipeline(load_recipe(recipe_file, ["name=variant", "teacher.generation.seed=7"]), stages=stages).ran == []
+    isolated = run_pipeline(load_recipe(recipe_file, ["name=isolated", "reuse_stages=false"]), stages=stages)
+    assert isolated.ran == ["words", "lengths", "total"]

@@ -65,6 +65,7 @@ class StageState:
 class RunResult:
     run_root: Path
     ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -154,9 +155,50 @@ def run_pipeline(
                 log.info("stage %-18s fresh, skipped", stage.name)
                 result.skipped.append(stage.name)
                 continue
+            reused = None if forced or not recipe.reuse_stages else _reuse_from_sibling(stage, state, run_root)
+            if reused is not None:
+                result.summaries[stage.name] = reused
+                result.reused.append(stage.name)
+                continue
             result.summaries[stage.name] = _run_stage(stage, state, recipe, run_root, quiet, forced)
             result.ran.append(stage.name)
     return result
+
+
+def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict | None:
+    """Copy a finished stage with the same fingerprint from another run under the same run_dir.
+
+    Recipes that differ only in later stages (ablations, students, keep rules) then share their
+    data, teacher and generation outputs instead of recomputing them. Files are hard-linked
+    where possible; stages never modify finished outputs in place (reruns start from an empty
+    folder), so the link is safe. Scratch files (dot-files) are not copied.
+    """
+    for manifest_path in sorted(run_root.parent.glob(f"*/{stage.name}/{MANIFEST}")):
+        source = manifest_path.parent
+        if source.parent.resolve() == run_root.resolve():
+            continue
+        manifest = read_json(manifest_path)
+        if not matches(manifest, state.expected):
+            continue
+        target = run_root / stage.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target, ignore=_dot_files_and_manifest, copy_function=_link_or_copy)
+        write_json_atomic(target / MANIFEST, {**manifest, "reused_from": str(source)})
+        log.info("stage %-18s reused from %s", stage.name, source)
+        return manifest.get("summary", {})
+    return None
+
+
+def _dot_files_and_manifest(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name.startswith(".") or name == MANIFEST]
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, quiet: bool, forced: bool) -> dict:

@@ -17,6 +17,9 @@ class Recipe(Section):
     name: str = Field(description="run name: outputs go to <run_dir>/<name>/")
     description: str = ""
     run_dir: str = "runs"
+    reuse_stages: bool = Field(
+        True, description="copy a finished stage with the same fingerprint from another run under run_dir"
+    )
     seed: int = 13
     data: DataSection
     teacher: TeacherSection = TeacherSection()
