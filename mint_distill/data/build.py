@@ -1,0 +1,108 @@
+"""From a recipe's `data` section to the training data files and their statistics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from ..io import atomic_path, write_json_atomic, write_jsonl_atomic
+from ..recipe.sections.data import DataSection
+from .catalog import ItemCatalog, blocklist, is_blocked
+from .paths import data_dir
+from .reading import ReadReport
+from .records import Review
+from .selection import ReviewScan, Selection, scan_reviews, select_users
+from .sources import ReviewSource, open_source
+
+
+@dataclass
+class TrainingData:
+    """Everything the data stage produces, in memory."""
+
+    source: ReviewSource
+    catalog: ItemCatalog
+    scan: ReviewScan
+    selection: Selection
+    stats: dict
+
+
+def load_catalog(source: ReviewSource, report: ReadReport) -> ItemCatalog:
+    """The source's item metadata (empty when items are known only through their reviews)."""
+    catalog = ItemCatalog()
+    for item in source.iter_items(report):
+        catalog.add(item)
+    if source.has_item_metadata and not len(catalog):
+        files = ", ".join(str(p) for p in source.item_files())
+        raise DataError(f"no item could be read from {files}: {_why_nothing(report)}")
+    return catalog
+
+
+def prepare_training_data(
+    section: DataSection, review_sink: Callable[[Review], None] | None = None, fetch: bool = True
+) -> TrainingData:
+    """Read the source, select users and collect everything `write_training_data` writes.
+
+    `review_sink` receives every review of the selected users (the `reviews.jsonl` table).
+    """
+    source = open_source(section.source, data_dir(section.data_dir), fetch=fetch)
+    item_report, review_report = ReadReport(), ReadReport()
+    catalog = load_catalog(source, item_report)
+    scan = scan_reviews(source, catalog, section.item_text, section.selection, review_report)
+    if not scan.reviews:
+        files = ", ".join(str(p) for p in source.review_files())
+        raise DataError(f"no review could be read from {files}: {_why_nothing(review_report)}")
+    selection = select_users(source, scan, catalog, section.selection, review_sink)
+    blocked = blocklist(section.selection.category_blocklist)
+    stats = {
+        "source": {
+            "name": source.name,
+            "format": source.format,
+            "files": [str(p) for p in source.files()],
+            "notes": list(source.notes),
+            "item_metadata": item_report.as_dict() if source.has_item_metadata else None,
+            "review_files": review_report.as_dict(),
+            **scan.summary(),
+        },
+        "items": {
+            "catalog": len(catalog),
+            "duplicate_item_records": catalog.duplicates,
+            "blocklisted": sum(1 for item in catalog.items.values() if is_blocked(item, blocked)),
+            "with_review_sentences": sum(1 for sentences in catalog.snippets.values() if sentences),
+            "text_from": "metadata and review sentences"
+            if source.has_item_metadata
+            else "review sentences only (no item metadata)",
+        },
+        "selection": selection.stats,
+    }
+    stats["items"]["written"] = stats["items"]["catalog"] - stats["items"]["blocklisted"]
+    return TrainingData(source, catalog, scan, selection, stats)
+
+
+def _why_nothing(report: ReadReport) -> str:
+    parts = [f"{report.rows} rows read"]
+    if report.bad_rows:
+        parts.append(f"{report.bad_rows} malformed (first: {report.bad_row_examples[0]})")
+    for name, count in report.missing_fields.most_common():
+        parts.append(f"field `{name}` missing or empty in {count}")
+    return "; ".join(parts)
+
+
+def write_training_data(section: DataSection, out_dir: Path) -> dict:
+    """Write users.jsonl, items.jsonl, reviews.jsonl and stats.json into `out_dir`; return the stats."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "reviews.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as handle:
+
+        def sink(review: Review) -> None:
+            handle.write(json.dumps(review.as_record(), ensure_ascii=False) + "\n")
+
+        data = prepare_training_data(section, review_sink=sink)
+    write_jsonl_atomic(
+        out_dir / "users.jsonl", (user.record(data.catalog) for user in data.selection.users)
+    )
+    blocked = blocklist(section.selection.category_blocklist)
+    write_jsonl_atomic(out_dir / "items.jsonl", data.catalog.records(section.item_text, blocked))
+    write_json_atomic(out_dir / "stats.json", data.stats)
+    return data.stats
