@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 from .resolver import ResolvedModel, resolve_model
@@ -28,11 +29,12 @@ def quantization_config(quantization: Quantization):
 
 
 def _device_map(quantization: Quantization):
+    """bitsandbytes needs an explicit device: this process's GPU under a multi-process launch."""
     import torch
 
     if quantization == "none":
         return None
-    return {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    return {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else {"": "cpu"}
 
 
 def model_type_of(model: ResolvedModel, trust_remote_code: bool = False) -> Literal["causal", "seq2seq"]:

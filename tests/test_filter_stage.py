@@ -1,0 +1,213 @@
+"""The filter stage and `mint-distill filter`: records, summary, cache reuse, resume, bad data, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from fixtures.tiny_lm import save_tiny_llama
+
+from mint_distill.cli import cli
+from mint_distill.errors import DataError
+from mint_distill.filtering import KeepRule
+from mint_distill.filtering.stage import SCORE_CACHE, run_filter_stage
+from mint_distill.io import read_json, read_jsonl
+from mint_distill.recipe import load_recipe
+from mint_distill.scoring import LikelihoodScorer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+ITEMS = {
+    "b1": ("Neptune Oyster", "Neptune Oyster. Seafood. North End, Boston. The lobster roll is worth the wait."),
+    "b2": ("Jiffy Lube", "Jiffy Lube. Oil Change Stations. Boston. In and out in ten minutes."),
+    "b3": ("Wally's Cafe", "Wally's Cafe. Jazz & Blues, Bars. South End, Boston. Live jazz every night."),
+    "b4": ("Taqueria", "El Pelon Taqueria. Mexican. Fenway, Boston. Cheap fish tacos."),
+    "b5": ("Library", "Boston Public Library. Libraries. Back Bay, Boston. Quiet reading rooms."),
+}
+REQUESTS = [
+    ("u1#0", "u1", "train", "Looking for seafood and live jazz in Boston this weekend.", ["b1", "b3", "b5"]),
+    ("u2#0", "u2", "dev", "Cheap tacos near Fenway, and a quick oil change on the way.", ["b2", "b4"]),
+    ("u3#0", "u3", "train", "Something quiet to read in, then oysters.", ["b5", "b1", "b2", "b3", "b4"]),
+    ("u4#0", "u4", "train", "Anything fun.", []),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+def write_run(root: Path, model: Path, **filter_keys) -> Path:
+    """A recipe and the upstream outputs the filter reads, written by hand in the documented formats."""
+    keys = {"model": str(model), "batch_size": 2, **filter_keys}
+    root.mkdir(parents=True, exist_ok=True)
+    recipe = root / "recipe.yaml"
+    recipe.write_text(textwrap.dedent(f"""
+        name: toy
+        run_dir: {root / 'runs'}
+        data:
+          source: {{format: yelp_academic, path: x}}
+        filter: {json.dumps(keys)}
+    """))
+    (root / "runs/toy/data").mkdir(parents=True)
+    (root / "runs/toy/generate").mkdir(parents=True)
+    (root / "runs/toy/data/items.jsonl").write_text("".join(
+        json.dumps({"item_id": item_id, "name": name, "categories": [], "city": "Boston", "text": text}) + "\n"
+        for item_id, (name, text) in ITEMS.items()
+    ))
+    (root / "runs/toy/generate/requests.jsonl").write_text("".join(
+        json.dumps({"request_id": rid, "user_id": uid, "split": split, "request": text, "item_ids": ids,
+                    "sentences": [], "attempts": 1, "settings": {}}) + "\n"
+        for rid, uid, split, text, ids in REQUESTS
+    ))
+    return recipe
+
+
+def outputs(recipe: Path) -> tuple[list[dict], dict]:
+    folder = recipe.parent / "runs/toy/filter"
+    return list(read_jsonl(folder / "pairs.jsonl")), read_json(folder / "summary.json")
+
+
+def test_pairs_hold_every_shown_item_with_its_score_rank_and_decision(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    pairs, summary = outputs(recipe)
+
+    shown = [(rid, item_id) for rid, _, _, _, ids in REQUESTS for item_id in ids]
+    assert [(p["request_id"], p["item_id"]) for p in pairs] == shown
+    requests = {rid: (uid, split, text) for rid, uid, split, text, _ in REQUESTS}
+    independent = LikelihoodScorer(str(tiny_llama), batch_size=1).score(
+        [ITEMS[p["item_id"]][1] for p in pairs], [requests[p["request_id"]][2] for p in pairs]
+    )
+    rule = KeepRule(keep_fraction=0.5)
+    for rid, uid, split, _, ids in REQUESTS[:3]:
+        own = [p for p in pairs if p["request_id"] == rid]
+        assert all(p["user_id"] == uid and p["split"] == split for p in own)
+        assert sum(p["kept"] for p in own) == rule.keep_count(len(ids))
+        best_first = sorted(own, key=lambda p: p["rank"])
+        assert [p["score"] for p in best_first] == sorted((p["score"] for p in own), reverse=True)
+        assert all(p["kept"] == (p["rank"] <= rule.keep_count(len(ids))) for p in own)
+    assert [p["score"] for p in pairs] == pytest.approx(independent, abs=1e-4)
+
+    assert summary["pairs_in"] == 10 and summary["pairs_kept"] == 2 + 1 + 3
+    assert summary["requests"] == 4 and summary["requests_without_items"] == 1
+    assert summary["pairs_scored_now"] == 10 and summary["pairs_from_cache"] == 0
+    example = summary["examples"][0]
+    assert example["request_id"] == "u1#0" and example["request"] == REQUESTS[0][3]
+    assert len(example["kept"]) == 2 and len(example["dropped"]) == 1
+    assert example["kept"][0]["name"] in {name for name, _ in ITEMS.values()}
+    assert (recipe.parent / "runs/toy" / SCORE_CACHE).is_file()
+
+
+def test_a_new_keep_rule_reruns_the_stage_from_cached_scores(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    scores = [p["score"] for p in outputs(recipe)[0]]
+
+    result = run_filter_stage(load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True)
+    pairs, summary = outputs(recipe)
+    assert result.ran == ["filter"]
+    assert summary["pairs_scored_now"] == 0 and summary["pairs_from_cache"] == 10
+    assert [p["score"] for p in pairs] == scores
+    assert summary["pairs_kept"] == sum(KeepRule(keep_fraction=0.3, mint_compat=True).keep_count(n) for n in (3, 2, 5))
+
+    again = run_filter_stage(load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True)
+    assert again.skipped == ["filter"]
+
+
+@pytest.mark.parametrize("method", ["random", "none"])
+def test_random_and_none_never_load_a_model(tmp_path, method):
+    recipe = write_run(tmp_path, tmp_path / "no-such-model", method=method, seed=5)
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    pairs, summary = outputs(recipe)
+    assert all(p["score"] is None for p in pairs)
+    rule = KeepRule(method, keep_fraction=0.5, seed=5)
+    for rid, _, _, _, ids in REQUESTS:
+        decisions = rule.decide(rid, len(ids))
+        own = [p for p in pairs if p["request_id"] == rid]
+        assert [(p["rank"], p["kept"]) for p in own] == [(d.rank, d.kept) for d in decisions]
+    assert summary["pairs_kept"] == (10 if method == "none" else 6)
+    assert "pairs_scored_now" not in summary
+
+
+def test_an_interrupted_stage_resumes_from_the_scores_it_committed(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    calls = []
+
+    def interrupt_third_batch(module, args, output):
+        if type(module).__name__ == "LlamaForCausalLM":
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+
+    handle = torch.nn.modules.module.register_module_forward_hook(interrupt_third_batch)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_filter_stage(load_recipe(recipe), quiet=True)
+    finally:
+        handle.remove()
+    assert not (recipe.parent / "runs/toy/filter/pairs.jsonl").exists()
+
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    pairs, summary = outputs(recipe)
+    assert summary["pairs_from_cache"] == 4 and summary["pairs_scored_now"] == 6  # two batches of two were committed
+
+    fresh = write_run(tmp_path / "fresh", tiny_llama)
+    run_filter_stage(load_recipe(fresh), quiet=True)
+    assert outputs(fresh)[0] == pairs
+
+
+def test_bad_upstream_records_name_the_file_and_line(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    requests = recipe.parent / "runs/toy/generate/requests.jsonl"
+    lines = requests.read_text().splitlines(keepends=True)
+    requests.write_text(lines[0] + lines[1].replace('"b4"', '"b404"') + "".join(lines[2:]))
+    with pytest.raises(DataError, match=r"requests\.jsonl:2: item `b404` is not in .*items\.jsonl"):
+        run_filter_stage(load_recipe(recipe), quiet=True)
+    requests.write_text(lines[0] + "{not json\n")
+    with pytest.raises(DataError, match=r"requests\.jsonl:2: not valid JSON"):
+        run_filter_stage(load_recipe(recipe), quiet=True)
+    requests.write_text(lines[0] + lines[0])
+    with pytest.raises(DataError, match=r"requests\.jsonl:2: request_id `u1#0` repeats line 1"):
+        run_filter_stage(load_recipe(recipe), quiet=True)
+    (recipe.parent / "runs/toy/generate/requests.jsonl").unlink()
+    with pytest.raises(DataError, match=r"requests\.jsonl not found"):
+        run_filter_stage(load_recipe(recipe), quiet=True)
+
+
+def test_the_cli_runs_the_stage_and_reports_bad_data_with_exit_code_2(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    result = CliRunner().invoke(cli, ["--quiet", "filter", str(recipe), "filter.method=random"])
+    assert result.exit_code == 0, result.output
+    assert "kept 6 of 10 pairs from 4 requests (method random)" in result.output
+    result = CliRunner().invoke(cli, ["--quiet", "filter", str(recipe), "filter.method=random"])
+    assert "filter is fresh" in result.output
+    (recipe.parent / "runs/toy/data/items.jsonl").write_text("{}\n")
+    result = CliRunner().invoke(cli, ["--quiet", "filter", str(recipe), "filter.keep_fraction=0.2"])
+    assert result.exit_code == 2 and "items.jsonl:1: field `item_id`" in result.output
+    assert "Examples:" in CliRunner().invoke(cli, ["filter", "--help"]).output
+
+
+def test_two_processes_write_exactly_what_one_process_writes(tmp_path, tiny_llama):
+    single = write_run(tmp_path / "single", tiny_llama)
+    run_filter_stage(load_recipe(single), quiet=True)
+    double = write_run(tmp_path / "double", tiny_llama)
+    launcher = Path(sys.executable).parent / "accelerate"
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mint_distill", "filter", str(double)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, check=False, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "process 0 of 2 scored" in done.stderr and "process 1 of 2 scored" in done.stderr
+    _, summary = outputs(double)
+    assert summary["pairs_scored_now"] == 0 and summary["pairs_from_cache"] == 10
+    assert (double.parent / "runs/toy/filter/pairs.jsonl").read_bytes() == (
+        single.parent / "runs/toy/filter/pairs.jsonl"
+    ).read_bytes()
