@@ -87,7 +87,7 @@ def test_overrides_are_type_checked_and_applied(tmp_path):
 
 
 def test_override_into_list_item(tmp_path):
-    path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  rankers: [{name: b, kind: bm25}]\n")
+    path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  reference: b\n  rankers: [{name: b, kind: bm25}]\n")
     recipe = load_recipe(path, ["evaluation.rankers.0.top_k=7"])
     assert recipe.evaluation.rankers[0].top_k == 7
     with pytest.raises(RecipeError, match="list index below 1"):
@@ -136,5 +136,8 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("recipe", sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml")))
-def test_shipped_recipes_validate(recipe):
-    assert load_recipe(recipe).name
+def test_shipped_recipes_validate_and_round_trip(recipe):
+    from mint_distill.recipe import Recipe
+
+    loaded = load_recipe(recipe)
+    assert Recipe.model_validate(loaded.model_dump(mode="json")) == loaded

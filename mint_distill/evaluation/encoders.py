@@ -1,0 +1,73 @@
+"""Load the encoders evaluation compares, each with a fingerprint that identifies its weights.
+
+A reference is an `embedded:` model, a hub id, a SentenceTransformer / CrossEncoder folder, or
+a LoRA adapter folder trained on top of a sentence-transformers base named by the adapter's
+`base_model_name_or_path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelUnavailableError
+from ..models import resolve_model
+from ..models.resolver import ResolvedModel
+from .cache import folder_fingerprint
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def fingerprint(model: ResolvedModel) -> str:
+    """A digest identifying a resolved model's files (hub models: their weight files)."""
+    if model.source == "hub":
+        return hashlib.sha256(f"{model.reference}\0{model.weights_sha256()}".encode()).hexdigest()
+    return folder_fingerprint(model.location)
+
+
+def load_biencoder(reference: str, device: str | None = None) -> tuple[Any, str]:
+    """(SentenceTransformer, fingerprint) for a model reference or a LoRA adapter folder.
+
+    Adapter folders come in two layouts: a SentenceTransformer folder whose encoder is a PEFT
+    adapter (what sentence-transformers saves for a LoRA-wrapped model; it loads the base named
+    in `adapter_config.json` itself), or a bare PEFT adapter folder, merged here into its base
+    encoder. Either way the fingerprint covers the adapter and its base.
+    """
+    from ..models.loading import load_sentence_transformer
+
+    folder = Path(reference).expanduser()
+    if (folder / ADAPTER_CONFIG).is_file():
+        return _load_adapter(folder, device)
+    resolved = resolve_model(reference)
+    return load_sentence_transformer(resolved, device=device), fingerprint(resolved)
+
+
+def _load_adapter(folder: Path, device: str | None) -> tuple[Any, str]:
+    config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ModelUnavailableError(f"{folder / ADAPTER_CONFIG}: `base_model_name_or_path` is not set")
+    if (folder / "modules.json").is_file():
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(folder), device=device)
+        base_fingerprint = fingerprint(resolve_model(base))
+    else:
+        from peft import PeftModel
+
+        model, base_fingerprint = load_biencoder(base, device)
+        transformer = model[0]
+        transformer.model = PeftModel.from_pretrained(transformer.model, str(folder)).merge_and_unload()
+    digest = hashlib.sha256(f"{base_fingerprint}\0{folder_fingerprint(folder)}".encode()).hexdigest()
+    return model, digest
+
+
+def load_cross_encoder(reference: str, device: str | None = None) -> tuple[Any, str]:
+    """(CrossEncoder, fingerprint) for a CrossEncoder folder, `embedded:` model or hub id."""
+    from sentence_transformers import CrossEncoder
+
+    resolved = resolve_model(reference)
+    model = CrossEncoder(resolved.location, device=device)
+    return model, fingerprint(resolved)
