@@ -1,4 +1,4 @@
-"""`package`: the domain adapter bundle and compact export."""
+"""`package`: the domain adapter bundle (and, optionally, a compact ONNX export beside it)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,22 @@ from .base import Section
 
 
 class PackageSection(Section):
-    enabled: bool = True
-    domain: str = "poi"
-    bundle_dir: str | None = Field(None, description="where to write the bundle (default: the run folder)")
-    onnx: bool = False
-    int8: bool = True
+    enabled: bool | None = Field(
+        None,
+        description="null: package whenever the bi-encoder is LoRA-tuned (students.biencoder.finetune=lora); "
+        "true: require it; false: never",
+    )
+    domain: str = Field(
+        "poi", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="domain name of the bundle (its folder name)"
+    )
+    bundle_dir: str | None = Field(
+        None,
+        description="also install the finished bundle here, replacing what is there (the bundle is always "
+        "written to <run folder>/package/<domain>)",
+    )
+    include_crossencoder: bool = Field(
+        True, description="add the cross-encoder when the run trained it as a LoRA adapter"
+    )
+    license: str = Field("other", description="license field of the bundle's model card")
+    onnx: bool = Field(False, description="also export the merged encoder to ONNX in <run folder>/package/export")
+    int8: bool = Field(True, description="with onnx: add a dynamically quantized int8 ONNX model")

@@ -1,0 +1,115 @@
+"""The `package` stage: the run's LoRA student(s), its counts and figures, as an adapter bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import MintError
+from ..pipeline import StageContext, register_stage
+from ..pipeline.manifest import read_manifest
+from ..pipeline.registry import Stage
+from ..recipe import Recipe
+from .bundle import ComponentSource, copy_bundle, is_adapter_folder, write_bundle
+
+BIENCODER_STAGE, CROSSENCODER_STAGE, EVALUATE_STAGE = "train-biencoder", "train-crossencoder", "evaluate"
+# Stages whose summary counts describe the training data in the manifest and card.
+COUNTED_STAGES = ("data", "tune-teacher", "generate", "filter", BIENCODER_STAGE, CROSSENCODER_STAGE)
+
+
+def _enabled(recipe: Recipe) -> bool:
+    if not recipe.students.biencoder.enabled:
+        return False
+    if recipe.package.enabled is None:
+        return recipe.students.biencoder.finetune == "lora"
+    return recipe.package.enabled
+
+
+def _check(recipe: Recipe) -> list[str]:
+    if recipe.students.biencoder.finetune != "lora":
+        return [
+            "package.enabled is true but students.biencoder.finetune is `full`: a bundle holds a LoRA adapter; "
+            "set students.biencoder.finetune=lora (or package.enabled=false)"
+        ]
+    return []
+
+
+def run_package(ctx: StageContext) -> dict[str, Any]:
+    """Write the bundle to <run folder>/package/<domain> (and copy it to package.bundle_dir)."""
+    recipe, spec = ctx.recipe, ctx.recipe.package
+    biencoder = ctx.upstream(BIENCODER_STAGE) / "model"
+    if not is_adapter_folder(biencoder):
+        raise MintError(
+            f"{biencoder}: the trained bi-encoder is not a LoRA adapter; set students.biencoder.finetune=lora "
+            "and rerun from train-biencoder, or package.enabled=false"
+        )
+    crossencoder = _crossencoder_source(ctx)
+    target = ctx.dir / spec.domain
+    manifest = write_bundle(
+        target,
+        domain=spec.domain,
+        biencoder=ComponentSource(biencoder, recipe.students.biencoder.model),
+        crossencoder=crossencoder,
+        recipe=recipe.model_dump(mode="json"),
+        training_data=_stage_summaries(ctx.run_root),
+        evaluation=_evaluation(ctx),
+        description=recipe.description,
+        license=spec.license,
+    )
+    summary: dict[str, Any] = {
+        "bundle": str(target),
+        "components": sorted(manifest["components"]),
+        "files": len(manifest["files"]),
+        "bytes": sum(record["size"] for record in manifest["files"].values()),
+    }
+    if spec.onnx:
+        summary["export"] = _export(ctx, target)
+    if spec.bundle_dir:
+        summary["installed"] = str(copy_bundle(target, spec.bundle_dir))
+    ctx.log.info("bundle %s: %s, %.1f MB", spec.domain, ", ".join(summary["components"]), summary["bytes"] / 1e6)
+    return summary
+
+
+def _crossencoder_source(ctx: StageContext) -> ComponentSource | None:
+    recipe = ctx.recipe
+    folder = ctx.run_root / CROSSENCODER_STAGE / "model"
+    if not (recipe.package.include_crossencoder and recipe.students.crossencoder.enabled and folder.is_dir()):
+        return None
+    if not is_adapter_folder(folder):
+        ctx.log.info("the cross-encoder is fully fine-tuned, not a LoRA adapter; the bundle leaves it out")
+        return None
+    return ComponentSource(folder, recipe.students.crossencoder.model)
+
+
+def _stage_summaries(run_root: Path) -> dict[str, Any]:
+    summaries = {}
+    for name in COUNTED_STAGES:
+        manifest = read_manifest(run_root / name)
+        if manifest and manifest.get("summary"):
+            summaries[name] = manifest["summary"]
+    return summaries
+
+
+def _evaluation(ctx: StageContext) -> dict[str, Any]:
+    manifest = read_manifest(ctx.upstream(EVALUATE_STAGE))
+    return dict(manifest.get("summary") or {}) if manifest else {}
+
+
+def _export(ctx: StageContext, bundle: Path) -> dict[str, Any]:
+    from ..export import export_encoder
+
+    report = export_encoder(bundle, ctx.dir / "export", onnx=True, int8=ctx.recipe.package.int8)
+    for line in report.lines():
+        ctx.log.info(line)
+    return {"folder": str(report.folder), "parity": report.parity_summary()}
+
+
+STAGE_OPTIONS: dict[str, Any] = {
+    "summary": "domain adapter bundle: the LoRA student(s), manifest with hashes and figures, model card",
+    "config_keys": ("name", "description", "package", "students.biencoder.model", "students.crossencoder.model"),
+    "after": (BIENCODER_STAGE, EVALUATE_STAGE),
+    "enabled": _enabled,
+    "check": _check,
+}
+register_stage("package", **STAGE_OPTIONS)(run_package)
+PACKAGE_STAGE = Stage(name="package", run=run_package, **STAGE_OPTIONS)

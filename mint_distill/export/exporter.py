@@ -1,0 +1,192 @@
+"""`export_encoder`: merge LoRA into the base, write a plain sentence-transformers folder, ONNX
+and int8 ONNX beside it, and check every variant against the PyTorch model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..adapters.bundle import replace_folder
+from ..pipeline.manifest import library_versions
+from .onnx import (
+    FP32_FILE,
+    INT8_FILE,
+    OPSET,
+    export_onnx,
+    quantize_int8,
+    runtime_layout,
+    write_runtime_config,
+)
+from .parity import (
+    COSINE_GOAL_INT8,
+    NDCG_GOAL_RELATIVE,
+    Parity,
+    RankingParity,
+    cosine_parity,
+    ranking_parity,
+)
+from .samples import SAMPLE_TEXTS
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how closely each variant matches the PyTorch model."""
+
+    folder: Path
+    source: str
+    files: dict[str, int] = field(default_factory=dict)
+    parity: list[Parity] = field(default_factory=list)
+    ranking: RankingParity | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def parity_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {p.variant: round(p.min_cosine, 6) for p in self.parity}
+        if self.ranking is not None:
+            summary["ndcg5"] = {name: round(value, 4) for name, value in self.ranking.ndcg5.items()}
+        return summary
+
+    def lines(self) -> list[str]:
+        """Human-readable report: files, cosine parity per variant, NDCG@5 parity."""
+        out = [f"exported {self.source} -> {self.folder}"]
+        out += [f"  {name:<28} {size / 1e6:8.1f} MB" for name, size in self.files.items()]
+        out.append(
+            f"  parity with the PyTorch model on {self.parity[0].texts if self.parity else 0} sample texts "
+            "(cosine similarity):"
+        )
+        for p in self.parity:
+            goal = (
+                f"  (goal >= {COSINE_GOAL_INT8}: {'met' if p.min_cosine >= COSINE_GOAL_INT8 else 'NOT met'})"
+                if p.variant == "onnx-int8"
+                else ""
+            )
+            out.append(
+                f"    {p.variant:<12} min {p.min_cosine:.6f}  mean {p.mean_cosine:.6f}  "
+                f"max |diff| {p.max_abs_difference:.2e}{goal}"
+            )
+        if self.ranking is not None:
+            out.append(f"  NDCG@5 on {self.ranking.collection}, {self.ranking.requests} requests:")
+            for name, value in self.ranking.ndcg5.items():
+                if name == self.ranking.reference:
+                    out.append(f"    {name:<12} {value:.4f}")
+                    continue
+                relative = self.ranking.relative_difference(name)
+                met = "met" if abs(relative) <= NDCG_GOAL_RELATIVE else "NOT met"
+                out.append(
+                    f"    {name:<12} {value:.4f}  "
+                    f"({relative:+.2%} relative; goal within {NDCG_GOAL_RELATIVE:.0%}: {met})"
+                )
+        out += [f"  note: {note}" for note in self.notes]
+        return out
+
+
+def export_encoder(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    onnx: bool = True,
+    int8: bool = True,
+    base: str | None = None,
+    texts: list[str] | tuple[str, ...] = SAMPLE_TEXTS,
+    recipe=None,
+    opset: int = OPSET,
+) -> ExportReport:
+    """Export an encoder to `out`, replacing what is there once everything is written.
+
+    `source` is an adapter bundle, a LoRA adapter folder (students' output; its base from
+    `base` or the adapter config) or a plain model reference. Writes a merged
+    sentence-transformers folder; with `onnx`, `onnx/model.onnx` and `onnx_encoder.json` (the
+    torch-free runtime's config); with `int8` also `onnx/model_qint8.onnx`. Every variant is
+    compared with the PyTorch model on `texts`; with `recipe`, NDCG@5 on its test collection too.
+    """
+    from ..adapters.loading import load_encoder
+
+    out = Path(out)
+    model = load_encoder(source, base=base, device="cpu")
+    texts = list(texts)
+    reference = _encode(model, texts)
+    _merge_in_place(model)
+    report = ExportReport(folder=out, source=str(source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save(str(staging))
+        report.parity.append(cosine_parity("merged", reference, _encode(_reload(staging), texts)))
+        if onnx:
+            _write_onnx(model, staging, int8, opset, str(source))
+            report.parity += _onnx_parity(staging, reference, texts)
+        report.files = _sizes(staging)
+        replace_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if recipe is not None:
+        _add_ranking_parity(report, model, recipe, onnx, int8)
+    return report
+
+
+def _encode(model, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, convert_to_numpy=True, batch_size=16, show_progress_bar=False)
+
+
+def _merge_in_place(model) -> None:
+    from peft import PeftModel
+
+    transformer = model[0]
+    if isinstance(transformer.model, PeftModel):
+        transformer.model = transformer.model.merge_and_unload()
+
+
+def _reload(folder: Path):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(folder), device="cpu")
+
+
+def _write_onnx(model, folder: Path, int8: bool, opset: int, source: str) -> None:
+    layout = runtime_layout(model)
+    export_onnx(model, folder, opset)
+    models = {"fp32": FP32_FILE}
+    if int8:
+        quantize_int8(folder / FP32_FILE, folder / INT8_FILE)
+        models["int8"] = INT8_FILE
+    write_runtime_config(folder, layout, models, {"source": source, "opset": opset, "versions": _versions()})
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {**library_versions(), "onnxruntime": onnxruntime.__version__}
+
+
+def _onnx_parity(folder: Path, reference: np.ndarray, texts: list[str]) -> list[Parity]:
+    from .runtime import OnnxEncoder, read_runtime_config
+
+    return [
+        cosine_parity(f"onnx-{precision}", reference, OnnxEncoder(folder, precision).encode(texts))
+        for precision in read_runtime_config(folder)["models"]
+    ]
+
+
+def _sizes(folder: Path) -> dict[str, int]:
+    weights = ("model.safetensors", FP32_FILE, INT8_FILE)
+    return {name: (folder / name).stat().st_size for name in weights if (folder / name).is_file()}
+
+
+def _add_ranking_parity(report: ExportReport, model, recipe, onnx: bool, int8: bool) -> None:
+    from .runtime import OnnxEncoder
+
+    encoders = {"pytorch": lambda texts: _encode(model, texts)}
+    if onnx:
+        for precision in ("fp32", "int8") if int8 else ("fp32",):
+            encoder = OnnxEncoder(report.folder, precision)
+            encoders[f"onnx-{precision}"] = encoder.encode
+    result = ranking_parity(encoders, recipe, reference="pytorch")
+    if isinstance(result, str):
+        report.notes.append(result)
+    else:
+        report.ranking = result

@@ -1,0 +1,109 @@
+"""How close an exported encoder is to the PyTorch model it came from.
+
+Two checks: cosine similarity between the two models' embeddings of the same sample texts, and
+(when a test collection is at hand) the NDCG@5 each reaches on it, scored by the evaluation
+package exactly as the `evaluate` stage scores a dense ranker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Encode = Callable[[list[str]], np.ndarray]
+
+COSINE_GOAL_INT8 = 0.99
+NDCG_GOAL_RELATIVE = 0.01
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Agreement of one exported variant with the reference embeddings."""
+
+    variant: str
+    texts: int
+    min_cosine: float
+    mean_cosine: float
+    max_abs_difference: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cosine_parity(variant: str, reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    """Row-wise cosine similarity of two embedding matrices of the same texts."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"{variant}: embeddings of shape {candidate.shape}, expected {reference.shape}")
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    cosines = (reference * candidate).sum(axis=1) / np.maximum(norms, 1e-12)
+    return Parity(
+        variant=variant,
+        texts=len(reference),
+        min_cosine=float(cosines.min()),
+        mean_cosine=float(cosines.mean()),
+        max_abs_difference=float(np.abs(reference - candidate).max()),
+    )
+
+
+@dataclass(frozen=True)
+class RankingParity:
+    """NDCG@5 of each variant on the test collection, and the relative difference to the reference."""
+
+    collection: str
+    requests: int
+    ndcg5: dict[str, float]
+    reference: str
+
+    def relative_difference(self, variant: str) -> float:
+        base = self.ndcg5[self.reference]
+        return (self.ndcg5[variant] - base) / base if base else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "relative_difference": {
+                name: self.relative_difference(name) for name in self.ndcg5 if name != self.reference
+            },
+        }
+
+
+def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> RankingParity | str:
+    """NDCG@5 of each encoder on the recipe's test collection, or a message saying why it was skipped.
+
+    Each encoder ranks every request's candidate pool by similarity (embeddings normalised, so
+    cosine). Needs the data layer's `load_test_collection` and the evaluation package.
+    """
+    try:
+        from ..data import load_test_collection
+        from ..evaluation import evaluate_run, from_test_collection, mean
+    except ImportError as error:
+        return f"NDCG parity skipped: the evaluation package is not available ({error})"
+    from ..errors import MintError
+
+    try:
+        test = load_test_collection(recipe.data.test, Path(recipe.data.data_dir))
+        collection = from_test_collection(test, recipe.data.test.pool)
+    except MintError as error:
+        return f"NDCG parity skipped: the test collection cannot be loaded ({error})"
+    qids = collection.qids()
+    item_ids = sorted({item for qid in qids for item in collection.pool_of(qid)})
+    scores: dict[str, float] = {}
+    for name, encode in encoders.items():
+        requests = _unit(encode([collection.requests[qid] for qid in qids]))
+        items = dict(zip(item_ids, _unit(encode([collection.items[item] for item in item_ids])), strict=True))
+        run = {
+            qid: {item: float(requests[row] @ items[item]) for item in collection.pool_of(qid)}
+            for row, qid in enumerate(qids)
+        }
+        scores[name] = mean(evaluate_run(run, collection.qrels, ["NDCG@5"], qids=qids))["NDCG@5"]
+    return RankingParity(
+        collection=f"{collection.name} ({collection.pool} pool)", requests=len(qids), ndcg5=scores, reference=reference
+    )
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

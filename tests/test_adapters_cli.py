@@ -1,0 +1,68 @@
+"""`mint-distill adapters list | show | verify | import`."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_adapters_support import make_base_encoder, make_lora_encoder
+
+from mint_distill.adapters import ComponentSource, verify_bundle, write_bundle
+from mint_distill.cli import cli
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("adapters-cli")
+    base = make_base_encoder(root / "base")
+    trained = make_lora_encoder(base, root / "trained")
+    write_bundle(
+        root / "extra" / "toy",
+        domain="toy",
+        biencoder=ComponentSource(trained, str(base)),
+        evaluation={"means": {"biencoder-mint": {"NDCG@5": 0.4321}}},
+        training_data={"filter": {"kept": 7}},
+    )
+    return root / "extra"
+
+
+def _run(*arguments: str):
+    result = CliRunner().invoke(cli, list(arguments))
+    return result.exit_code, result.output
+
+
+def test_list_and_show(installed):
+    code, output = _run("adapters", "list", "--path", str(installed))
+    assert code == 0, output
+    assert "toy" in output and "0.4321" in output
+    code, output = _run("adapters", "show", "toy", "--path", str(installed))
+    assert code == 0, output
+    assert "LoRA r=4" in output and "filter: kept 7" in output and "NDCG@5 0.4321" in output
+    code, output = _run("adapters", "show", "nothing", "--path", str(installed))
+    assert code == 2 and "no adapter bundle `nothing`" in output
+
+
+def test_verify_names_a_tampered_file(installed, tmp_path):
+    code, output = _run("adapters", "verify", str(installed / "toy"))
+    assert code == 0 and "ok toy" in output
+    copy = tmp_path / "toy"
+    shutil.copytree(installed / "toy", copy)
+    (copy / "README.md").write_text("changed")
+    code, output = _run("adapters", "verify", str(copy))
+    assert code == 2 and "README.md: altered" in output
+
+
+def test_import_installs_a_verified_bundle(installed, tmp_path):
+    archive = tmp_path / "toy.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        bundle.add(installed / "toy", arcname="toy")
+    code, output = _run("adapters", "import", str(archive), "--to", str(tmp_path / "adapters"))
+    assert code == 0, output
+    assert verify_bundle(tmp_path / "adapters" / "toy") == []
+    code, output = _run("adapters", "verify", "toy", "--path", str(tmp_path / "adapters"))
+    assert code == 0 and "ok toy" in output
+    code, output = _run("adapters", "import", str(archive), "--to", str(tmp_path / "adapters"))
+    assert code == 2 and "already exists" in output

@@ -1,0 +1,245 @@
+"""The `package` stage and `adapt`, run through the real pipeline runner.
+
+The upstream stages here are small stand-ins that write real outputs (a tiny LoRA encoder, a
+metrics summary, a teacher "adapter" file) where the real stages would: the runner, the
+manifests, freshness and the package stage itself are the real ones.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from test_adapters_support import make_base_encoder, make_lora_encoder
+
+from mint_distill.adapters import load_bundle, read_manifest, verify_bundle
+from mint_distill.adapters.adapt import adapt, build_adapt_recipe, reuse_stage_output
+from mint_distill.adapters.stage import PACKAGE_STAGE
+from mint_distill.errors import RecipeError
+from mint_distill.pipeline import Stage, run_pipeline
+from mint_distill.pipeline.manifest import read_manifest as read_stage_manifest
+from mint_distill.recipe import Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+MEANS = {"bm25": {"NDCG@5": 0.31}, "biencoder-mint": {"NDCG@5": 0.44}}
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("encoders")
+    base = make_base_encoder(root / "base")
+    return {"base": base, "trained": make_lora_encoder(base, root / "trained")}
+
+
+def _stand_ins(encoders, calls: list[str]) -> list[Stage]:
+    def data(ctx):
+        calls.append("data")
+        (ctx.dir / "items.jsonl").write_text(f'{{"item_id": "1", "text": "{ctx.recipe.data.source.path}"}}\n')
+        return {"users": 12, "items": 30}
+
+    def tune_teacher(ctx):
+        calls.append("tune-teacher")
+        (ctx.dir / "adapter").mkdir()
+        (ctx.dir / "adapter" / "weights.txt").write_text(f"r={ctx.recipe.teacher.tuning.lora.r}")
+        return {"examples": 3}
+
+    def train(ctx):
+        calls.append("train-biencoder")
+        shutil.copytree(encoders["trained"], ctx.dir / "model")
+        return {"pairs": 60}
+
+    def evaluate(ctx):
+        calls.append("evaluate")
+        return {"requests": 3, "means": MEANS}
+
+    return [
+        Stage("data", data, "stand-in", ("data.source",)),
+        Stage("tune-teacher", tune_teacher, "stand-in", ("teacher",), after=("data",)),
+        Stage("train-biencoder", train, "stand-in", ("students.biencoder",), after=("data",)),
+        Stage("evaluate", evaluate, "stand-in", ("evaluation",)),
+        PACKAGE_STAGE,
+    ]
+
+
+def _recipe(tmp_path: Path, encoders, **package) -> Recipe:
+    return Recipe.model_validate(
+        {
+            "name": "toy",
+            "run_dir": str(tmp_path / "runs"),
+            "description": "A toy adapter run.",
+            "data": {
+                "source": {"format": "table", "path": "reviews.csv", "columns": {"user": "u", "item": "i", "text": "t"}}
+            },
+            "students": {
+                "biencoder": {"model": str(encoders["base"]), "finetune": "lora"},
+                "crossencoder": {"enabled": False},
+            },
+            "package": {"domain": "toy", **package},
+        }
+    )
+
+
+def test_package_stage_writes_a_verified_bundle_and_installs_it(tmp_path, encoders):
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)
+    recipe = _recipe(tmp_path, encoders, bundle_dir=str(tmp_path / "adapters" / "toy"))
+    result = run_pipeline(recipe, stages=stages, quiet=True)
+    assert "package" in result.ran
+    bundle = result.run_root / "package" / "toy"
+    assert verify_bundle(bundle) == [] and verify_bundle(tmp_path / "adapters" / "toy") == []
+    manifest = read_manifest(bundle)
+    assert manifest["evaluation"]["means"] == MEANS
+    assert manifest["training_data"]["train-biencoder"] == {"pairs": 60}
+    assert manifest["training_data"]["data"] == {"users": 12, "items": 30}
+    assert manifest["recipe"]["name"] == "toy" and manifest["description"] == "A toy adapter run."
+    assert "| biencoder-mint | 0.4400 |" in (bundle / "README.md").read_text()
+    summary = result.summaries["package"]
+    assert summary["components"] == ["biencoder"] and summary["installed"] == str(tmp_path / "adapters" / "toy")
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["quiet bar with jazz", "park hike"]
+    np.testing.assert_allclose(
+        load_bundle(tmp_path / "adapters" / "toy").encode(texts),
+        SentenceTransformer(str(encoders["trained"]), device="cpu").encode(texts),
+        atol=1e-6,
+    )
+    again = run_pipeline(recipe, stages=stages, quiet=True)
+    assert again.ran == [] and "package" in again.skipped
+
+
+def test_package_reruns_alone_when_its_keys_change(tmp_path, encoders):
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)
+    run_pipeline(_recipe(tmp_path, encoders), stages=stages, quiet=True)
+    calls.clear()
+    result = run_pipeline(_recipe(tmp_path, encoders, license="apache-2.0"), stages=stages, quiet=True)
+    assert result.ran == ["package"] and calls == []
+    assert "license: apache-2.0" in (result.run_root / "package" / "toy" / "README.md").read_text()
+
+
+def test_package_follows_the_finetune_mode(tmp_path, encoders):
+    full = _recipe(tmp_path, encoders).model_copy(deep=True)
+    full.students.biencoder.finetune = "full"
+    assert not PACKAGE_STAGE.enabled(full), "auto: no bundle for a fully fine-tuned student"
+    full.package.enabled = True
+    assert PACKAGE_STAGE.enabled(full) and "finetune=lora" in PACKAGE_STAGE.check(full)[0]
+
+
+def _spec_file(tmp_path: Path) -> Path:
+    (tmp_path / "reviews.csv").write_text("user,book,review,stars\nu1,b1,A gripping story.,5\n")
+    (tmp_path / "books.csv").write_text("book,title\nb1,The Book\n")
+    spec = {
+        "format": "table",
+        "path": "reviews.csv",
+        "columns": {"user": "user", "item": "book", "text": "review", "rating": "stars"},
+        "items": {"path": "books.csv", "item": "book", "name": "title"},
+    }
+    path = tmp_path / "books.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_adapt_recipe_from_a_source_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    recipe = build_adapt_recipe(
+        "books", _spec_file(tmp_path), base_model="embedded:all-minilm-l6-v2", overrides=["filter.keep_fraction=0.3"]
+    )
+    pointrec = Recipe.model_validate(yaml.safe_load((REPO / "recipes" / "pointrec.yaml").read_text()))
+    assert recipe.name == "adapt-books"
+    assert recipe.data.source.path == str(tmp_path / "reviews.csv")
+    assert recipe.data.source.items.path == str(tmp_path / "books.csv")
+    assert (
+        recipe.students.biencoder.finetune == "lora" and recipe.students.biencoder.model == "embedded:all-minilm-l6-v2"
+    )
+    assert recipe.students.crossencoder.enabled is False
+    assert recipe.package.domain == "books" and recipe.package.bundle_dir == "adapters/books"
+    assert recipe.filter.keep_fraction == 0.3
+    assert recipe.teacher == pointrec.teacher and recipe.data.test == pointrec.data.test
+
+
+def test_adapt_recipe_from_a_recipe_keeps_its_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = _spec_file(tmp_path)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(REPO / "recipes" / "pointrec.yaml"),
+                "name": "mine",
+                "data": {
+                    "source": yaml.safe_load(spec.read_text()) | {"path": str(tmp_path / "reviews.csv"), "items": None}
+                },
+                "teacher": {"generation": {"max_new_tokens": 99}},
+            }
+        )
+    )
+    recipe = build_adapt_recipe("mine", mine, out=tmp_path / "out")
+    assert recipe.teacher.generation.max_new_tokens == 99 and recipe.package.bundle_dir == str(tmp_path / "out")
+    assert recipe.name == "adapt-mine" and recipe.students.biencoder.finetune == "lora"
+
+
+def test_adapt_recipe_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("format: table\npath: x.csv\n")
+    with pytest.raises(RecipeError, match=r"bad\.yaml.*\n.*columns"):
+        build_adapt_recipe("x", bad)
+    neither = tmp_path / "neither.yaml"
+    neither.write_text("hello: world\n")
+    with pytest.raises(RecipeError, match="neither a source spec"):
+        build_adapt_recipe("x", neither)
+    with pytest.raises(Exception, match="domain"):
+        build_adapt_recipe("Not A Domain", _spec_file(tmp_path))
+
+
+def test_adapt_dry_run_prints_the_recipe(tmp_path, monkeypatch):
+    from mint_distill.cli import cli
+
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(cli, ["adapt", "--domain", "books", "--data", str(_spec_file(tmp_path)), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["package"]["domain"] == "books" and printed["students"]["biencoder"]["finetune"] == "lora"
+
+
+def test_teacher_is_reused_only_when_it_fits(tmp_path, encoders):
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)[:2]
+    first = _recipe(tmp_path, encoders)
+    run_pipeline(first, stages=stages, quiet=True)
+    other = Recipe.model_validate(first.model_dump(mode="json", exclude_unset=True) | {"name": "other"})
+    other.data.source.path = "other.csv"
+    run_pipeline(other, stages=stages, until="data", quiet=True)
+    calls.clear()
+    source = reuse_stage_output(other, stages[1], [tmp_path / "runs" / "toy"])
+    assert source == tmp_path / "runs" / "toy" / "tune-teacher"
+    result = run_pipeline(other, stages=stages, quiet=True)
+    assert calls == [] and result.skipped == ["data", "tune-teacher"]
+    copied = read_stage_manifest(tmp_path / "runs" / "other" / "tune-teacher")
+    assert copied["reused_from"] == str(source)
+    changed = Recipe.model_validate(other.model_dump(mode="json", exclude_unset=True) | {"name": "changed"})
+    changed.teacher.tuning.lora.r = 4
+    run_pipeline(changed, stages=stages, until="data", quiet=True)
+    assert reuse_stage_output(changed, stages[1], [tmp_path / "runs" / "toy"]) is None
+
+
+def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoders):
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)
+    donor = _recipe(tmp_path, encoders)
+    run_pipeline(donor, stages=stages[:2], quiet=True)
+    recipe = Recipe.model_validate(
+        donor.model_dump(mode="json", exclude_unset=True)
+        | {"name": "adapt-toy", "package": {"domain": "toy", "bundle_dir": str(tmp_path / "adapters" / "toy")}}
+    )
+    recipe.data.source.path = "new-catalog.csv"
+    calls.clear()
+    result = adapt(recipe, stages=stages, quiet=True)
+    assert calls == ["data", "train-biencoder"], "teacher reused, evaluation skipped"
+    assert result.reused_teacher == tmp_path / "runs" / "toy" / "tune-teacher"
+    assert result.bundle == tmp_path / "adapters" / "toy" and verify_bundle(result.bundle) == []
+    assert read_manifest(result.bundle)["evaluation"] == {}

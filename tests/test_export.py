@@ -1,0 +1,169 @@
+"""Export: merged folder, ONNX fp32 and int8, parity with the PyTorch model, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_adapters_support import WORDS, make_base_encoder, make_lora_encoder
+
+from mint_distill.adapters import ComponentSource, write_bundle
+from mint_distill.export import OnnxEncoder, export_encoder
+from mint_distill.export.onnx import ExportError, runtime_layout
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+# Lengths from 1 to ~150 words (past max_seq_length 64, so truncation is exercised).
+TEXTS = [
+    " ".join(WORDS[i % len(WORDS)] for i in range(start, start + length))
+    for start, length in ((0, 1), (3, 7), (10, 30), (5, 150))
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    base = make_base_encoder(root / "base")
+    trained = make_lora_encoder(base, root / "trained")
+    report = export_encoder(trained, root / "out", base=str(base))
+    return {"root": root, "base": base, "trained": trained, "out": root / "out", "report": report}
+
+
+def _reference(exported) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    # Independent of the exporter: sentence-transformers loads the LoRA folder itself.
+    return SentenceTransformer(str(exported["trained"]), device="cpu").encode(TEXTS)
+
+
+def test_export_writes_plain_folder_and_onnx(exported):
+    out = exported["out"]
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {
+        "model.safetensors",
+        "modules.json",
+        "onnx/model.onnx",
+        "onnx/model_qint8.onnx",
+        "onnx_encoder.json",
+    } <= names
+    assert "adapter_config.json" not in names, "the LoRA is merged: a plain sentence-transformers folder"
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx", "model_qint8.onnx"], "no scratch files"
+    config = json.loads((out / "onnx_encoder.json").read_text())
+    assert config["pooling"] == "mean" and config["normalize"] is True and config["max_seq_length"] == 64
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".out")] == [], "no staging folder left"
+
+
+def test_merged_and_onnx_match_the_pytorch_model(exported):
+    from sentence_transformers import SentenceTransformer
+
+    expected = _reference(exported)
+    merged = SentenceTransformer(str(exported["out"]), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(merged, expected, atol=1e-5)
+    fp32 = OnnxEncoder(exported["out"], "fp32")
+    np.testing.assert_allclose(fp32.encode(TEXTS), expected, atol=1e-5)
+    # One text at a time (other batch shapes than at export) gives the same rows.
+    np.testing.assert_allclose(np.concatenate([fp32.encode([t]) for t in TEXTS]), expected, atol=1e-5)
+    int8 = OnnxEncoder(exported["out"], "int8").encode(TEXTS)
+    cosines = (int8 * expected).sum(axis=1) / (np.linalg.norm(int8, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosines.min() >= 0.99
+
+
+def test_report_states_parity_for_every_variant(exported):
+    report = exported["report"]
+    by_variant = {p.variant: p for p in report.parity}
+    assert set(by_variant) == {"merged", "onnx-fp32", "onnx-int8"}
+    assert by_variant["merged"].min_cosine > 0.99999 and by_variant["onnx-fp32"].min_cosine > 0.99999
+    assert 0.99 <= by_variant["onnx-int8"].min_cosine < 1.0
+    text = "\n".join(report.lines())
+    assert "onnx-int8" in text and "goal >= 0.99: met" in text
+
+
+def test_export_from_a_bundle_equals_export_from_the_folder(exported, tmp_path):
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, domain="toy", biencoder=ComponentSource(exported["trained"], str(exported["base"])))
+    export_encoder(bundle, tmp_path / "from-bundle", int8=False)
+    from_bundle = OnnxEncoder(tmp_path / "from-bundle", "fp32").encode(TEXTS)
+    np.testing.assert_allclose(from_bundle, OnnxEncoder(exported["out"], "fp32").encode(TEXTS), atol=1e-6)
+    assert not (tmp_path / "from-bundle" / "onnx" / "model_qint8.onnx").exists()
+    with pytest.raises(Exception, match="no int8 model"):
+        OnnxEncoder(tmp_path / "from-bundle", "int8")
+
+
+def test_unsupported_module_stack_is_refused(exported):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    model = SentenceTransformer(str(exported["base"]), device="cpu")
+    model.append(Dense(32, 8))
+    with pytest.raises(ExportError, match="Transformer \\+ Pooling"):
+        runtime_layout(model)
+
+
+def _ndcg5(ranked: list[str], judged: dict[str, int]) -> float:
+    gains = [judged.get(item, 0) for item in ranked[:5]]
+    ideal = sorted(judged.values(), reverse=True)[:5]
+    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+    best = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / best if best else 0.0
+
+
+def test_ndcg_parity_on_a_test_collection(exported, tmp_path):
+    from mint_distill.data import load_test_collection
+    from mint_distill.recipe import Recipe
+    from mint_distill.recipe.sections.data import TestCollectionSpec
+
+    recipe = Recipe.model_validate(
+        {
+            "name": "toy",
+            "data": {
+                "data_dir": str(FIXTURES),
+                "source": {"format": "yelp_academic", "path": "yelp_academic"},
+                "test": {"path": "pointrec", "download": False},
+            },
+        }
+    )
+    report = export_encoder(exported["trained"], tmp_path / "out", base=str(exported["base"]), recipe=recipe)
+    ranking = report.ranking
+    assert ranking is not None and set(ranking.ndcg5) == {"pytorch", "onnx-fp32", "onnx-int8"}
+    assert ranking.ndcg5["onnx-fp32"] == pytest.approx(ranking.ndcg5["pytorch"], abs=1e-9)
+    # NDCG@5 recomputed here from the model's own ranking of each judged pool.
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(exported["trained"]), device="cpu")
+    collection = load_test_collection(TestCollectionSpec(path="pointrec", download=False), FIXTURES)
+    values = []
+    for qid in collection.qids():
+        pool = [item for item in collection.pool(qid) if collection.item_text(item) is not None]
+        if not pool:  # a request none of whose judged POIs has a record scores 0 (trec_eval -c)
+            values.append(0.0)
+            continue
+        scores = (
+            model.encode([collection.item_text(i) for i in pool]) @ model.encode([collection.requests[qid].text])[0]
+        )
+        ranked = [pool[i] for i in np.argsort(-scores, kind="stable")]
+        values.append(_ndcg5(ranked, collection.evaluation_qrels(qid)))
+    assert ranking.ndcg5["pytorch"] == pytest.approx(sum(values) / len(values), abs=1e-6)
+    assert "NDCG@5 on" in "\n".join(report.lines())
+
+
+def test_export_cli_prints_parity(exported, tmp_path):
+    from mint_distill.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(exported["trained"]),
+            "--base",
+            str(exported["base"]),
+            "--out",
+            str(tmp_path / "cli"),
+            "--no-int8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "onnx-fp32" in result.output and "min 1.000000" in result.output
+    assert (tmp_path / "cli" / "onnx" / "model.onnx").is_file()
