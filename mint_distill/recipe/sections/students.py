@@ -4,50 +4,130 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import LoraSpec, Section
 
 
 class TrainingSpec(Section):
-    epochs: float = 1.0
-    learning_rate: float = 2e-5
-    batch_size: int = 16
-    gradient_accumulation: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    eval_every: int = 50
-    checkpoint_every: int = 50
-    early_stopping_patience: int | None = 3
-    max_train_pairs: int | None = None
-    seed: int = 0
+    """The training loop shared by both students (Accelerate underneath)."""
+
+    epochs: float = Field(
+        1.0, gt=0.0, description="passes over the training examples (fractions allowed)"
+    )
+    learning_rate: float = Field(2e-5, gt=0.0)
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="examples per forward pass summed over all processes (the in-batch negative pool); "
+        "must be divisible by the number of processes",
+    )
+    gradient_accumulation: int = Field(1, ge=1, description="forward passes per optimizer step")
+    warmup_ratio: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of steps with a linear learning-rate warmup"
+    )
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping norm")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, else fp16 on GPUs, none on the CPU"
+    )
+    eval_every: int = Field(
+        50, ge=0, description="optimizer steps between dev evaluations (0: only at start and end)"
+    )
+    checkpoint_every: int = Field(
+        50, ge=1, description="optimizer steps between resumable checkpoints"
+    )
+    early_stopping_patience: int | None = Field(
+        3,
+        ge=1,
+        description="stop after this many dev evaluations without improvement (null: never)",
+    )
+    select_by: Literal["mrr@10", "recall@10", "loss"] = Field(
+        "mrr@10", description="dev measure that picks the kept checkpoint"
+    )
+    max_train_pairs: int | None = Field(
+        None, ge=1, description="use at most this many training examples (seeded sample)"
+    )
+    seed: int | None = Field(None, description="null: the recipe's top-level seed")
+
+
+class HardNegativesSpec(Section):
+    """Negatives for the bi-encoder from a first-stage ranker, added to the in-batch ones."""
+
+    count: int = Field(
+        0, ge=0, description="hard negatives per training pair (0: in-batch negatives only)"
+    )
+    ranker: Literal["bm25"] = "bm25"
+    rank_start: int = Field(10, ge=0, description="first rank (0-based) negatives are drawn from")
+    rank_end: int = Field(100, ge=1, description="rank after the last one negatives are drawn from")
+
+    @model_validator(mode="after")
+    def _window(self) -> HardNegativesSpec:
+        if self.rank_end <= self.rank_start:
+            raise ValueError(
+                f"rank_end ({self.rank_end}) must be above rank_start ({self.rank_start})"
+            )
+        return self
 
 
 class BiEncoderSpec(Section):
     enabled: bool = True
     model: str = "embedded:all-mpnet-base-v2"
-    loss: Literal["mnrl", "triplet"] = "mnrl"
-    triplet_margin: float = 1.0
-    hard_negatives: int = Field(0, ge=0, description="first-stage hard negatives per pair (0: in-batch only)")
+    trust_remote_code: bool = False
+    loss: Literal["mnrl", "triplet"] = Field(
+        "mnrl",
+        description="mnrl: softmax over in-batch (and hard) negatives; triplet: euclidean margin loss",
+    )
+    mnrl_scale: float = Field(
+        20.0, gt=0.0, description="inverse temperature of the mnrl softmax over cosine scores"
+    )
+    triplet_margin: float = Field(
+        1.0, gt=0.0, description="margin of the triplet loss (euclidean distance)"
+    )
+    hard_negatives: HardNegativesSpec = HardNegativesSpec()
     finetune: Literal["full", "lora"] = "full"
-    lora: LoraSpec = LoraSpec(r=8, alpha=16, dropout=0.1, target_modules=["query", "key", "value", "dense"])
-    max_seq_length: int = 256
+    lora: LoraSpec = Field(
+        LoraSpec(r=8, alpha=16, dropout=0.1, target_modules="all-linear"),
+        description="used when finetune is lora; all-linear fits BERT (query/key/value) and MPNet (q/k/v) alike",
+    )
+    max_seq_length: int = Field(256, ge=8, description="tokens per request or item text")
+    dev_catalog: int | None = Field(
+        1000,
+        ge=1,
+        description="items ranked for dev metrics: the dev positives plus a fixed sample of the catalog (null: all)",
+    )
     training: TrainingSpec = TrainingSpec()
 
 
 class NegativesSpec(Section):
-    rank_start: int = Field(100, ge=0, description="paper: ranks 101-300 of the bi-encoder")
-    rank_end: int = 300
-    per_positive: int = 4
+    """Hard negatives for the cross-encoder, from the trained bi-encoder's ranking of the catalog."""
+
+    rank_start: int = Field(
+        100, ge=0, description="paper: ranks 101-300 of the bi-encoder (0-based 100..299)"
+    )
+    rank_end: int = Field(300, ge=1, description="rank after the last one negatives are drawn from")
+    per_positive: int = Field(4, ge=1, description="negatives per (request, positive item) pair")
+    encode_batch_size: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _window(self) -> NegativesSpec:
+        if self.rank_end <= self.rank_start:
+            raise ValueError(
+                f"rank_end ({self.rank_end}) must be above rank_start ({self.rank_start})"
+            )
+        return self
 
 
 class CrossEncoderSpec(Section):
     enabled: bool = True
     model: str = "embedded:all-mpnet-base-v2"
-    loss: Literal["listwise", "bce"] = "listwise"
-    max_length: int = 512
-    rerank_top_k: int = 200
+    trust_remote_code: bool = False
+    loss: Literal["listwise", "bce"] = Field(
+        "listwise",
+        description="listwise: softmax over 1 positive + negatives; bce: pointwise binary labels",
+    )
+    max_length: int = Field(512, ge=8, description="tokens per (request, item) input")
+    rerank_top_k: int = Field(200, ge=1, description="first-stage candidates reranked at inference")
     training: TrainingSpec = TrainingSpec(batch_size=4)
 
 

@@ -1,0 +1,248 @@
+"""CrEnc-Mint: a cross-encoder that reranks a first stage's candidates for a narrative request.
+
+Initialised from an encoder (e.g. all-mpnet-base-v2) with a new single-logit scoring head,
+trained listwise (softmax cross-entropy over 1 positive + mined negatives, the paper's setting)
+or pointwise (binary cross-entropy). The output is a `CrossEncoder(path)` folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..recipe.sections.students import CrossEncoderSpec
+from .biencoder import sample_examples
+from .card import base_model_identity
+from .data import NegativeGroup, StudentData, load_negatives, load_student_data
+from .dev_metrics import ranking_measures
+from .loop import LoopSettings, TrainerState, train_loop
+from .losses import listwise_loss, pointwise_bce_loss
+from .outputs import publish_student, summary_of, training_record
+
+log = logging.getLogger(__name__)
+
+
+def load_crossencoder(
+    reference: str,
+    *,
+    max_length: int = 512,
+    trust_remote_code: bool = False,
+    device: str | None = None,
+):
+    """A CrossEncoder with one output logit: a trained cross-encoder as it is, or an encoder
+    (sentence-transformers or plain transformers folder, hub id, `embedded:` model) with a new head."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from ..models import resolve_model
+
+    resolved = resolve_model(reference)
+    return CrossEncoder(
+        resolved.location,
+        num_labels=1,
+        max_length=max_length,
+        trust_remote_code=trust_remote_code,
+        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+    )
+
+
+def rerank(
+    model,
+    query: str,
+    candidates: Mapping[str, str] | Sequence[tuple[str, str]],
+    *,
+    top_k: int | None = None,
+    batch_size: int = 32,
+) -> list[tuple[str, float]]:
+    """(candidate id, score) best first, for `candidates` given as id -> text or (id, text) pairs.
+
+    Scores are the cross-encoder's raw logits (no sigmoid), so they are comparable across requests
+    only in order, not in scale.
+    """
+    import torch
+
+    pairs = list(candidates.items()) if isinstance(candidates, Mapping) else list(candidates)
+    if not pairs:
+        return []
+    scores = (
+        model.predict(
+            [(query, text) for _, text in pairs],
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        .float()
+        .cpu()
+        .tolist()
+    )
+    ranked = sorted(zip((identifier for identifier, _ in pairs), scores), key=lambda pair: -pair[1])
+    return ranked[:top_k] if top_k is not None else ranked
+
+
+def group_scores(flat, lengths: list[int]):
+    """Split a flat score vector into a (groups, longest) matrix padded with -inf, and its mask."""
+    import torch
+
+    width = max(lengths)
+    padded = flat.new_full((len(lengths), width), float("-inf"))
+    mask = torch.zeros((len(lengths), width), dtype=torch.bool, device=flat.device)
+    start = 0
+    for row, length in enumerate(lengths):
+        padded[row, :length] = flat[start : start + length]
+        mask[row, :length] = True
+        start += length
+    return padded, mask
+
+
+class CrossEncoderTask:
+    """Listwise groups (request, positive, negatives) for `train_loop`."""
+
+    def __init__(
+        self,
+        model,
+        data: StudentData,
+        groups: list[NegativeGroup],
+        dev_groups: list[NegativeGroup],
+        *,
+        loss: str = "listwise",
+        batch_size: int = 4,
+    ):
+        self.model, self.data, self.groups, self.dev_groups = model, data, groups, dev_groups
+        self.loss_name, self.batch_size = loss, batch_size
+
+    def num_examples(self) -> int:
+        return len(self.groups)
+
+    def batch_keys(self) -> None:
+        return None
+
+    def scores(self, wrapped, pairs: list[tuple[str, str]]):
+        from sentence_transformers.util import batch_to_device
+
+        # A plain dict, as in `biencoder.embed`: DDP finds the tensors of dict outputs only.
+        features = batch_to_device(dict(self.model.preprocess(pairs)), self.model.device)
+        return wrapped(features)["scores"].squeeze(-1)
+
+    def loss_on(self, wrapped, groups: Sequence[NegativeGroup]):
+        pairs, lengths = [], []
+        for group in groups:
+            request = self.data.requests[group.request_id]
+            pairs += [
+                (request, self.data.items[item]) for item in (group.item_id, *group.negatives)
+            ]
+            lengths.append(1 + len(group.negatives))
+        padded, mask = group_scores(self.scores(wrapped, pairs), lengths)
+        if self.loss_name == "bce":
+            return pointwise_bce_loss(padded, mask)
+        return listwise_loss(padded)
+
+    def loss(self, wrapped, indices: list[int], gather: bool):
+        return self.loss_on(wrapped, [self.groups[i] for i in indices])
+
+    def evaluate(self, model) -> dict[str, float]:
+        """Dev loss and MRR@10 / Recall@10 of each dev request's kept items among its candidates
+        (its kept items and the negatives mined for them)."""
+        import torch
+
+        if not self.dev_groups:
+            return {}
+        model.eval()
+        with torch.no_grad():
+            return {**self.dev_loss(model), **self.dev_ranking(model)}
+
+    def dev_loss(self, model) -> dict[str, float]:
+        size, groups = self.batch_size, self.dev_groups
+        total = sum(
+            self.loss_on(model, groups[i : i + size]).item() * len(groups[i : i + size])
+            for i in range(0, len(groups), size)
+        )
+        return {"loss": total / len(groups)}
+
+    def dev_ranking(self, model) -> dict[str, float]:
+        import torch
+
+        candidates: dict[str, dict[str, None]] = defaultdict(dict)
+        kept: dict[str, set[str]] = defaultdict(set)
+        for group in self.dev_groups:
+            kept[group.request_id].add(group.item_id)
+            candidates[group.request_id].update(dict.fromkeys((group.item_id, *group.negatives)))
+        per_request = []
+        for request_id, items in candidates.items():
+            texts = {item: self.data.items[item] for item in items}
+            request = self.data.requests[request_id]
+            scored = dict(rerank(model, request, texts, batch_size=self.batch_size * 8))
+            scores = torch.tensor([[scored[item] for item in texts]])
+            relevant = {column for column, item in enumerate(texts) if item in kept[request_id]}
+            per_request.append(ranking_measures(scores, [relevant], k=10))
+        return {
+            name: sum(m[name] for m in per_request) / len(per_request) for name in per_request[0]
+        }
+
+    def save(self, model, folder: Path) -> None:
+        model.save(str(folder), create_model_card=False)
+
+
+def train_crossencoder(
+    spec: CrossEncoderSpec | dict,
+    *,
+    pairs: str | Path,
+    requests: str | Path,
+    items: str | Path,
+    negatives: str | Path,
+    out_dir: str | Path,
+    seed: int,
+    resume: bool = False,
+    provenance: dict[str, Any] | None = None,
+    callbacks: Sequence[Callable[[TrainerState], None]] = (),
+) -> dict[str, Any]:
+    """Train CrEnc-Mint on `negatives.jsonl` groups; write `out_dir/model`, `log.jsonl`, `loss.png`.
+
+    Same contract as `train_biencoder` (works under `accelerate launch`, main process writes).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+
+    spec = CrossEncoderSpec.model_validate(spec)
+    out_dir = Path(out_dir)
+    settings = LoopSettings.from_spec(spec.training, seed)
+    data = load_student_data(pairs, requests, items)
+    groups = load_negatives(negatives, data)
+    train_groups = sample_examples(groups["train"], spec.training.max_train_pairs, settings.seed)
+    set_seed(settings.seed)  # the new scoring head is initialised from this seed
+    model = load_crossencoder(  # on the CPU: Accelerate moves it to this process's device
+        spec.model,
+        max_length=spec.max_length,
+        trust_remote_code=spec.trust_remote_code,
+        device="cpu",
+    )
+    task = CrossEncoderTask(
+        model, data, train_groups, groups["dev"], loss=spec.loss, batch_size=settings.batch_size
+    )
+    result = train_loop(
+        task, settings, out_dir, resume=resume, description="cross-encoder", callbacks=callbacks
+    )
+    counts = {
+        **data.counts(),
+        "train_groups": len(groups["train"]),
+        "train_groups_used": len(train_groups),
+        "dev_groups": len(groups["dev"]),
+        "negatives_per_group": max((len(g.negatives) for g in train_groups), default=0),
+    }
+    if PartialState().is_main_process:
+        info = {
+            "kind": "crossencoder",
+            "base_model": base_model_identity(spec.model),
+            "finetune": "full",
+            "loss": spec.loss,
+            "max_length": spec.max_length,
+            "data_counts": counts,
+            "training": training_record(result, settings),
+            "dev": {"start": result.state.start_metrics, "best": result.state.best_metrics},
+            "provenance": provenance or {},
+        }
+        publish_student(result, out_dir, info, title=f"CrEnc-Mint ({spec.loss})")
+    return summary_of(result, counts)

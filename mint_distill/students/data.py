@@ -1,0 +1,188 @@
+"""What the students learn from: the filter's kept pairs joined with request and item text."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+PAIRS_FILE = "pairs.jsonl"
+REQUESTS_FILE = "requests.jsonl"
+ITEMS_FILE = "items.jsonl"
+NEGATIVES_FILE = "negatives.jsonl"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A synthetic request and one item the filter kept as its positive."""
+
+    request_id: str
+    item_id: str
+
+
+@dataclass
+class StudentData:
+    """Kept pairs by split, with the text of every request and catalog item they use.
+
+    `shown` maps each request to every item of its user that any request showed the teacher:
+    those are never used as negatives for that request (they may well be relevant).
+    """
+
+    requests: dict[str, str]
+    items: dict[str, str]
+    train: list[Pair]
+    dev: list[Pair]
+    shown: dict[str, frozenset[str]]
+    skipped: Counter = field(default_factory=Counter)
+
+    def positives(self, split: str) -> dict[str, list[str]]:
+        """Request id -> its kept items, for `train` or `dev`, in file order."""
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for pair in self.train if split == "train" else self.dev:
+            grouped[pair.request_id].append(pair.item_id)
+        return dict(grouped)
+
+    def counts(self) -> dict[str, int]:
+        """Summary counts for manifests and model cards (skipped records included)."""
+        counts = {
+            "train_pairs": len(self.train),
+            "train_requests": len({p.request_id for p in self.train}),
+            "dev_pairs": len(self.dev),
+            "dev_requests": len({p.request_id for p in self.dev}),
+            "catalog_items": len(self.items),
+        }
+        counts.update({f"skipped_{reason}": n for reason, n in sorted(self.skipped.items())})
+        return counts
+
+
+def numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each line of a JSON lines file; bad JSON names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (has the stage that writes it finished?)")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(
+                    f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
+                )
+            yield number, record
+
+
+def field_of(record: dict, key: str, path: Path, number: int, kind: type = str):
+    value = record.get(key)
+    if not isinstance(value, kind):
+        raise DataError(f"{path}:{number}: field `{key}` must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_texts(path: str | os.PathLike, id_key: str, text_key: str) -> dict[str, str]:
+    """id -> text from a JSON lines file (`items.jsonl`: item_id/text, `requests.jsonl`: request_id/request)."""
+    path = Path(path)
+    texts: dict[str, str] = {}
+    for number, record in numbered_records(path):
+        texts[field_of(record, id_key, path, number)] = field_of(record, text_key, path, number)
+    return texts
+
+
+def load_student_data(
+    pairs: str | os.PathLike, requests: str | os.PathLike, items: str | os.PathLike
+) -> StudentData:
+    """Read `filter/pairs.jsonl`, `generate/requests.jsonl` and `data/items.jsonl` (docs/pipeline.md).
+
+    Kept pairs of `train` requests train the students and those of `dev` requests select the
+    model. A kept pair whose request or item text is missing or empty is skipped and counted
+    under `skipped_*` rather than dropped silently.
+    """
+    pairs_path = Path(pairs)
+    request_texts = load_texts(requests, "request_id", "request")
+    item_texts = load_texts(items, "item_id", "text")
+    splits: dict[str, list[Pair]] = {"train": [], "dev": []}
+    shown_by_user: dict[str, set[str]] = defaultdict(set)
+    user_of: dict[str, str] = {}
+    skipped: Counter = Counter()
+    seen: set[tuple[str, str]] = set()
+    for number, record in numbered_records(pairs_path):
+        request_id = field_of(record, "request_id", pairs_path, number)
+        item_id = field_of(record, "item_id", pairs_path, number)
+        user_id = field_of(record, "user_id", pairs_path, number)
+        split = field_of(record, "split", pairs_path, number)
+        kept = field_of(record, "kept", pairs_path, number, bool)
+        if split not in splits:
+            raise DataError(
+                f"{pairs_path}:{number}: `split` must be `train` or `dev`, got {split!r}"
+            )
+        shown_by_user[user_id].add(item_id)
+        user_of[request_id] = user_id
+        if not kept:
+            continue
+        if (request_id, item_id) in seen:
+            skipped["duplicate_pairs"] += 1
+            continue
+        seen.add((request_id, item_id))
+        if not request_texts.get(request_id, "").strip():
+            skipped["pairs_without_request_text"] += 1
+            continue
+        if not item_texts.get(item_id, "").strip():
+            skipped["pairs_without_item_text"] += 1
+            continue
+        splits[split].append(Pair(request_id, item_id))
+    if skipped:
+        log.warning(
+            "skipped kept pairs: %s", ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+        )
+    if not splits["train"]:
+        raise DataError(
+            f"{pairs_path}: no kept pairs of `train` requests with request and item text"
+        )
+    shown = {request_id: frozenset(shown_by_user[user]) for request_id, user in user_of.items()}
+    return StudentData(request_texts, item_texts, splits["train"], splits["dev"], shown, skipped)
+
+
+@dataclass(frozen=True)
+class NegativeGroup:
+    """A kept pair with the negatives mined for it: the cross-encoder's listwise example."""
+
+    request_id: str
+    item_id: str
+    negatives: tuple[str, ...]
+
+
+def load_negatives(path: str | os.PathLike, data: StudentData) -> dict[str, list[NegativeGroup]]:
+    """`mine-negatives/negatives.jsonl` split into `train` and `dev` groups (by the pair's split)."""
+    path = Path(path)
+    split_of = {(p.request_id, p.item_id): "train" for p in data.train}
+    split_of.update({(p.request_id, p.item_id): "dev" for p in data.dev})
+    groups: dict[str, list[NegativeGroup]] = {"train": [], "dev": []}
+    for number, record in numbered_records(path):
+        request_id = field_of(record, "request_id", path, number)
+        item_id = field_of(record, "item_id", path, number)
+        negatives = field_of(record, "negatives", path, number, list)
+        split = split_of.get((request_id, item_id))
+        if split is None:
+            data.skipped["negative_groups_not_in_pairs"] += 1
+            continue
+        unknown = [n for n in negatives if n not in data.items]
+        if unknown:
+            raise DataError(
+                f"{path}:{number}: negatives not in the catalog: {', '.join(map(str, unknown[:5]))}"
+            )
+        if not negatives:
+            data.skipped["pairs_without_negatives"] += 1
+            continue
+        groups[split].append(NegativeGroup(request_id, item_id, tuple(negatives)))
+    return groups

@@ -1,0 +1,67 @@
+"""Run the student stages of a recipe, on one process or under `accelerate launch`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from ..errors import MintError
+from ..pipeline import RunResult, run_pipeline
+from ..pipeline.manifest import read_manifest
+from ..pipeline.runner import run_root_of
+from ..recipe import Recipe
+from .job import follow, release_followers
+from .stage import BIENCODER, CROSSENCODER, NEGATIVES, STUDENT_STAGES
+
+STAGES_OF = {
+    None: (BIENCODER, NEGATIVES, CROSSENCODER),
+    "biencoder": (BIENCODER,),
+    "crossencoder": (NEGATIVES, CROSSENCODER),
+}
+
+
+def train_students(
+    recipe: Recipe,
+    *,
+    only: Literal["biencoder", "crossencoder"] | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> RunResult | None:
+    """Train the recipe's students from its finished `data`, `generate` and `filter` stages.
+
+    Fresh student stages are skipped unless `force`; an interrupted one resumes from its last
+    checkpoint. Under `accelerate launch` the main process runs the stages and the others train
+    alongside it; the main process gets the run result, the others None.
+    """
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        logging.getLogger("mint_distill").setLevel(
+            logging.WARNING
+        )  # the main process reports progress
+        follow()
+        return None
+    try:
+        stages = [
+            STUDENT_STAGES[name] for name in STAGES_OF[only] if STUDENT_STAGES[name].enabled(recipe)
+        ]
+        if not stages:
+            raise MintError(
+                f"the recipe disables the {only or 'students'} (students.*.enabled is false)"
+            )
+        _check_upstream(recipe, {stage.name for stage in stages})
+        names = tuple(stage.name for stage in stages)
+        return run_pipeline(recipe, stages=stages, force=names if force else (), quiet=quiet)
+    finally:
+        release_followers()
+
+
+def _check_upstream(recipe: Recipe, selected: set[str]) -> None:
+    run_root = run_root_of(recipe)
+    for name in selected:
+        for upstream in STUDENT_STAGES[name].after:
+            if upstream not in selected and read_manifest(run_root / upstream) is None:
+                raise MintError(
+                    f"stage `{name}` reads `{upstream}`, which has not finished in {run_root}; run "
+                    f"`mint-distill run RECIPE --until {upstream}` first"
+                )

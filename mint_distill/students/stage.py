@@ -1,0 +1,186 @@
+"""Stages `train-biencoder`, `mine-negatives` and `train-crossencoder`.
+
+Training stages dispatch their job through `students.job`, so under `mint-distill train`
+launched with `accelerate launch` every process trains while only the main process runs the
+pipeline. Checkpoints live in each stage folder's `.checkpoints/`; an interrupted stage
+resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..io import sha256_json, write_jsonl_atomic
+from ..pipeline import StageContext, register_stage
+from ..pipeline.manifest import fingerprint, select_config
+from ..pipeline.registry import Stage
+from ..recipe import Recipe
+from .data import ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
+
+BIENCODER, NEGATIVES, CROSSENCODER = "train-biencoder", "mine-negatives", "train-crossencoder"
+TEXT_STAGES = ("data", "generate", "filter")
+
+
+def seed_of(recipe: Recipe, training_seed: int | None) -> int:
+    return recipe.seed if training_seed is None else training_seed
+
+
+def provenance(ctx: StageContext) -> dict[str, Any]:
+    """Recipe name, sha256 of the whole recipe, and this stage's config hash (as in its manifest)."""
+    dump = ctx.recipe.model_dump(mode="json")
+    config = select_config(dump, ctx.stage.config_keys)
+    return {
+        "recipe_name": ctx.recipe.name,
+        "recipe_sha256": sha256_json(dump),
+        "config_hash": fingerprint(config, ctx.stage.version, {}, {})["config_hash"],
+        "stage": ctx.stage.name,
+    }
+
+
+def text_inputs(ctx: StageContext) -> dict[str, str]:
+    return {
+        "pairs": str(ctx.upstream("filter") / PAIRS_FILE),
+        "requests": str(ctx.upstream("generate") / REQUESTS_FILE),
+        "items": str(ctx.upstream("data") / ITEMS_FILE),
+    }
+
+
+def _stage(name: str, **options: Any) -> Callable[[Callable], Stage]:
+    """Register the decorated function as stage `name` and return its `Stage` (for `mint-distill train`)."""
+
+    def decorate(run: Callable) -> Stage:
+        register_stage(name, **options)(run)
+        return Stage(name=name, run=run, **options)
+
+    return decorate
+
+
+def _crossencoder_problems(recipe: Recipe) -> list[str]:
+    if not recipe.students.biencoder.enabled:
+        return [
+            (
+                "students.crossencoder.enabled needs students.biencoder.enabled: its negatives are mined "
+                "with the trained bi-encoder"
+            )
+        ]
+    return []
+
+
+@_stage(
+    BIENCODER,
+    summary="train the bi-encoder student (BiEnc-Mint) on the kept pairs; dev selection, checkpoints",
+    config_keys=("seed", "students.biencoder"),
+    after=TEXT_STAGES,
+    enabled=lambda recipe: recipe.students.biencoder.enabled,
+)
+def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
+    from .job import dispatch
+
+    spec = ctx.recipe.students.biencoder
+    return dispatch(
+        {
+            "kind": "biencoder",
+            "arguments": {
+                "spec": spec.model_dump(mode="json"),
+                **text_inputs(ctx),
+                "out_dir": str(ctx.dir),
+                "seed": seed_of(ctx.recipe, spec.training.seed),
+                "resume": ctx.resuming,
+                "provenance": provenance(ctx),
+            },
+        }
+    )
+
+
+@_stage(
+    NEGATIVES,
+    summary="rank the catalog with the trained bi-encoder; negatives for each kept pair from a rank window",
+    config_keys=("seed", "students.negatives"),
+    after=(*TEXT_STAGES, BIENCODER),
+    enabled=lambda recipe: recipe.students.crossencoder.enabled,
+    check=_crossencoder_problems,
+)
+def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
+    from .biencoder import load_biencoder
+    from .data import load_student_data
+    from .negatives import dense_rankings, effective_window, mine_negatives
+
+    spec = ctx.recipe.students.negatives
+    inputs = text_inputs(ctx)
+    data = load_student_data(inputs["pairs"], inputs["requests"], inputs["items"])
+    pairs = data.train + data.dev
+    window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
+    model = load_biencoder(str(ctx.upstream(BIENCODER) / "model"))
+    requests = {p.request_id: data.requests[p.request_id] for p in pairs}
+    rankings = dense_rankings(
+        model,
+        requests,
+        data.items,
+        depth=min(len(data.items), 2 * window[1]),
+        batch_size=spec.encode_batch_size,
+        cache_dir=ctx.dir / ".embeddings",
+    )
+    records = mine_negatives(
+        rankings,
+        pairs,
+        data.shown,
+        window=window,
+        per_positive=spec.per_positive,
+        seed=ctx.recipe.seed,
+    )
+    write_jsonl_atomic(ctx.dir / NEGATIVES_FILE, records)
+    short = sum(len(r["negatives"]) < spec.per_positive for r in records)
+    if short:
+        ctx.log.warning(
+            "%d of %d pairs got fewer than %d negatives (small catalog)",
+            short,
+            len(records),
+            spec.per_positive,
+        )
+    ctx.log.info(
+        "mined %d negatives per pair from ranks %d-%d of %d items",
+        spec.per_positive,
+        *window,
+        len(data.items),
+    )
+    return {
+        **data.counts(),
+        "groups": len(records),
+        "window_start": window[0],
+        "window_end": window[1],
+        "pairs_with_fewer_negatives": short,
+    }
+
+
+@_stage(
+    CROSSENCODER,
+    summary="train the cross-encoder student (CrEnc-Mint) on kept pairs and mined negatives",
+    config_keys=("seed", "students.crossencoder"),
+    after=(*TEXT_STAGES, NEGATIVES),
+    enabled=lambda recipe: recipe.students.crossencoder.enabled,
+)
+def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
+    from .job import dispatch
+
+    spec = ctx.recipe.students.crossencoder
+    return dispatch(
+        {
+            "kind": "crossencoder",
+            "arguments": {
+                "spec": spec.model_dump(mode="json"),
+                **text_inputs(ctx),
+                "negatives": str(ctx.upstream(NEGATIVES) / NEGATIVES_FILE),
+                "out_dir": str(ctx.dir),
+                "seed": seed_of(ctx.recipe, spec.training.seed),
+                "resume": ctx.resuming,
+                "provenance": provenance(ctx),
+            },
+        }
+    )
+
+
+STUDENT_STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (train_biencoder_stage, mine_negatives_stage, train_crossencoder_stage)
+}

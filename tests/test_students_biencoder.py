@@ -1,0 +1,218 @@
+"""BiEnc-Mint training on a toy world with a tiny random BERT: learning, outputs, LoRA, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fixtures.students.toy import save_tiny_encoder, tiny_spec, write_toy_world
+
+from mint_distill.students import train_biencoder
+from mint_distill.students.data import load_student_data
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and far faster than two when other work shares the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("biencoder")
+    return {
+        "paths": write_toy_world(root / "world"),
+        "encoder": save_tiny_encoder(root / "encoder"),
+        "normalized": save_tiny_encoder(root / "normalized", normalize=True, dropout=0.0),
+    }
+
+
+def _inputs(world) -> dict:
+    return {key: world["paths"][key] for key in ("pairs", "requests", "items")}
+
+
+def _topic_batch(world) -> tuple[list[str], list[str]]:
+    """One kept train pair per topic (item ids are `<topic>-<n>`): requests and their positives,
+    so every other positive in the batch is a true negative, for an independently computed loss."""
+    data = load_student_data(**_inputs(world))
+    by_topic = {}
+    for pair in data.train:
+        by_topic.setdefault(pair.item_id.split("-")[0], pair)
+    return [data.requests[p.request_id] for p in by_topic.values()], [
+        data.items[p.item_id] for p in by_topic.values()
+    ]
+
+
+def _mnrl(model, queries, documents) -> float:
+    """sentence-transformers' own MultipleNegativesRankingLoss on one batch, in eval mode."""
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    model.eval()
+    with torch.no_grad():
+        features = [model.preprocess(queries), model.preprocess(documents)]
+        return MultipleNegativesRankingLoss(model)(features, labels=None).item()
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_mnrl_training_lowers_the_loss_and_writes_a_loadable_model(world, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "out"
+    summary = train_biencoder(
+        tiny_spec(world["encoder"], epochs=4, eval_every=10, checkpoint_every=100),
+        **_inputs(world),
+        out_dir=out,
+        seed=0,
+    )
+    queries, documents = _topic_batch(world)
+    before = _mnrl(SentenceTransformer(str(world["encoder"]), device="cpu"), queries, documents)
+    trained = SentenceTransformer(str(out / "model"), device="cpu")
+    after = _mnrl(trained, queries, documents)
+    assert after < 0.5 * before, (before, after)
+
+    kept = [p for p in _records(world["paths"]["pairs"]) if p["kept"]]
+    assert summary["train_pairs"] == sum(p["split"] == "train" for p in kept)
+    assert summary["dev_pairs"] == sum(p["split"] == "dev" for p in kept)
+    assert summary["dev_mrr@10"] > summary["dev_mrr@10_before"]
+
+    log = _records(out / "log.jsonl")
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == list(range(1, summary["steps"] + 1))
+    assert [r["step"] for r in log if "dev" in r] == [0, 10, 20, 30, summary["steps"]]
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads((out / "model" / "mint-student.json").read_text())
+    assert info["training"]["best_step"] == summary["best_step"]
+    assert info["base_model"]["weights_sha256"]
+    card = (out / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: sentence-transformers") and "## Dev measures" in card
+    assert not (out / ".checkpoints").exists() or not list((out / ".checkpoints").glob("step-*"))
+
+
+def test_triplet_loss_lowers_its_hinge_on_cross_topic_triplets(world, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    spec = tiny_spec(world["normalized"], epochs=5, eval_every=0, learning_rate=5e-3)
+    spec.update(loss="triplet", triplet_margin=0.5)
+    train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
+    queries, documents = _topic_batch(world)
+    negatives = documents[1:] + documents[:1]  # another request's positive: another topic
+
+    def hinge(model) -> float:
+        q, p, n = (
+            model.encode(texts, convert_to_tensor=True) for texts in (queries, documents, negatives)
+        )
+        return torch.relu((q - p).norm(dim=1) - (q - n).norm(dim=1) + 0.5).mean().item()
+
+    before = hinge(SentenceTransformer(str(world["normalized"]), device="cpu"))
+    after = hinge(SentenceTransformer(str(tmp_path / "out" / "model"), device="cpu"))
+    assert after < 0.5 * before, (before, after)
+
+
+def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path):
+    from peft import PeftModel
+    from sentence_transformers import SentenceTransformer
+
+    from mint_distill.recipe.sections.base import LoraSpec
+    from mint_distill.students import (
+        BiEncoderTask,
+        LoopSettings,
+        add_lora,
+        load_biencoder,
+        train_loop,
+    )
+
+    data = load_student_data(**_inputs(world))
+    torch.manual_seed(0)
+    model = load_biencoder(str(world["encoder"]), max_seq_length=32, device="cpu")
+    add_lora(model, LoraSpec(r=4, alpha=8, dropout=0.0, target_modules=["query", "value"]))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < trainable < 0.1 * sum(p.numel() for p in model.parameters())
+    task = BiEncoderTask(model, data, data.train, batch_size=4, dev_catalog=None)
+    settings = LoopSettings(
+        epochs=2, learning_rate=1e-2, batch_size=4, warmup_ratio=0.0, eval_every=0, seed=0
+    )
+    result = train_loop(task, settings, tmp_path / "out")
+    assert result.state.best_step == result.state.step  # the in-memory model is the one kept
+
+    folder = result.best_dir
+    assert (folder / "adapter_config.json").is_file() and (
+        folder / "adapter_model.safetensors"
+    ).is_file()
+    assert not (folder / "model.safetensors").exists()
+    texts = [data.requests[p.request_id] for p in data.dev] + [
+        data.items[p.item_id] for p in data.dev
+    ]
+    model.eval()
+    expected = model.encode(texts, convert_to_tensor=True)
+    reloaded = SentenceTransformer(str(folder), device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(reloaded, expected, rtol=0, atol=1e-6)
+
+    base = SentenceTransformer(str(world["encoder"]), device="cpu")
+    base_embeddings = base.encode(texts, convert_to_tensor=True)
+    assert (base_embeddings - expected).abs().max() > 1e-3  # the adapter changes the model
+    base[0].model = PeftModel.from_pretrained(
+        base[0].model, str(folder)
+    )  # peft's own loader agrees
+    torch.testing.assert_close(
+        base.encode(texts, convert_to_tensor=True), expected, rtol=0, atol=1e-6
+    )
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path):
+    from safetensors.torch import load_file
+
+    spec = tiny_spec(world["encoder"], epochs=1.3, eval_every=4, checkpoint_every=3)
+    uninterrupted = train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "a", seed=0)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_8(state):
+        if (
+            state.step == 8
+        ):  # checkpoints at steps 3 and 6; step 8's log line and dev evaluation are lost
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_biencoder(
+            spec, **_inputs(world), out_dir=tmp_path / "b", seed=0, callbacks=[kill_at_step_8]
+        )
+    assert (tmp_path / "b" / ".checkpoints" / "step-000006").is_dir()
+    resumed = train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "b", seed=0, resume=True)
+
+    assert resumed["resumed_from_step"] == 6
+    assert resumed["steps"] == uninterrupted["steps"] > 8
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert strip(_records(tmp_path / "b" / "log.jsonl")) == strip(
+        _records(tmp_path / "a" / "log.jsonl")
+    )
+    first, second = (
+        load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("a", "b")
+    )
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_bm25_hard_negatives_are_never_shown_items_and_join_the_loss(world, tmp_path):
+    from mint_distill.recipe.sections.students import BiEncoderSpec
+    from mint_distill.students.biencoder import BiEncoderTask, bm25_hard_negatives
+
+    spec = tiny_spec(world["encoder"], epochs=0.5, eval_every=0)
+    spec["hard_negatives"] = {"count": 2, "rank_start": 2, "rank_end": 12}
+    data = load_student_data(**_inputs(world))
+    negatives = bm25_hard_negatives(data, data.train, BiEncoderSpec.model_validate(spec), seed=0)
+    for pair in data.train:
+        assert len(negatives[pair]) == 2
+        assert not set(negatives[pair]) & data.shown[pair.request_id]
+    task = BiEncoderTask(None, data, data.train, hard_negatives=negatives)
+    assert len(task.columns(data.train[:4])) == 4  # requests, positives, two hard negatives
+    summary = train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
+    assert summary["steps"] >= 1 and (tmp_path / "out" / "model" / "model.safetensors").is_file()

@@ -1,0 +1,185 @@
+"""Students' inputs, batching, negative mining and dev measures (no model training here)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from fixtures.students.toy import write_toy_world
+
+from mint_distill.errors import DataError
+from mint_distill.students.batching import BatchSchedule, process_share
+from mint_distill.students.data import Pair, load_negatives, load_student_data
+from mint_distill.students.dev_metrics import ranking_measures
+from mint_distill.students.negatives import (
+    bm25_rankings,
+    effective_window,
+    mine_negatives,
+    sample_negatives,
+)
+
+
+@pytest.fixture()
+def world(tmp_path):
+    return write_toy_world(tmp_path / "world")
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_load_student_data_splits_kept_pairs_and_collects_shown_items(world):
+    data = load_student_data(world["pairs"], world["requests"], world["items"])
+    pairs = _records(world["pairs"])
+    kept = [p for p in pairs if p["kept"]]
+    assert [(p.request_id, p.item_id) for p in data.train] == [
+        (p["request_id"], p["item_id"]) for p in kept if p["split"] == "train"
+    ]
+    assert len(data.dev) == sum(p["split"] == "dev" for p in kept)
+    request = pairs[0]["request_id"]
+    assert data.shown[request] == {
+        p["item_id"] for p in pairs if p["user_id"] == pairs[0]["user_id"]
+    }
+    assert data.counts()["catalog_items"] == len(_records(world["items"]))
+
+
+def test_pairs_without_text_are_counted_not_silently_dropped(world):
+    items = _records(world["items"])
+    kept_item = next(
+        p["item_id"] for p in _records(world["pairs"]) if p["kept"] and p["split"] == "train"
+    )
+    world["items"].write_text(
+        "".join(json.dumps(i) + "\n" for i in items if i["item_id"] != kept_item)
+    )
+    data = load_student_data(world["pairs"], world["requests"], world["items"])
+    expected = sum(p["kept"] and p["item_id"] == kept_item for p in _records(world["pairs"]))
+    assert data.skipped["pairs_without_item_text"] == expected
+    assert data.counts()["skipped_pairs_without_item_text"] == expected
+
+
+def test_bad_records_name_the_file_and_line(world):
+    lines = world["pairs"].read_text().splitlines()
+    lines[2] = "{not json"
+    world["pairs"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl:3: not valid JSON"):
+        load_student_data(world["pairs"], world["requests"], world["items"])
+    record = json.loads(lines[0])
+    del record["kept"]
+    lines[2] = json.dumps(record)
+    world["pairs"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl:3: field `kept`"):
+        load_student_data(world["pairs"], world["requests"], world["items"])
+
+
+def test_negatives_file_is_split_like_its_pairs_and_checked_against_the_catalog(world, tmp_path):
+    data = load_student_data(world["pairs"], world["requests"], world["items"])
+    path = tmp_path / "negatives.jsonl"
+    records = [
+        {"request_id": p.request_id, "item_id": p.item_id, "negatives": ["pizza-0"]}
+        for p in data.train + data.dev
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    groups = load_negatives(path, data)
+    assert len(groups["train"]) == len(data.train) and len(groups["dev"]) == len(data.dev)
+    records[0]["negatives"] = ["no-such-item"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(
+        DataError, match=r"negatives\.jsonl:1: negatives not in the catalog: no-such-item"
+    ):
+        load_negatives(path, data)
+
+
+def test_batches_replay_exactly_and_never_repeat_a_request_or_item():
+    pairs = [Pair(f"r{i // 3}", f"i{(i * 7) % 40}") for i in range(90)]
+    keys = lambda i: (("request", pairs[i].request_id), ("item", pairs[i].item_id))
+    first = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
+    again = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
+    other = BatchSchedule(len(pairs), 8, seed=4, keys=keys)
+    total = first.total_batches(2.5)
+    assert total == len(first.epoch(0)) + len(first.epoch(1)) + int(len(first.epoch(2)) * 0.5)
+    assert [again.locate(p) for p in range(total)] == [first.locate(p) for p in range(total)]
+    assert [other.locate(p) for p in range(5)] != [first.locate(p) for p in range(5)]
+    for epoch in range(3):
+        seen = set()
+        for batch in first.epoch(epoch):
+            assert len(batch) == 8
+            assert len({pairs[i].request_id for i in batch}) == 8
+            assert len({pairs[i].item_id for i in batch}) == 8
+            assert seen.isdisjoint(batch)
+            seen.update(batch)
+
+
+def test_process_shares_partition_a_global_batch():
+    batch = list(range(12))
+    shares = [process_share(batch, rank, 3) for rank in range(3)]
+    assert [i for share in shares for i in share] == batch
+
+
+@pytest.mark.parametrize(
+    ("catalog", "expected"),
+    [
+        (5000, (100, 300)),
+        (300, (100, 300)),
+        (150, (50, 150)),
+        (12, (4, 12)),
+        (5, (1, 5)),
+        (3, (0, 3)),
+    ],
+)
+def test_rank_window_scales_down_on_small_catalogs(catalog, expected):
+    assert effective_window(100, 300, catalog, per_positive=4) == expected
+
+
+def test_mined_negatives_exclude_every_shown_item_and_do_not_depend_on_order():
+    rng = random.Random(0)
+    catalog = [f"i{n}" for n in range(60)]
+    pairs = [Pair(f"r{n}", f"i{n}") for n in range(20)]
+    shown = {f"r{n}": frozenset(rng.sample(catalog, 15) + [f"i{n}"]) for n in range(20)}
+    rankings = {p.request_id: rng.sample(catalog, len(catalog)) for p in pairs}
+    records = mine_negatives(rankings, pairs, shown, window=(5, 30), per_positive=4, seed=7)
+    for pair, record in zip(pairs, records):
+        assert len(record["negatives"]) == 4 == len(set(record["negatives"]))
+        assert not set(record["negatives"]) & shown[pair.request_id]
+        ranks = [rankings[pair.request_id].index(item) for item in record["negatives"]]
+        assert ranks == sorted(ranks) and all(5 <= rank < 30 for rank in ranks)
+    reversed_records = mine_negatives(
+        rankings, pairs[::-1], shown, window=(5, 30), per_positive=4, seed=7
+    )
+    assert reversed_records[::-1] == records
+    assert mine_negatives(rankings, pairs, shown, window=(5, 30), per_positive=4, seed=8) != records
+
+
+def test_a_crowded_window_is_filled_from_the_ranks_after_it_then_before_it():
+    ranking = [f"i{n}" for n in range(10)]
+    chosen = sample_negatives(ranking, (2, 5), 4, excluded={"i2", "i3"}, rng=random.Random(0))
+    assert chosen == ["i4", "i5", "i6", "i7"]
+    chosen = sample_negatives(ranking, (2, 9), 8, excluded={"i2", "i3"}, rng=random.Random(0))
+    assert chosen == ["i0", "i1", "i4", "i5", "i6", "i7", "i8", "i9"]
+
+
+def test_bm25_puts_the_requested_topic_first(world):
+    data = load_student_data(world["pairs"], world["requests"], world["items"])
+    rankings = bm25_rankings(data.requests, data.items, depth=5)
+    kept = {**data.positives("train"), **data.positives("dev")}
+    for request_id, ranking in rankings.items():
+        topic = kept[request_id][0].split("-")[0]
+        assert ranking[0].split("-")[0] == topic
+
+
+def test_dev_measures_match_ir_measures():
+    import ir_measures
+    import torch
+    from ir_measures import Qrel, ScoredDoc
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(6, 25, generator=generator)
+    relevant = [
+        set(torch.randperm(25, generator=generator)[:k].tolist()) for k in (1, 2, 3, 1, 4, 2)
+    ]
+    qrels = [Qrel(f"q{q}", f"d{d}", 1) for q, docs in enumerate(relevant) for d in docs]
+    run = [ScoredDoc(f"q{q}", f"d{d}", float(scores[q, d])) for q in range(6) for d in range(25)]
+    expected = ir_measures.calc_aggregate([ir_measures.RR @ 10, ir_measures.R @ 10], qrels, run)
+    measured = ranking_measures(scores, relevant, k=10)
+    assert measured["mrr@10"] == pytest.approx(expected[ir_measures.RR @ 10])
+    assert measured["recall@10"] == pytest.approx(expected[ir_measures.R @ 10])

@@ -1,0 +1,173 @@
+"""`mint-distill train`: the three student stages on a run folder, freshness, errors, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from fixtures.students.toy import save_tiny_encoder, write_toy_world
+
+from mint_distill.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING = {
+    "learning_rate": 3e-3,
+    "batch_size": 4,
+    "warmup_ratio": 0.0,
+    "checkpoint_every": 2,
+    "early_stopping_patience": None,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and far faster than two when other work shares the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _run_folder(tmp_path: Path, *, epochs: float = 1, eval_every: int = 5) -> Path:
+    """A recipe whose data, generate and filter stages have finished (toy outputs, manifests)."""
+    encoder = save_tiny_encoder(tmp_path / "encoder", dropout=0.0)
+    run_root = tmp_path / "runs" / "toy"
+    world = write_toy_world(tmp_path / "world")
+    for stage, source in (("data", "items"), ("generate", "requests"), ("filter", "pairs")):
+        (run_root / stage).mkdir(parents=True)
+        (run_root / stage / world[source].name).write_bytes(world[source].read_bytes())
+        (run_root / stage / "manifest.json").write_text(
+            json.dumps({"stage": stage, "output_hash": f"{stage}-v1"})
+        )
+    training = {**TRAINING, "epochs": epochs, "eval_every": eval_every}
+    recipe = {
+        "name": "toy",
+        "run_dir": str(tmp_path / "runs"),
+        "seed": 0,
+        "data": {"source": {"format": "yelp_academic", "path": "unused"}},
+        "students": {
+            "biencoder": {
+                "model": str(encoder),
+                "max_seq_length": 32,
+                "dev_catalog": None,
+                "training": training,
+            },
+            "negatives": {"rank_start": 4, "rank_end": 24, "per_positive": 2},
+            "crossencoder": {
+                "model": str(encoder),
+                "max_length": 48,
+                "training": {**training, "epochs": 0.5},
+            },
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _manifest(run_root: Path, stage: str) -> dict:
+    return json.loads((run_root / stage / "manifest.json").read_text())
+
+
+def test_train_runs_the_student_stages_then_finds_them_fresh(tmp_path):
+    recipe = _run_folder(tmp_path)
+    run_root = tmp_path / "runs" / "toy"
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "done train-biencoder" in result.output and "done train-crossencoder" in result.output
+    )
+
+    biencoder = _manifest(run_root, "train-biencoder")
+    card = json.loads((run_root / "train-biencoder" / "model" / "mint-student.json").read_text())
+    assert card["provenance"]["config_hash"] == biencoder["config_hash"]
+    assert biencoder["summary"]["train_pairs"] == 40 and biencoder["summary"]["processes"] == 1
+
+    pairs = [
+        json.loads(line) for line in (run_root / "filter" / "pairs.jsonl").read_text().splitlines()
+    ]
+    shown = {}
+    for pair in pairs:
+        shown.setdefault(pair["user_id"], set()).add(pair["item_id"])
+    user_of = {pair["request_id"]: pair["user_id"] for pair in pairs}
+    groups = [
+        json.loads(line)
+        for line in (run_root / "mine-negatives" / "negatives.jsonl").read_text().splitlines()
+    ]
+    assert len(groups) == sum(pair["kept"] for pair in pairs)
+    for group in groups:
+        assert len(group["negatives"]) == 2
+        assert not set(group["negatives"]) & shown[user_of[group["request_id"]]]
+    assert (run_root / "train-crossencoder" / "model" / "config.json").is_file()
+
+    again = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
+    assert again.exit_code == 0, again.output
+    assert "fresh, skipped: train-biencoder, mine-negatives, train-crossencoder" in again.output
+
+
+def test_train_names_the_unfinished_upstream_stage(tmp_path):
+    recipe = _run_folder(tmp_path)
+    (tmp_path / "runs" / "toy" / "filter" / "manifest.json").unlink()
+    result = CliRunner().invoke(cli, ["train", str(recipe), "--only", "biencoder"])
+    assert result.exit_code == 2
+    assert "reads `filter`" in result.output and "--until filter" in result.output
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    recipe = _run_folder(tmp_path, epochs=3, eval_every=0)
+    stage_dir = tmp_path / "runs" / "toy" / "train-biencoder"
+    command = [
+        str(Path(sys.executable).with_name("mint-distill")),
+        "--quiet",
+        "train",
+        str(recipe),
+        "--only",
+        "biencoder",
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while (
+        not list((stage_dir / ".checkpoints").glob("step-*"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (stage_dir / "manifest.json").exists()
+
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), "--only", "biencoder"])
+    assert result.exit_code == 0, result.output
+    summary = _manifest(tmp_path / "runs" / "toy", "train-biencoder")["summary"]
+    assert summary["resumed_from_step"] >= 2
+    records = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+    steps = [record["step"] for record in records if "dev" not in record]
+    assert steps == list(range(1, summary["steps"] + 1))
+
+
+@pytest.mark.parametrize("only", ["biencoder", "crossencoder"])
+def test_train_refuses_a_disabled_student(tmp_path, only):
+    recipe = _run_folder(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["train", str(recipe), f"students.{only}.enabled=false", "--only", only]
+    )
+    assert result.exit_code == 2
+    assert "disables" in result.output
