@@ -75,8 +75,9 @@ def run(recipe: Path, overrides: tuple[str, ...], from_stage: str | None, until:
 
     loaded = _load(recipe, overrides)
     result = run_pipeline(loaded, from_stage=from_stage, until=until, force=force, quiet=is_quiet())
+    reused = f", reused {', '.join(result.reused)} from other runs" if result.reused else ""
     console.print(
-        f"ran {len(result.ran)} stage(s) ({', '.join(result.ran) or 'none'}), "
+        f"ran {len(result.ran)} stage(s) ({', '.join(result.ran) or 'none'}){reused}, "
         f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}"
     )
 
@@ -171,7 +172,19 @@ def models_verify(names: tuple[str, ...]) -> None:
 
 
 # Commands that live with their component (each module keeps heavy imports inside functions).
-COMPONENT_COMMANDS: tuple[tuple[str, str], ...] = ()
+COMPONENT_COMMANDS: tuple[tuple[str, str], ...] = (
+    (".data.cli", "data"),
+    (".teacher.cli", "tune_teacher"),
+    (".teacher.cli", "generate"),
+    (".teacher.cli", "teacher_report"),
+    (".filtering.cli", "filter"),
+    (".evaluation.cli", "evaluate"),
+    (".students.cli", "train"),
+    (".adapters.cli", "adapters"),
+    (".adapters.cli", "adapt"),
+    (".export.cli", "export"),
+    (".recommend.cli", "recommend"),
+)
 for _module, _command in COMPONENT_COMMANDS:
     cli.add_command(getattr(importlib.import_module(_module, __package__), _command))
 

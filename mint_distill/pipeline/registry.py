@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from .runner import StageContext
 
 # Modules of this package that register stages when imported.
-BUILTIN_STAGE_MODULES: tuple[str, ...] = ()
+BUILTIN_STAGE_MODULES: tuple[str, ...] = (
+    "mint_distill.data.stage",
+    "mint_distill.teacher.stage",
+    "mint_distill.filtering.stage",
+    "mint_distill.evaluation.stage",
+    "mint_distill.students.stage",
+    "mint_distill.adapters.stage",
+)
 
 
 def _always(recipe: Recipe) -> bool:

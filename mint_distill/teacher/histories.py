@@ -1,0 +1,126 @@
+"""What the teacher is shown: a user's liked items with one review sentence each, and seed pairs.
+
+Two files feed it: `data/users.jsonl` (see docs/pipeline.md) and the hand-written seed file
+(`recipes/seeds/*.jsonl`), whose records hold a real history plus the request written for it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+
+SPLITS = ("train", "dev")
+
+
+@dataclass(frozen=True)
+class ShownItem:
+    """One liked item as the teacher sees it."""
+
+    name: str
+    city: str | None
+    sentence: str
+    item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """A user and the liked items shown to the teacher, in the order they are shown."""
+
+    user_id: str
+    items: tuple[ShownItem, ...]
+    split: str = "train"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A hand-written example: a real history and the narrative request written for it."""
+
+    seed_id: str
+    split: str
+    source: str
+    history: History
+    request: str
+
+
+def load_users(path: str | Path) -> list[History]:
+    """Read `users.jsonl`; a record without the fields the teacher needs names its file and line."""
+    return [_history(record, where) for record, where in _records(Path(path))]
+
+
+def load_seeds(path: str | Path) -> list[Seed]:
+    """Read a seed file (`seed_id, split, source, user_id, items, request`), checking every record."""
+    path = Path(path)
+    seeds, seen = [], set()
+    for record, where in _records(path):
+        for key in ("seed_id", "split", "source", "request"):
+            if not isinstance(record.get(key), str) or not record[key].strip():
+                raise DataError(f"{where}: seed field `{key}` is missing or empty")
+        if record["split"] not in SPLITS:
+            raise DataError(
+                f"{where}: seed `split` must be one of {', '.join(SPLITS)}, got {record['split']!r}"
+            )
+        if record["seed_id"] in seen:
+            raise DataError(f"{where}: seed_id {record['seed_id']!r} appears twice")
+        seen.add(record["seed_id"])
+        seeds.append(
+            Seed(
+                record["seed_id"],
+                record["split"],
+                record["source"],
+                _history(record, where),
+                record["request"].strip(),
+            )
+        )
+    if not seeds:
+        raise DataError(f"{path}: the seed file has no records")
+    return seeds
+
+
+def _records(path: Path):
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            yield record, where
+
+
+def _history(record: dict, where: str) -> History:
+    user_id = record.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise DataError(f"{where}: field `user_id` is missing or empty")
+    raw_items = record.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise DataError(f"{where}: field `items` must be a non-empty list")
+    items = []
+    for index, item in enumerate(raw_items):
+        if not isinstance(item, dict):
+            raise DataError(f"{where}: items[{index}] must be an object")
+        for key in ("name", "sentence"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise DataError(f"{where}: items[{index}].{key} is missing or empty")
+        city = item.get("city")
+        item_id = item.get("item_id")
+        items.append(
+            ShownItem(
+                name=item["name"].strip(),
+                city=city.strip() if isinstance(city, str) and city.strip() else None,
+                sentence=" ".join(item["sentence"].split()),
+                item_id=str(item_id) if item_id is not None else None,
+            )
+        )
+    split = record.get("split", "train")
+    if split not in SPLITS:
+        raise DataError(f"{where}: field `split` must be one of {', '.join(SPLITS)}, got {split!r}")
+    return History(user_id=user_id, items=tuple(items), split=split)

@@ -1,0 +1,337 @@
+"""The `tune-teacher` and `generate` pipeline stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MintError
+from ..io import sha256_file, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..pipeline import StageContext, register_stage
+from ..recipe import Recipe
+from .distributed import process_state
+from .gates import GateSettings
+from .histories import History, Seed, load_seeds, load_users
+from .prompts import PromptBuilder, PromptTemplate, load_template
+
+_PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
+
+
+def _seeds_file(recipe: Recipe) -> Path:
+    return Path(recipe.teacher.tuning.seeds)
+
+
+def _template(recipe: Recipe) -> PromptTemplate:
+    return (
+        load_template(recipe.teacher.prompt.template)
+        if recipe.teacher.prompt.template
+        else PromptTemplate()
+    )
+
+
+def _input_files(recipe: Recipe) -> list[Path]:
+    files = [_seeds_file(recipe)]
+    if recipe.teacher.prompt.template:
+        files.append(Path(recipe.teacher.prompt.template))
+    return files
+
+
+def _check(recipe: Recipe) -> list[str]:
+    problems = []
+    try:
+        seeds = load_seeds(_seeds_file(recipe))
+        if not any(s.split == "train" for s in seeds):
+            problems.append(f"teacher.tuning.seeds: {_seeds_file(recipe)} has no train seeds")
+    except MintError as error:
+        problems.append(f"teacher.tuning.seeds: {error}")
+    try:
+        _template(recipe)
+    except MintError as error:
+        problems.append(str(error))
+    return problems
+
+
+def _check_generate(recipe: Recipe) -> list[str]:
+    problems = _check(recipe)
+    if recipe.teacher.report.enabled:
+        from ..models import resolve_model
+
+        try:
+            resolve_model(recipe.teacher.report.encoder)
+        except MintError as error:
+            problems.append(f"teacher.report.encoder: {error}")
+    return problems
+
+
+def _join_other_processes() -> None:
+    """Under `accelerate launch`, wait until every process has entered the stage."""
+    process_state().wait_for_everyone()
+
+
+@register_stage(
+    "tune-teacher",
+    summary="LoRA-tune the teacher LLM on the seed pairs (loss on the request tokens)",
+    config_keys=(*_PROMPT_KEYS, "teacher.tuning"),
+    input_files=_input_files,
+    enabled=lambda recipe: recipe.teacher.kind == "llm" and recipe.teacher.tuning.enabled,
+    check=_check,
+)
+def run_tune_teacher(ctx: StageContext) -> dict:
+    from .card import write_adapter_card
+    from .tuning import ADAPTER, tune_teacher
+
+    _join_other_processes()
+    teacher = ctx.recipe.teacher
+    seeds = load_seeds(_seeds_file(ctx.recipe))
+    summary = tune_teacher(
+        teacher.model,
+        seeds,
+        ctx.dir,
+        tuning=teacher.tuning,
+        prompt=teacher.prompt,
+        template=_template(ctx.recipe),
+        trust_remote_code=teacher.trust_remote_code,
+    ).summary
+    if process_state().is_main_process:
+        hyperparameters = {
+            **{f"lora.{k}": v for k, v in teacher.tuning.lora.model_dump().items()},
+            **teacher.tuning.model_dump(exclude={"lora", "seeds", "enabled"}),
+            **{f"prompt.{k}": v for k, v in teacher.prompt.model_dump().items()},
+        }
+        seeds_file = _seeds_file(ctx.recipe)
+        write_adapter_card(
+            ctx.dir / ADAPTER,
+            summary=summary,
+            hyperparameters=hyperparameters,
+            seeds_file=seeds_file.as_posix(),
+            seeds_sha256=sha256_file(seeds_file),
+        )
+        write_json_atomic(ctx.dir / "summary.json", summary)
+    return summary
+
+
+@register_stage(
+    "generate",
+    summary="write synthetic narrative requests for every user with the (tuned) teacher",
+    config_keys=(
+        *_PROMPT_KEYS,
+        "teacher.tuning.enabled",
+        "teacher.tuning.seeds",
+        "teacher.generation",
+        "teacher.report",
+    ),
+    after=("data", "tune-teacher"),
+    input_files=_input_files,
+    enabled=lambda recipe: recipe.teacher.kind == "llm",
+    check=_check_generate,
+)
+def run_generate(ctx: StageContext) -> dict:
+    from .generation import RequestSampler, load_teacher
+    from .synthesis import merge_shards, synthesize, work_units
+
+    _join_other_processes()
+    state = process_state()
+    teacher, generation = ctx.recipe.teacher, ctx.recipe.teacher.generation
+    users = load_users(ctx.upstream("data") / "users.jsonl")[: generation.max_users]
+    seeds = load_seeds(_seeds_file(ctx.recipe))
+    adapter = ctx.upstream("tune-teacher") / "adapter" if teacher.tuning.enabled else None
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise MintError(
+            f"{adapter}: no adapter; run `mint-distill tune-teacher` first (or set teacher.tuning.enabled: false)"
+        )
+    model, tokenizer = load_teacher(
+        teacher.model, adapter, trust_remote_code=teacher.trust_remote_code, merge=False
+    )
+    builder = PromptBuilder(
+        tokenizer,
+        [s for s in seeds if s.split == "train"],
+        template=_template(ctx.recipe),
+        num_examples=teacher.prompt.num_examples,
+        max_tokens=teacher.prompt.max_tokens,
+        chat=teacher.prompt.chat,
+    )
+    gates = GateSettings(
+        min_words=generation.min_words,
+        max_words=generation.max_words,
+        max_repetition=generation.max_repetition,
+        copy_span=generation.copy_span,
+        check_item_names=generation.check_item_names,
+    )
+
+    def sampler_for(network) -> RequestSampler:
+        options = generation.model_dump(
+            include={
+                "max_new_tokens",
+                "do_sample",
+                "temperature",
+                "top_p",
+                "repetition_penalty",
+                "stop",
+            }
+        )
+        return RequestSampler(
+            network, tokenizer, add_special_tokens=builder.add_special_tokens, **options
+        )
+
+    groups = _report_groups(ctx.recipe, seeds, users) if state.is_main_process else {}
+    samples: dict[str, list[dict]] = {}
+    if groups and teacher.report.untuned and adapter is not None:
+        with model.disable_adapter():
+            samples.update(
+                _sample_groups("untuned teacher", groups, builder, sampler_for(model), gates, ctx)
+            )
+    if adapter is not None:
+        model = model.merge_and_unload()
+    sampler = sampler_for(model)
+    label = "tuned teacher" if adapter is not None else "teacher, no adapter"
+    samples.update(_sample_groups(label, groups, builder, sampler, gates, ctx))
+
+    units = work_units(users, generation.requests_per_user)
+    settings = {
+        "teacher": teacher.model,
+        "adapter": adapter is not None,
+        **generation.model_dump(
+            include={"temperature", "top_p", "repetition_penalty", "max_new_tokens", "do_sample"}
+        ),
+    }
+    run_counts = synthesize(
+        units,
+        ctx.dir,
+        builder=builder,
+        sampler=sampler,
+        gates=gates,
+        batch_size=generation.batch_size,
+        max_retries=generation.max_retries,
+        seed=generation.seed,
+        settings=settings,
+        rank=state.process_index,
+        world=state.num_processes,
+    )
+    run_counts = _sum_over_processes(run_counts)
+    if not state.is_main_process:
+        return {}
+    summary = {
+        "users": len(users),
+        "requests_wanted": len(units),
+        **merge_shards(ctx.dir, units),
+        **run_counts,
+        "processes": state.num_processes,
+        "tokens_per_second_this_run": _rate(
+            run_counts["tokens_this_run"], run_counts["seconds_this_run"]
+        ),
+        "requests_per_second_this_run": _rate(
+            run_counts["finished_this_run"], run_counts["seconds_this_run"]
+        ),
+    }
+    if groups:
+        summary["teacher_report"] = _teacher_report(ctx, seeds, samples, gates)
+    write_json_atomic(ctx.dir / "summary.json", summary)
+    return summary
+
+
+def _report_groups(
+    recipe: Recipe, seeds: list[Seed], users: list[History]
+) -> dict[str, list[History]]:
+    """The users both teachers are sampled on for the report: dev seeds, then the first N users."""
+    spec = recipe.teacher.report
+    if not spec.enabled:
+        return {}
+    groups = {"dev seeds": [s.history for s in seeds if s.split == "dev"]}
+    if spec.users:
+        groups[f"{min(spec.users, len(users))} users"] = users[: spec.users]
+    return {name: histories for name, histories in groups.items() if histories}
+
+
+def _sample_groups(label: str, groups: dict, builder, sampler, gates, ctx: StageContext) -> dict:
+    from .report import sample_once
+
+    generation = ctx.recipe.teacher.generation
+    return {
+        f"{label} ({group})": sample_once(
+            histories,
+            builder=builder,
+            sampler=sampler,
+            gates=gates,
+            seed=generation.seed,
+            batch_size=generation.batch_size,
+        )
+        for group, histories in groups.items()
+    }
+
+
+def _teacher_report(
+    ctx: StageContext, seeds: list[Seed], samples: dict[str, list[dict]], gates: GateSettings
+) -> dict:
+    """Measure every sampled group, the dev seeds' own requests and the stage's output; write the table."""
+    from ..io import read_jsonl
+    from ..models.loading import load_sentence_transformer
+    from .gates import check_request
+    from .metrics import Catalog
+    from .report import REPORT_FILE, format_table, measure_row
+    from .synthesis import REQUESTS
+
+    spec = ctx.recipe.teacher.report
+    items = list(read_jsonl(ctx.upstream("data") / "items.jsonl"))
+    encoder = load_sentence_transformer(spec.encoder)
+    catalog = Catalog(encoder, items, cache_dir=ctx.dir / ".cache", encoder_name=spec.encoder)
+    scaffold = _template(ctx.recipe).scaffold_phrases()
+    references = {
+        "seed requests (dev seeds)": [
+            {
+                "user_id": s.history.user_id,
+                "request": s.request,
+                "reasons": check_request(
+                    s.request,
+                    prompt_text="",
+                    items=s.history.items,
+                    scaffold=scaffold,
+                    settings=gates,
+                ),
+                "items": [
+                    {"item_id": i.item_id, "name": i.name, "city": i.city} for i in s.history.items
+                ],
+            }
+            for s in seeds
+            if s.split == "dev"
+        ]
+    }
+    measured = {**samples, **references}
+    groups = dict.fromkeys(name.split(" (", 1)[1] for name in measured)  # "dev seeds)", "32 users)"
+    ordered = [
+        f"{kind} ({group}"
+        for group in groups
+        for kind in _ROW_ORDER
+        if f"{kind} ({group}" in measured
+    ]
+    rows = [measure_row(name, measured[name], catalog, spec.k) for name in ordered]
+    generated = [
+        {"request": r["request"], "items": [{"item_id": i} for i in r["item_ids"]]}
+        for r in read_jsonl(ctx.dir / REQUESTS)
+    ]
+    rows.append(measure_row("generated requests (all users)", generated, catalog, spec.k))
+    write_jsonl_atomic(
+        ctx.dir / "report_samples.jsonl",
+        [{"teacher": name, **record} for name, records in samples.items() for record in records],
+    )
+    report = {"k": spec.k, "encoder": spec.encoder, "catalog_items": len(items), "rows": rows}
+    write_text_atomic(ctx.dir / REPORT_FILE, "# Teacher report\n\n" + format_table(report))
+    return report
+
+
+_ROW_ORDER = ("untuned teacher", "tuned teacher", "teacher, no adapter", "seed requests")
+
+
+def _sum_over_processes(counts: dict) -> dict:
+    """Every process's counts added up (seconds: the slowest process); waits for all processes."""
+    from accelerate.utils import gather_object
+
+    everyone = gather_object([counts]) if process_state().num_processes > 1 else [counts]
+    return {
+        k: max(c[k] for c in everyone)
+        if k == "seconds_this_run"
+        else round(sum(c[k] for c in everyone), 2)
+        for k in counts
+    }
+
+
+def _rate(count: float, seconds: float) -> float | None:
+    return round(count / seconds, 2) if seconds else None

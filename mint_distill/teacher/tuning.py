@@ -1,0 +1,415 @@
+"""LoRA (or QLoRA) supervised tuning of a causal LM on seed pairs, with loss on the request only.
+
+The training prompt is the generator's prompt (few-shot examples drawn from the other train
+seeds, then the seed's own history), so the tuned teacher sees at generation exactly the format
+it was trained on. The loop is plain PyTorch under an `Accelerator`: one process on a CPU, or
+`accelerate launch` over several devices. Every `checkpoint_every` optimizer steps the adapter,
+optimizer, scheduler and RNG state go to `<output>/.checkpoints/`; a rerun resumes at the same
+step with the same data order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..console import progress_bar
+from ..errors import DataError
+from ..io import read_json, write_json_atomic
+from ..recipe.sections.teacher import PromptSpec, TuningSpec
+from .histories import Seed
+from .prompts import PromptBuilder, PromptTemplate, prompt_rng
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = ".checkpoints"
+ADAPTER = "adapter"
+
+
+@dataclass
+class TunedTeacher:
+    """The outcome of `tune_teacher`: the trained PEFT model (in memory), its tokenizer, the summary."""
+
+    model: object
+    tokenizer: object
+    summary: dict
+
+
+@dataclass(frozen=True)
+class TuningExample:
+    """Token ids of prompt + target; the last `target_length` of them carry the loss."""
+
+    input_ids: tuple[int, ...]
+    target_length: int
+
+
+def build_examples(
+    builder: PromptBuilder, seeds: list[Seed], *, seed: int, epoch: int, max_length: int
+) -> list[TuningExample]:
+    """One example per seed, in a seeded order per epoch, with examples drawn per epoch too."""
+    order = list(range(len(seeds)))
+    prompt_rng(seed, "order", epoch).shuffle(order)
+    examples = []
+    for index in order:
+        prompt, _ = builder.training_pair(
+            seeds[index], prompt_rng(seed, "tune", epoch, seeds[index].seed_id)
+        )
+        prompt_ids = builder.tokenizer(prompt.text, add_special_tokens=builder.add_special_tokens)[
+            "input_ids"
+        ]
+        target_ids = builder.target_ids(prompt, seeds[index].request)[: max_length - 1]
+        keep = max_length - len(target_ids)
+        examples.append(TuningExample(tuple(prompt_ids[-keep:] + target_ids), len(target_ids)))
+    return examples
+
+
+def collate(examples: list[TuningExample], pad_id: int) -> dict:
+    """Left-padded batch: every target ends at the last position, so logits are only needed there."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    tail = max(e.target_length for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), tail), -100, dtype=torch.long)
+    for row, example in enumerate(examples):
+        ids = torch.tensor(example.input_ids, dtype=torch.long)
+        input_ids[row, width - len(ids) :] = ids
+        attention[row, width - len(ids) :] = 1
+        labels[row, tail - example.target_length :] = ids[len(ids) - example.target_length :]
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "position_ids": positions,
+        "labels": labels,
+    }
+
+
+def request_loss(model, batch: dict, reduction: str = "mean"):
+    """Cross-entropy of the target tokens only; computes the LM head on the last positions alone."""
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    tail = labels.shape[1]
+    output = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=tail + 1,
+        use_cache=False,
+    )
+    logits = output.logits[:, :-1].float()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=-100,
+        reduction=reduction,
+    )
+
+
+def tune_teacher(
+    model_reference: str,
+    seeds: list[Seed],
+    output_dir: str | Path,
+    *,
+    tuning: TuningSpec | None = None,
+    prompt: PromptSpec | None = None,
+    template: PromptTemplate | None = None,
+    trust_remote_code: bool = False,
+) -> TunedTeacher:
+    """Tune a LoRA adapter on the train seeds and save it to `<output_dir>/adapter`.
+
+    The summary holds steps, losses, dev loss before and after, and timings. Resumes from the
+    last checkpoint under `<output_dir>/.checkpoints` when one exists.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from ..models import resolve_model
+    from ..models.loading import load_tokenizer
+
+    tuning, prompt = tuning or TuningSpec(), prompt or PromptSpec()
+    output_dir = Path(output_dir)
+    train = [s for s in seeds if s.split == "train"]
+    dev = [s for s in seeds if s.split == "dev"]
+    if not train:
+        raise DataError("teacher.tuning.seeds: the seed file has no `train` records")
+
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=tuning.mixed_precision,
+        gradient_accumulation_steps=tuning.gradient_accumulation,
+    )
+    set_seed(tuning.seed)
+    resolved = resolve_model(model_reference)
+    tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
+    model = _lora_model(resolved, tuning, trust_remote_code)
+    builder = PromptBuilder(
+        tokenizer,
+        train,
+        template=template,
+        num_examples=prompt.num_examples,
+        max_tokens=prompt.max_tokens,
+        chat=prompt.chat,
+    )
+
+    per_epoch = math.ceil(len(train) / tuning.batch_size) // accelerator.num_processes
+    if per_epoch == 0:
+        raise DataError(
+            f"teacher.tuning: {len(train)} train seeds cannot fill one batch on each of {accelerator.num_processes} processes"
+        )
+    total_steps = max(1, math.ceil(tuning.epochs * per_epoch / tuning.gradient_accumulation))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=tuning.learning_rate,
+        weight_decay=tuning.weight_decay,
+    )
+    scheduler = get_scheduler(
+        "linear",
+        optimizer,
+        num_warmup_steps=round(tuning.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    checkpoints = Checkpoints(output_dir / CHECKPOINTS)
+    state = checkpoints.restore(accelerator.unwrap_model(model), optimizer, scheduler)
+    if state["step"] == 0:
+        state["dev_loss_before"] = _dev_loss(
+            accelerator, model, builder, dev, tuning, tokenizer.pad_token_id
+        )
+
+    clock, cpu_clock = time.perf_counter(), time.process_time()
+    model.train()
+    epochs_cache: dict[int, list[list[TuningExample]]] = {}
+    total_batches = total_steps * tuning.gradient_accumulation
+    with progress_bar(
+        "tuning teacher", total=total_batches, unit="batch", completed=state["batches"]
+    ) as bar:
+        for batch_index in range(state["batches"], total_batches):
+            epoch, position = divmod(batch_index, per_epoch)
+            if epoch not in epochs_cache:
+                epochs_cache = {epoch: _epoch_batches(builder, train, tuning, epoch, accelerator)}
+            batch = {
+                k: v.to(accelerator.device)
+                for k, v in collate(epochs_cache[epoch][position], tokenizer.pad_token_id).items()
+            }
+            with accelerator.accumulate(model):
+                loss = request_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), tuning.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batches"] = batch_index + 1
+            state["window"].append(accelerator.reduce(loss.detach(), "mean").item())
+            bar.advance(1, tokens=int(batch["attention_mask"].sum()) * accelerator.num_processes)
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            state["log"].append(
+                {
+                    "step": state["step"],
+                    "epoch": round(state["batches"] / per_epoch, 3),
+                    "loss": sum(state["window"]) / len(state["window"]),
+                    "lr": scheduler.get_last_lr()[0],
+                }
+            )
+            state["window"] = []
+            if state["step"] % tuning.checkpoint_every == 0 and state["step"] < total_steps:
+                state["seconds"] += time.perf_counter() - clock
+                state["cpu_seconds"] += time.process_time() - cpu_clock
+                clock, cpu_clock = time.perf_counter(), time.process_time()
+                checkpoints.save(accelerator, model, optimizer, scheduler, state)
+    state["seconds"] += time.perf_counter() - clock
+    state["cpu_seconds"] += time.process_time() - cpu_clock
+    model.eval()
+    dev_after = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+    if accelerator.is_main_process:
+        _save_adapter(accelerator.unwrap_model(model), output_dir)
+        write_json_atomic(output_dir / "log.json", state["log"])
+        shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    network = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    losses = [entry["loss"] for entry in state["log"]]
+    summary = {
+        "base_model": model_reference,
+        "base_weights_sha256": resolved.weights_sha256(),
+        "quantization": "4bit" if tuning.qlora else "none",
+        "mixed_precision": tuning.mixed_precision,
+        "train_seeds": len(train),
+        "dev_seeds": len(dev),
+        "prompt_tokens_mean": round(
+            sum(
+                builder.build(s.history, prompt_rng(tuning.seed, "tune", 0, s.seed_id)).num_tokens
+                for s in train
+            )
+            / len(train),
+            1,
+        ),
+        "steps": state["step"],
+        "epochs": tuning.epochs,
+        "processes": accelerator.num_processes,
+        "trainable_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+        "train_loss_first": round(losses[0], 4) if losses else None,
+        "train_loss_last": round(losses[-1], 4) if losses else None,
+        "dev_loss_before": state["dev_loss_before"],
+        "dev_loss_after": dev_after,
+        "resumed_from_step": state["resumed_from"],
+        "train_seconds": round(state["seconds"], 1),
+        "train_cpu_seconds": round(state["cpu_seconds"], 1),
+    }
+    return TunedTeacher(network, tokenizer, summary)
+
+
+def _lora_model(resolved, tuning: TuningSpec, trust_remote_code: bool):
+    """The base causal LM (4-bit for QLoRA) with fresh LoRA layers on `tuning.lora.target_modules`."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from ..models.loading import load_language_model
+
+    model = load_language_model(
+        resolved,
+        model_type="causal",
+        quantization="4bit" if tuning.qlora else "none",
+        trust_remote_code=trust_remote_code,
+    )
+    if tuning.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model.config.use_cache = False
+    lora = LoraConfig(
+        r=tuning.lora.r,
+        lora_alpha=tuning.lora.alpha,
+        lora_dropout=tuning.lora.dropout,
+        target_modules=tuning.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _save_adapter(network, output_dir: Path) -> None:
+    """`save_pretrained` into a scratch folder, then swap it in: a reader never sees half an adapter."""
+    staging = output_dir / f".{ADAPTER}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    network.save_pretrained(staging)
+    shutil.rmtree(output_dir / ADAPTER, ignore_errors=True)
+    staging.rename(output_dir / ADAPTER)
+
+
+def _epoch_batches(
+    builder, train, tuning: TuningSpec, epoch: int, accelerator
+) -> list[list[TuningExample]]:
+    """This process's batches of one epoch (equal counts on every process)."""
+    examples = build_examples(
+        builder, train, seed=tuning.seed, epoch=epoch, max_length=tuning.max_length
+    )
+    batches = [
+        examples[i : i + tuning.batch_size] for i in range(0, len(examples), tuning.batch_size)
+    ]
+    usable = len(batches) // accelerator.num_processes * accelerator.num_processes
+    return batches[:usable][accelerator.process_index :: accelerator.num_processes]
+
+
+def _dev_loss(accelerator, model, builder, dev, tuning: TuningSpec, pad_id: int) -> float | None:
+    """Mean request-token loss over the dev seeds (their prompts fixed across evaluations)."""
+    import torch
+
+    if not dev:
+        return None
+    examples = build_examples(
+        builder, dev, seed=tuning.seed, epoch=-1, max_length=tuning.max_length
+    )
+    mine = examples[accelerator.process_index :: accelerator.num_processes]
+    network = accelerator.unwrap_model(model)
+    was_training = network.training
+    network.eval()
+    totals = torch.zeros(2, device=accelerator.device)
+    with torch.no_grad():
+        for start in range(0, len(mine), tuning.batch_size):
+            batch = {
+                k: v.to(accelerator.device)
+                for k, v in collate(mine[start : start + tuning.batch_size], pad_id).items()
+            }
+            totals[0] += request_loss(network, batch, reduction="sum")
+            totals[1] += (batch["labels"] != -100).sum()
+    network.train(was_training)
+    totals = accelerator.reduce(totals, "sum")
+    return round((totals[0] / totals[1]).item(), 4)
+
+
+class Checkpoints:
+    """The last resumable training state: adapter weights, optimizer, scheduler, RNG, counters."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def latest(self) -> Path | None:
+        done = (
+            sorted(p for p in self.folder.glob("step-*") if (p / "state.json").is_file())
+            if self.folder.is_dir()
+            else []
+        )
+        return done[-1] if done else None
+
+    def restore(self, network, optimizer, scheduler) -> dict:
+        """Load the latest checkpoint into the objects; return the loop state (fresh if none)."""
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        fresh = {
+            "step": 0,
+            "batches": 0,
+            "log": [],
+            "window": [],
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "dev_loss_before": None,
+            "resumed_from": None,
+        }
+        latest = self.latest()
+        if latest is None:
+            return fresh
+        set_peft_model_state_dict(network, load_file(latest / "adapter.safetensors"))
+        optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(latest / "scheduler.pt", weights_only=True))
+        torch.set_rng_state(torch.load(latest / "rng.pt", weights_only=True))
+        state = {**fresh, **read_json(latest / "state.json")}
+        state["resumed_from"] = state["step"]
+        log.info("resuming teacher tuning from %s (step %d)", latest, state["step"])
+        return state
+
+    def save(self, accelerator, model, optimizer, scheduler, state: dict) -> None:
+        import torch
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        if accelerator.is_main_process:
+            target = self.folder / f"step-{state['step']:07d}"
+            staging = self.folder / f".{target.name}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            weights = get_peft_model_state_dict(accelerator.unwrap_model(model))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in weights.items()},
+                staging / "adapter.safetensors",
+            )
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+            torch.save(torch.get_rng_state(), staging / "rng.pt")
+            write_json_atomic(
+                staging / "state.json",
+                {k: v for k, v in state.items() if k not in ("window", "resumed_from")},
+            )
+            staging.rename(target)
+            for older in self.folder.glob("step-*"):
+                if older != target:
+                    shutil.rmtree(older)
+        accelerator.wait_for_everyone()

@@ -1,0 +1,332 @@
+"""Generation with a tiny random Llama: left-padded batches, stop strings, gates and retries, resume
+after an interruption (no duplicate, none lost), the two stages, and two processes under accelerate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REPO_ROOT,
+    accelerate_on_two_cpu_processes,
+    embedded_or_skip,
+    two_process_environment,
+)
+from fixtures.teacher.tiny_teacher import ITEMS, SEEDS, USERS, save_tiny_teacher
+
+from mint_distill.io import read_jsonl, sha256_tree, write_json_atomic
+from mint_distill.pipeline import all_stages, run_pipeline, stage_states
+from mint_distill.recipe import load_recipe
+from mint_distill.teacher.gates import GateSettings
+from mint_distill.teacher.generation import RequestSampler, load_teacher
+from mint_distill.teacher.histories import load_seeds, load_users
+from mint_distill.teacher.prompts import PromptBuilder, prompt_rng
+from mint_distill.teacher.synthesis import (
+    REJECTED,
+    REQUESTS,
+    SHARDS,
+    finished_ids,
+    merge_shards,
+    synthesize,
+    work_units,
+)
+
+LENIENT = GateSettings(
+    min_words=0, max_words=1000, max_repetition=1.0, copy_span=1000, check_item_names=False
+)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return save_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher") / "model")
+
+
+@pytest.fixture(scope="module")
+def loaded(teacher_dir):
+    return load_teacher(str(teacher_dir))
+
+
+@pytest.fixture(scope="module")
+def builder(loaded):
+    _, tokenizer = loaded
+    return PromptBuilder(
+        tokenizer,
+        [s for s in load_seeds(SEEDS) if s.split == "train"],
+        num_examples=1,
+        max_tokens=400,
+    )
+
+
+def test_left_padded_batch_matches_one_by_one(loaded, builder):
+    model, tokenizer = loaded
+    users = load_users(USERS)[:3]
+    prompts = [builder.build(u, prompt_rng(0, u.user_id)).text for u in users]
+    prompts[1] = prompts[1][: len(prompts[1]) // 2]  # rows of different lengths need padding
+    sampler = RequestSampler(model, tokenizer, max_new_tokens=8, do_sample=False, stop=())
+    batched = sampler.sample(prompts, seed=0)
+    alone = [sampler.sample([p], seed=0)[0] for p in prompts]
+    assert [b.text for b in batched] == [a.text for a in alone]
+    assert all(0 < b.new_tokens <= 8 for b in batched)
+
+
+def test_output_stops_at_stop_strings(loaded, builder):
+    model, tokenizer = loaded
+    prompts = [builder.build(u, prompt_rng(0, u.user_id)).text for u in load_users(USERS)[:4]]
+    free = RequestSampler(model, tokenizer, max_new_tokens=24, stop=()).sample(prompts, seed=3)
+    stopped = RequestSampler(model, tokenizer, max_new_tokens=24, stop=["e"]).sample(
+        prompts, seed=3
+    )
+    assert any("e" in f.text for f in free)
+    for full, cut in zip(free, stopped):
+        assert cut.finished  # ended by the stop string
+        assert full.finished == (full.new_tokens < 24)  # still writing at the limit: cut off
+        assert "e" not in cut.text
+        assert full.text.startswith(cut.text)  # same sample, cut at the stop string
+        assert cut.new_tokens <= full.new_tokens
+
+
+class _KilledAfter:
+    """The real sampler, interrupted (as by Ctrl-C or SIGTERM) when call `n` starts."""
+
+    def __init__(self, sampler: RequestSampler, n: int):
+        self.sampler, self.n, self.calls = sampler, n, 0
+
+    def sample(self, prompts, seed):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.sampler.sample(prompts, seed)
+
+
+def test_resume_after_interruption_loses_nothing_and_duplicates_nothing(loaded, builder, tmp_path):
+    model, tokenizer = loaded
+    units = work_units(load_users(USERS), requests_per_user=2)
+    sampler = RequestSampler(
+        model, tokenizer, max_new_tokens=12, stop=["e"]
+    )  # random text: "e" ends it
+    options = {"builder": builder, "gates": LENIENT, "batch_size": 4, "max_retries": 1, "seed": 5}
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(units, tmp_path, sampler=_KilledAfter(sampler, 3), **options)
+    first = {r["request_id"]: r for r in read_jsonl(tmp_path / SHARDS / "requests-0.jsonl")}
+    assert 0 < len(first) < len(units)
+    with open(tmp_path / SHARDS / "requests-0.jsonl", "a") as handle:
+        handle.write(
+            '{"request_id": "u9#0", "request": "torn by the ki'
+        )  # a write cut short by the kill
+
+    counts = synthesize(units, tmp_path, sampler=sampler, **options)
+    merged = merge_shards(tmp_path, units)
+    accepted = list(read_jsonl(tmp_path / REQUESTS))
+    rejected = list(read_jsonl(tmp_path / REJECTED))
+    ids = [r["request_id"] for r in accepted + rejected]
+    assert sorted(ids) == sorted(
+        u.request_id for u in units
+    )  # every request once: none lost, none twice
+    assert merged["duplicates_dropped"] == 0
+    assert counts["finished_this_run"] == len(units) - len(first)
+    for record in accepted:
+        if record["request_id"] in first:
+            assert (
+                record == first[record["request_id"]]
+            )  # the first run's output is kept as written
+    assert [r["request_id"] for r in accepted] == [
+        u.request_id for u in units if u.request_id in {r["request_id"] for r in accepted}
+    ]
+    record = accepted[0]
+    assert set(record) == {
+        "request_id",
+        "user_id",
+        "split",
+        "request",
+        "item_ids",
+        "sentences",
+        "attempts",
+        "settings",
+    }
+    user = next(u for u in load_users(USERS) if u.user_id == record["user_id"])
+    assert record["item_ids"] == [i.item_id for i in user.items]
+    assert record["sentences"] == [i.sentence for i in user.items]
+
+
+def test_rejected_requests_are_retried_then_recorded(loaded, builder, tmp_path):
+    model, tokenizer = loaded
+    units = work_units(load_users(USERS)[:3], requests_per_user=1)
+    sampler = RequestSampler(model, tokenizer, max_new_tokens=6)  # never 25 words: always too short
+    counts = synthesize(
+        units,
+        tmp_path,
+        builder=builder,
+        sampler=sampler,
+        gates=GateSettings(),
+        batch_size=2,
+        max_retries=2,
+    )
+    merged = merge_shards(tmp_path, units)
+    rejected = list(read_jsonl(tmp_path / REJECTED))
+    assert merged["requests"] == 0 and merged["rejected"] == 3
+    assert all(r["attempts"] == 3 and "too_short" in r["reasons"] for r in rejected)
+    assert merged["rejected_attempts"] == 9  # 3 users x (1 + 2 retries), each counted
+    assert merged["rejected_attempts_by_reason"]["too_short"] == 9
+    assert counts["generated_this_run"] == 9
+    assert finished_ids(tmp_path) == {u.request_id for u in units}
+    again = synthesize(
+        units,
+        tmp_path,
+        builder=builder,
+        sampler=sampler,
+        gates=GateSettings(),
+        batch_size=2,
+        max_retries=2,
+    )
+    assert again["generated_this_run"] == 0  # given-up requests are finished too
+
+
+def _recipe(tmp_path: Path, teacher_dir: Path, **teacher) -> Path:
+    document = {
+        "name": "tiny",
+        "run_dir": str(tmp_path / "runs"),
+        "data": {"source": {"format": "yelp_academic", "path": str(tmp_path / "no-source")}},
+        "teacher": {
+            "model": str(teacher_dir),
+            "prompt": {"num_examples": 1, "max_tokens": 400},
+            "tuning": {
+                "seeds": str(SEEDS),
+                "epochs": 1,
+                "batch_size": 2,
+                "gradient_accumulation": 1,
+                "learning_rate": 0.01,
+                "checkpoint_every": 1,
+            },
+            "generation": {
+                "stop": ["e"],  # a random model rarely ends a text; "e" does it early
+                "max_new_tokens": 12,
+                "min_words": 0,
+                "max_repetition": 1.0,
+                "batch_size": 4,
+                "max_retries": 1,
+            },
+            "report": {"enabled": False},
+            **teacher,
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _fresh_data(recipe) -> None:
+    """Put the fixture users and items where the data stage writes them, with a matching manifest."""
+    folder = Path(recipe.run_dir) / recipe.name / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in (USERS, ITEMS):
+        shutil.copy(source, folder / source.name)
+    data = next(s for s in all_stages() if s.name == "data")
+    expected = stage_states(recipe, [data])[0].expected
+    write_json_atomic(
+        folder / "manifest.json",
+        {
+            "stage": "data",
+            **expected,
+            "output_hash": sha256_tree(folder, exclude=("manifest.json",)),
+        },
+    )
+
+
+def _teacher_stages():
+    return [s for s in all_stages() if s.name in ("tune-teacher", "generate")]
+
+
+def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
+    encoder = embedded_or_skip("all-minilm-l6-v2")
+    recipe = load_recipe(
+        _recipe(tmp_path, teacher_dir, report={"enabled": True, "encoder": encoder, "users": 4})
+    )
+    _fresh_data(recipe)
+    calls = {"n": 0}
+    real_sample = RequestSampler.sample
+
+    def killed_on_third_batch(self, prompts, seed):
+        calls["n"] += 1
+        if (
+            calls["n"] == 4 + 3
+        ):  # 4 report batches (2 teachers x dev seeds, 4 users), then 2 batches
+            raise KeyboardInterrupt
+        return real_sample(self, prompts, seed)
+
+    monkeypatch.setattr(RequestSampler, "sample", killed_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
+    monkeypatch.setattr(RequestSampler, "sample", real_sample)
+    run_root = tmp_path / "runs" / "tiny"
+    assert (run_root / "tune-teacher" / "manifest.json").is_file()
+    assert stage_states(recipe, _teacher_stages())[1].status == "partial"
+
+    result = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
+    assert result.ran == ["generate"] and result.skipped == ["tune-teacher"]
+    generate = result.summaries["generate"]
+    assert generate["requests"] + generate["rejected"] == generate["requests_wanted"] == 10
+    ids = [r["request_id"] for r in read_jsonl(run_root / "generate" / REQUESTS)]
+    assert len(ids) == len(set(ids))
+
+    card = (run_root / "tune-teacher" / "adapter" / "README.md").read_text()
+    from mint_distill.models import resolve_model
+
+    assert resolve_model(str(teacher_dir)).weights_sha256() in card
+    assert "dev loss (request tokens): before tuning" in card and str(SEEDS.name) in card
+    report = generate["teacher_report"]
+    assert [row["teacher"] for row in report["rows"]] == [
+        "untuned teacher (dev seeds)",
+        "tuned teacher (dev seeds)",
+        "seed requests (dev seeds)",
+        "untuned teacher (4 users)",
+        "tuned teacher (4 users)",
+        "generated requests (all users)",
+    ]
+    assert report["rows"][2]["retrieval_queries"] == 2 and report["rows"][2]["pass_rate"] == 1.0
+    assert report["rows"][3]["requests"] == report["rows"][4]["requests"] == 4
+    assert report["rows"][5]["requests"] == generate["requests"]
+    samples = list(read_jsonl(run_root / "generate" / "report_samples.jsonl"))
+    untuned = [r["user_id"] for r in samples if r["teacher"] == "untuned teacher (4 users)"]
+    tuned = [r["user_id"] for r in samples if r["teacher"] == "tuned teacher (4 users)"]
+    assert untuned == tuned == ["u1", "u2", "u3", "u4"]  # paired: the same users
+    assert "| teacher |" in (run_root / "generate" / "teacher_report.md").read_text()
+    again = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
+    assert again.ran == []
+
+
+def test_two_processes_under_accelerate_share_the_users(teacher_dir, tmp_path):
+    recipe_path = _recipe(tmp_path, teacher_dir, tuning={"enabled": False, "seeds": str(SEEDS)})
+    recipe = load_recipe(recipe_path)
+    _fresh_data(recipe)
+    command = accelerate_on_two_cpu_processes(
+        str(Path(sys.executable).with_name("mint-distill")), "-q", "generate", str(recipe_path)
+    )
+    done = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO_ROOT,
+        env=two_process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "runs" / "tiny" / "generate"
+    shards = {
+        p.name: [r["request_id"] for r in read_jsonl(p)]
+        for p in (out / SHARDS).glob("requests-*.jsonl")
+    }
+    assert set(shards) == {"requests-0.jsonl", "requests-1.jsonl"} and all(
+        shards.values()
+    )  # both processes worked
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2
+    merged = [r["request_id"] for r in read_jsonl(out / REQUESTS)] + [
+        r["request_id"] for r in read_jsonl(out / REJECTED)
+    ]
+    assert sorted(merged) == sorted(f"u{k}#0" for k in range(1, 11))
+    assert json.loads((out / "manifest.json").read_text())["summary"]["requests_wanted"] == 10
