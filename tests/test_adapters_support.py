@@ -10,12 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = (
-    "quiet bar live music jazz pizza pasta museum art gallery park hike trail beach surf coffee "
-    "brunch vegan sushi ramen wine beer cocktails rooftop view kids family history castle market "
-    "night club dance book store guitar strings drums amp pedal cheap expensive cozy loud the a and "
-    "with for in to of we love looking great place food"
-).split()
+WORDS = ["quiet", "bar", "live", "music", "jazz", "pizza", "pasta", "museum", "art", "gallery", "park", "hike", "trail", "beach", "surf", "coffee", "brunch", "vegan", "sushi", "ramen", "wine", "beer", "cocktails", "rooftop", "view", "kids", "family", "history", "castle", "market", "night", "club", "dance", "book", "store", "guitar", "strings", "drums", "amp", "pedal", "cheap", "expensive", "cozy", "loud", "the", "a", "and", "with", "for", "in", "to", "of", "we", "love", "looking", "great", "place", "food"]
 
 
 def _tokenizer():

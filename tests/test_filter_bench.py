@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from fixtures.tiny_lm import save_tiny_llama
 
-from mint_distill.filtering.bench import BENCH_REQUESTS, format_table, quantization_study, yelp_items
+from mint_distill.filtering.bench import (
+    BENCH_REQUESTS,
+    format_table,
+    quantization_study,
+    yelp_items,
+)
 
 
 def test_the_study_compares_8bit_with_unquantized_scores_of_the_same_pairs(tmp_path):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import accelerate_on_two_cpu_processes, two_process_environment
 from fixtures.tiny_lm import save_tiny_llama
 
 from mint_distill.cli import cli
@@ -25,16 +24,40 @@ from mint_distill.scoring import LikelihoodScorer
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ITEMS = {
-    "b1": ("Neptune Oyster", "Neptune Oyster. Seafood. North End, Boston. The lobster roll is worth the wait."),
+    "b1": (
+        "Neptune Oyster",
+        "Neptune Oyster. Seafood. North End, Boston. The lobster roll is worth the wait.",
+    ),
     "b2": ("Jiffy Lube", "Jiffy Lube. Oil Change Stations. Boston. In and out in ten minutes."),
-    "b3": ("Wally's Cafe", "Wally's Cafe. Jazz & Blues, Bars. South End, Boston. Live jazz every night."),
+    "b3": (
+        "Wally's Cafe",
+        "Wally's Cafe. Jazz & Blues, Bars. South End, Boston. Live jazz every night.",
+    ),
     "b4": ("Taqueria", "El Pelon Taqueria. Mexican. Fenway, Boston. Cheap fish tacos."),
     "b5": ("Library", "Boston Public Library. Libraries. Back Bay, Boston. Quiet reading rooms."),
 }
 REQUESTS = [
-    ("u1#0", "u1", "train", "Looking for seafood and live jazz in Boston this weekend.", ["b1", "b3", "b5"]),
-    ("u2#0", "u2", "dev", "Cheap tacos near Fenway, and a quick oil change on the way.", ["b2", "b4"]),
-    ("u3#0", "u3", "train", "Something quiet to read in, then oysters.", ["b5", "b1", "b2", "b3", "b4"]),
+    (
+        "u1#0",
+        "u1",
+        "train",
+        "Looking for seafood and live jazz in Boston this weekend.",
+        ["b1", "b3", "b5"],
+    ),
+    (
+        "u2#0",
+        "u2",
+        "dev",
+        "Cheap tacos near Fenway, and a quick oil change on the way.",
+        ["b2", "b4"],
+    ),
+    (
+        "u3#0",
+        "u3",
+        "train",
+        "Something quiet to read in, then oysters.",
+        ["b5", "b1", "b2", "b3", "b4"],
+    ),
     ("u4#0", "u4", "train", "Anything fun.", []),
 ]
 
@@ -49,24 +72,44 @@ def write_run(root: Path, model: Path, **filter_keys) -> Path:
     keys = {"model": str(model), "batch_size": 2, **filter_keys}
     root.mkdir(parents=True, exist_ok=True)
     recipe = root / "recipe.yaml"
-    recipe.write_text(textwrap.dedent(f"""
+    recipe.write_text(
+        textwrap.dedent(f"""
         name: toy
-        run_dir: {root / 'runs'}
+        run_dir: {root / "runs"}
         data:
           source: {{format: yelp_academic, path: x}}
         filter: {json.dumps(keys)}
-    """))
+    """)
+    )
     (root / "runs/toy/data").mkdir(parents=True)
     (root / "runs/toy/generate").mkdir(parents=True)
-    (root / "runs/toy/data/items.jsonl").write_text("".join(
-        json.dumps({"item_id": item_id, "name": name, "categories": [], "city": "Boston", "text": text}) + "\n"
-        for item_id, (name, text) in ITEMS.items()
-    ))
-    (root / "runs/toy/generate/requests.jsonl").write_text("".join(
-        json.dumps({"request_id": rid, "user_id": uid, "split": split, "request": text, "item_ids": ids,
-                    "sentences": [], "attempts": 1, "settings": {}}) + "\n"
-        for rid, uid, split, text, ids in REQUESTS
-    ))
+    (root / "runs/toy/data/items.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"item_id": item_id, "name": name, "categories": [], "city": "Boston", "text": text}
+            )
+            + "\n"
+            for item_id, (name, text) in ITEMS.items()
+        )
+    )
+    (root / "runs/toy/generate/requests.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "request_id": rid,
+                    "user_id": uid,
+                    "split": split,
+                    "request": text,
+                    "item_ids": ids,
+                    "sentences": [],
+                    "attempts": 1,
+                    "settings": {},
+                }
+            )
+            + "\n"
+            for rid, uid, split, text, ids in REQUESTS
+        )
+    )
     return recipe
 
 
@@ -111,14 +154,20 @@ def test_a_new_keep_rule_reruns_the_stage_from_cached_scores(tmp_path, tiny_llam
     run_filter_stage(load_recipe(recipe), quiet=True)
     scores = [p["score"] for p in outputs(recipe)[0]]
 
-    result = run_filter_stage(load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True)
+    result = run_filter_stage(
+        load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True
+    )
     pairs, summary = outputs(recipe)
     assert result.ran == ["filter"]
     assert summary["pairs_scored_now"] == 0 and summary["pairs_from_cache"] == 10
     assert [p["score"] for p in pairs] == scores
-    assert summary["pairs_kept"] == sum(KeepRule(keep_fraction=0.3, mint_compat=True).keep_count(n) for n in (3, 2, 5))
+    assert summary["pairs_kept"] == sum(
+        KeepRule(keep_fraction=0.3, mint_compat=True).keep_count(n) for n in (3, 2, 5)
+    )
 
-    again = run_filter_stage(load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True)
+    again = run_filter_stage(
+        load_recipe(recipe, ["filter.keep_fraction=0.3", "filter.mint_compat=true"]), quiet=True
+    )
     assert again.skipped == ["filter"]
 
 
@@ -157,7 +206,9 @@ def test_an_interrupted_stage_resumes_from_the_scores_it_committed(tmp_path, tin
 
     run_filter_stage(load_recipe(recipe), quiet=True)
     pairs, summary = outputs(recipe)
-    assert summary["pairs_from_cache"] == 4 and summary["pairs_scored_now"] == 6  # two batches of two were committed
+    assert (
+        summary["pairs_from_cache"] == 4 and summary["pairs_scored_now"] == 6
+    )  # two batches of two were committed
 
     fresh = write_run(tmp_path / "fresh", tiny_llama)
     run_filter_stage(load_recipe(fresh), quiet=True)
@@ -199,11 +250,16 @@ def test_two_processes_write_exactly_what_one_process_writes(tmp_path, tiny_llam
     single = write_run(tmp_path / "single", tiny_llama)
     run_filter_stage(load_recipe(single), quiet=True)
     double = write_run(tmp_path / "double", tiny_llama)
-    launcher = Path(sys.executable).parent / "accelerate"
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mint_distill", "filter", str(double)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(command, check=False, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    command = accelerate_on_two_cpu_processes("-m", "mint_distill", "filter", str(double))
+    done = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO_ROOT,
+        env=two_process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "process 0 of 2 scored" in done.stderr and "process 1 of 2 scored" in done.stderr
     _, summary = outputs(double)

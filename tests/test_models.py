@@ -7,14 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import embedded_or_skip
 
 from mint_distill.errors import IntegrityError, ModelUnavailableError
 from mint_distill.io import sha256_file
 from mint_distill.models import resolve_model
 from mint_distill.models.embedded import EmbeddedModel, Wheel
 from mint_distill.models.pull import pull_model, verify, verify_folder
-
-from conftest import embedded_or_skip
 
 
 def tiny_bert(folder: Path) -> Path:

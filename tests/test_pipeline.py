@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import textwrap
-import time
 
 import pytest
 
@@ -185,10 +184,9 @@ def test_second_run_on_locked_folder_refuses(recipe_file):
 def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out.json"
     write_json_atomic(target, {"old": True})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"new": tru')
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"new": tru')
+        raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 

@@ -14,23 +14,14 @@ query against two documents instead of four, and the losses would differ from th
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, accelerate_on_two_cpu_processes, two_process_environment
 from fixtures.students.toy import save_tiny_encoder, tiny_spec, write_toy_world
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _job(tmp_path: Path, name: str, paths: dict, encoder: Path) -> Path:
@@ -66,32 +57,10 @@ def test_two_cpu_processes_gather_negatives_and_train_like_one(tmp_path):
 
     paths = write_toy_world(tmp_path / "world")
     encoder = save_tiny_encoder(tmp_path / "encoder", dropout=0.0, normalize=True)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    accelerate = Path(sys.executable).with_name("accelerate")
-    launch = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "mint_distill.students.job",
-        str(_job(tmp_path, "two", paths, encoder)),
-    ]
+    env = two_process_environment()
+    launch = accelerate_on_two_cpu_processes(
+        "-m", "mint_distill.students.job", str(_job(tmp_path, "two", paths, encoder))
+    )
     single = [
         sys.executable,
         "-m",
@@ -100,7 +69,12 @@ def test_two_cpu_processes_gather_negatives_and_train_like_one(tmp_path):
     ]
     running = [
         subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for command in (launch, single)
     ]

@@ -15,12 +15,7 @@ from typing import Any
 from ..recipe.sections.evaluation import EvaluationSection, RankerSpec
 from .collection import EvalCollection
 
-_WORDS = (
-    "quiet bar live music jazz cheap pizza harbour museum modern art family friendly vegetarian local "
-    "craft beer rooftop view cocktails brunch seafood tapas hiking trail park river old town gallery "
-    "festival street food market wine cellar club dance late night coffee bakery castle beach kayak "
-    "cycling tour history theatre concert vintage shop garden lake sunset romantic partner kids budget"
-).split()
+_WORDS = ["quiet", "bar", "live", "music", "jazz", "cheap", "pizza", "harbour", "museum", "modern", "art", "family", "friendly", "vegetarian", "local", "craft", "beer", "rooftop", "view", "cocktails", "brunch", "seafood", "tapas", "hiking", "trail", "park", "river", "old", "town", "gallery", "festival", "street", "food", "market", "wine", "cellar", "club", "dance", "late", "night", "coffee", "bakery", "castle", "beach", "kayak", "cycling", "tour", "history", "theatre", "concert", "vintage", "shop", "garden", "lake", "sunset", "romantic", "partner", "kids", "budget"]
 _CATEGORIES = ("Nightlife", "Restaurants and Food", "Arts & Entertainment", "Active Life")
 
 

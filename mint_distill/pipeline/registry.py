@@ -94,7 +94,9 @@ class StageRegistry:
                 raise ValueError(f"stages read each other in a cycle: {cycle}")
             for upstream in stage.after:
                 if upstream not in self._stages:
-                    raise ValueError(f"stage `{stage.name}` reads `{upstream}`, which is not registered")
+                    raise ValueError(
+                        f"stage `{stage.name}` reads `{upstream}`, which is not registered"
+                    )
                 place(self._stages[upstream], (*chain, stage.name))
             placed.add(stage.name)
             ordered.append(stage)
