@@ -161,14 +161,15 @@ def train_loop(
     communicate over gloo.
     """
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+
+    from ..accelerated import fresh_accelerator
 
     out_dir = Path(out_dir)
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
     checkpoints, best_root, log_path = out_dir / CHECKPOINTS, out_dir / BEST, out_dir / LOG
-    accelerator = Accelerator(
+    accelerator = fresh_accelerator(
         mixed_precision=resolve_mixed_precision(settings.mixed_precision, use_cpu),
         cpu=use_cpu,
         # Encoders carry layers a student never uses (e.g. BERT's pooler), which DDP must skip.

@@ -128,10 +128,10 @@ def tune_teacher(
     last checkpoint under `<output_dir>/.checkpoints` when one exists.
     """
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
+    from ..accelerated import fresh_accelerator
     from ..models import resolve_model
     from ..models.loading import load_tokenizer
 
@@ -142,7 +142,7 @@ def tune_teacher(
     if not train:
         raise DataError("teacher.tuning.seeds: the seed file has no `train` records")
 
-    accelerator = Accelerator(
+    accelerator = fresh_accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=tuning.mixed_precision,
         gradient_accumulation_steps=tuning.gradient_accumulation,
