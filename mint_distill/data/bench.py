@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                     "users": data.stats["source"]["users"],
                     "kept_users": funnel["kept"],
                     "seconds": round(seconds, 1),
+                    "reviews_per_second": round(args.lines / seconds, 1),
                     "peak_rss_mb_before_selection": round(before, 1),
                     "peak_rss_mb": round(_peak_rss_mb(), 1),
                 },

@@ -1,0 +1,63 @@
+"""`mint-distill bench`: one row per stage from the real component benchmarks, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import embedded_or_skip
+
+from mint_distill.cli import cli
+
+CHEAP_STAGES = ("teacher", "students", "encoding", "data")
+
+
+@pytest.mark.integration
+def test_quick_bench_writes_one_measured_row_per_stage(tmp_path):
+    embedded_or_skip("smollm2-135m-instruct")
+    minilm = embedded_or_skip("all-minilm-l6-v2")
+    out, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--quick",
+            "--repeats=2",
+            f"--only={','.join(CHEAP_STAGES)}",
+            f"--out={out}",
+            f"--markdown={table}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [row["stage"] for row in report["rows"]] == list(CHEAP_STAGES)
+    for row in report["rows"]:
+        assert len(row["values"]) == 2 and row["median"] > 0, row
+        assert row["min"] <= row["median"] <= row["max"], row
+        assert row["peak_memory_mb"] > 0, row
+    units = {row["stage"]: row["unit"] for row in report["rows"]}
+    assert units == {
+        "teacher": "tokens/s",
+        "students": "examples/s",
+        "encoding": "items/s",
+        "data": "reviews/s",
+    }
+    assert {row["model"] for row in report["rows"] if row["stage"] in ("students", "encoding")} == {
+        minilm
+    }
+    machine = report["machine"]
+    assert machine["cores"] > 0 and machine["torch_threads"] > 0 and machine["ram_gb"] > 0
+    assert machine["cpu"] and machine["torch"] and machine["date"]
+    assert report["repeats"] == 2 and report["mode"] == "quick"
+    markdown = table.read_text()
+    assert markdown.startswith(f"Machine: {machine['cpu']}")
+    assert markdown.count("\n| ") == 1 + len(CHEAP_STAGES)  # header and one line per row
+
+
+def test_an_unknown_stage_is_refused_by_name(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--only=teacher,trainer", f"--out={out}"])
+    assert result.exit_code == 2
+    assert "'trainer'" in result.output and "teacher, filter, students" in result.output
+    assert not out.exists()
