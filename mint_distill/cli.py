@@ -93,6 +93,9 @@ def run(
         f"ran {len(result.ran)} stage(s) ({', '.join(result.ran) or 'none'}){reused}, "
         f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}"
     )
+    from .evaluation.report import print_report_of_run
+
+    print_report_of_run(result.run_root)
 
 
 @cli.command()
@@ -206,11 +209,13 @@ COMPONENT_COMMANDS: tuple[tuple[str, str], ...] = (
     (".teacher.cli", "teacher_report"),
     (".filtering.cli", "filter"),
     (".evaluation.cli", "evaluate"),
+    (".evaluation.cli", "ablate"),
     (".students.cli", "train"),
     (".adapters.cli", "adapters"),
     (".adapters.cli", "adapt"),
     (".export.cli", "export"),
     (".recommend.cli", "recommend"),
+    (".bench", "bench"),
 )
 for _module, _command in COMPONENT_COMMANDS:
     cli.add_command(getattr(importlib.import_module(_module, __package__), _command))

@@ -48,4 +48,17 @@ def validate_recipe(recipe: Recipe) -> ValidationReport:
     for stage in all_stages():
         if stage.enabled(recipe):
             report.problems.extend(f"stage {stage.name}: {problem}" for problem in stage.check(recipe))
+    report.problems.extend(_ablation_problems(recipe))
     return report
+
+
+def _ablation_problems(recipe: Recipe) -> list[str]:
+    from .evaluation.ablations import variant_recipe
+
+    problems = []
+    for variant in recipe.ablations:
+        try:
+            variant_recipe(recipe, variant)
+        except MintError as error:
+            problems.append(str(error))
+    return problems

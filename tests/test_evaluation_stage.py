@@ -95,7 +95,7 @@ def test_evaluate_command_reports_and_reruns_when_a_student_appears(shared_data,
     monkeypatch.setenv("MINT_DISTILL_DATA_DIR", str(shared_data))
     arguments = [
         "evaluate", RECIPE, f"run_dir={tmp_path}", f"evaluation.cache_dir={tmp_path / 'cache'}",
-        "evaluation.rankers=[{name: bm25, kind: bm25}]", "evaluation.reference=bm25",
+        "evaluation.rankers=[{name: bm25, kind: bm25}]", "evaluation.reference=bm25", "data.test.min_pool_size=0",
     ]
     runner = CliRunner()
     first = runner.invoke(cli, ["--quiet", *arguments])

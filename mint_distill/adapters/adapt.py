@@ -52,7 +52,7 @@ def build_adapt_recipe(
     relative `path` or `items.path` that exists beside the file is taken from there) or a recipe
     (a mapping with `data`), which is then the starting point instead of `base_recipe`.
     Set: name `adapt-<domain>`, students.biencoder.finetune=lora (and .model=`base_model`),
-    students.crossencoder.enabled=false, package.domain, package.bundle_dir (`out`, default
+    students.crossencoder.enabled=false, no ablations, package.domain, package.bundle_dir (`out`, default
     `adapters/<domain>`), teacher.tuning.seeds (`seeds`), then the `overrides` (key=value).
     """
     check_domain(domain)
@@ -76,6 +76,7 @@ def build_adapt_recipe(
         "package.enabled": True,
         "package.domain": domain,
         "package.bundle_dir": str(out if out is not None else Path("adapters") / domain),
+        "ablations": {},
     }
     if base_model:
         settings["students.biencoder.model"] = base_model

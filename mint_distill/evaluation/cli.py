@@ -25,16 +25,55 @@ def evaluate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
       mint-distill evaluate recipes/pointrec.yaml evaluation.significance=ttest --force
     """
     from ..console import console, is_quiet
-    from ..io import read_json
     from ..pipeline import run_pipeline
     from ..recipe import load_recipe
-    from .report import print_table
+    from .report import print_report_of_run
     from .stage import EVALUATE_STAGE
 
     loaded = load_recipe(recipe, overrides)
     result = run_pipeline(loaded, stages=[EVALUATE_STAGE], force=("evaluate",) if force else (), quiet=is_quiet())
-    folder = result.run_root / "evaluate"
     if "evaluate" in result.skipped:
         console.print("the evaluation is up to date (use --force to run it again)")
-        print_table(read_json(folder / "metrics.json"))
-    console.print(f"report: {folder / 'report.md'}", highlight=False)
+    print_report_of_run(result.run_root)
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--variant", "variants", multiple=True, help="Run only this variant of `ablations` (repeatable).")
+def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...]) -> None:
+    """Run the recipe's ablations and compare their bi-encoders with the full run.
+
+    Runs the recipe itself first (fresh stages are skipped), then each variant listed under the
+    recipe's `ablations` key as a run of its own, <run_dir>/<name>-<variant>, copying every stage
+    the variant leaves unchanged from the main run. Writes <run_dir>/<name>/ablations/report.md
+    and ablations.json: each variant's biencoder-mint against the reference and the full run.
+
+    \b
+    Examples:
+      mint-distill ablate recipes/pointrec.yaml
+      mint-distill ablate recipes/pointrec.yaml --variant filter-none --variant filter-random
+    """
+    from ..console import console, is_quiet
+    from ..errors import RecipeError
+    from ..pipeline import run_pipeline
+    from ..recipe import load_recipe
+    from .ablations import REPORT_FOLDER, compare_variants, variant_recipe, write_ablation_report
+
+    loaded = load_recipe(recipe, overrides)
+    unknown = sorted(set(variants) - set(loaded.ablations))
+    if unknown:
+        raise RecipeError(
+            f"{recipe}: no ablation named {', '.join(unknown)}; `ablations` lists: {', '.join(loaded.ablations) or 'none'}"
+        )
+    chosen = list(variants) or list(loaded.ablations)
+    if not chosen:
+        raise RecipeError(f"{recipe}: the recipe lists no `ablations`")
+    main_root = run_pipeline(loaded, quiet=is_quiet()).run_root
+    roots = {}
+    for variant in chosen:
+        console.print(f"ablation {variant}: {', '.join(loaded.ablations[variant])}", highlight=False)
+        roots[variant] = run_pipeline(variant_recipe(loaded, variant), quiet=is_quiet()).run_root
+    report = write_ablation_report(compare_variants(main_root, roots, loaded), main_root / REPORT_FOLDER)
+    console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"report: {report}", highlight=False)

@@ -187,3 +187,15 @@ def print_table(metrics: dict[str, Any], console=None) -> None:
     console.print(table)
     for line in coverage_lines(metrics):
         console.print(line, highlight=False, markup=False)
+
+
+def print_report_of_run(run_root: Path) -> None:
+    """The comparison table of a run's evaluate stage and the path of its report, when it has one."""
+    from ..console import stdout
+    from ..io import read_json
+
+    folder = Path(run_root) / "evaluate"
+    if not (folder / "metrics.json").is_file():
+        return
+    print_table(read_json(folder / "metrics.json"))
+    stdout.print(f"report: {folder / 'report.md'}", highlight=False)

@@ -78,7 +78,6 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     from ..data.paths import data_dir
     from ..data.pointrec import load_test_collection
     from .collection import from_test_collection
-    from .report import print_table
     from .run import run_evaluation
 
     recipe = ctx.recipe
@@ -94,8 +93,6 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         collection, recipe.evaluation, ctx.dir, extra_rankers=students, seed=recipe.seed, resume=ctx.resuming
     )
     metrics = evaluation.to_json()
-    if not ctx.quiet:
-        print_table(metrics)
     return {
         "requests": metrics["requests"],
         "pool": metrics["pool"],

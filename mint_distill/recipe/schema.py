@@ -27,3 +27,8 @@ class Recipe(Section):
     students: StudentsSection = StudentsSection()
     evaluation: EvaluationSection = EvaluationSection()
     package: PackageSection = PackageSection()
+    ablations: dict[str, list[str]] = Field(
+        {},
+        description="variant name -> KEY=VALUE overrides; `mint-distill ablate` runs each variant "
+        "(bi-encoder only) and compares it with this run",
+    )
