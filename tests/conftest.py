@@ -82,3 +82,11 @@ def two_process_environment() -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
     }
+
+
+@pytest.fixture(scope="module")
+def private_mint_home(tmp_path_factory):
+    """A module's own $MINT_DISTILL_HOME, so its POI-catalog cache is parsed once, there."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINT_DISTILL_HOME", str(tmp_path_factory.mktemp("home")))
+        yield

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 
 import pytest
@@ -15,19 +14,7 @@ from mint_distill.data.pointrec import load_test_collection
 from mint_distill.io import sha256_file
 from mint_distill.recipe.sections.data import DataSection, TestCollectionSpec
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _module_cache(tmp_path_factory):
-    """One private POI-catalog cache for the module: parsed once (about 10 s), then read from Arrow."""
-    previous = os.environ.get("MINT_DISTILL_HOME")
-    os.environ["MINT_DISTILL_HOME"] = str(tmp_path_factory.mktemp("home"))
-    yield
-    if previous is None:
-        os.environ.pop("MINT_DISTILL_HOME")
-    else:
-        os.environ["MINT_DISTILL_HOME"] = previous
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("private_mint_home")]
 
 
 @pytest.fixture(scope="module")

@@ -50,13 +50,17 @@ def test_stage_writes_the_documented_records_and_skips_when_fresh(tmp_path):
     folder = tmp_path / "runs" / "fixture" / "data"
     (user,) = list(read_jsonl(folder / "users.jsonl"))
     assert user["user_id"] == "alice" and user["split"] in ("train", "dev")
+    assert user["origin"] == "history"
     assert sorted(item["item_id"] for item in user["items"]) == ["b1", "b2", "b4"]
     b1 = next(item for item in user["items"] if item["item_id"] == "b1")
     assert b1 == {
         "item_id": "b1",
         "name": "Neptune Oyster",
         "city": "Boston",
+        "country": "US",
         "categories": ["Seafood", "Restaurants"],
+        "main_category": "Restaurants and Food",
+        "sub_categories": ["Seafood"],
         "sentence": "The lobster roll here is worth every minute of the wait.",
         "rating": None,
     }

@@ -110,3 +110,15 @@ def test_run_evaluation_writes_runs_that_trec_eval_scores_the_same(collection, t
     resumed = json.loads((out / "systems.json").read_text())
     assert resumed["bm25"] == systems["bm25"]  # same timing record: not recomputed
     assert (out / "runs" / "bm25-plain.trec").is_file()
+
+
+def test_the_report_says_how_many_judged_items_training_left_out(collection, tmp_path):
+    runs = {"bm25": BM25Ranker().rank(collection, 200)}
+    plain = render_markdown(evaluate_runs(collection, runs, reference="bm25").to_json())
+    assert "Training used no judged item" not in plain
+    collection.notes["training_excluded_judged"] = 1280
+    try:
+        report = render_markdown(evaluate_runs(collection, runs, reference="bm25").to_json())
+    finally:
+        del collection.notes["training_excluded_judged"]
+    assert "Training used no judged item: the 1,280 judged POIs of the catalog were excluded" in report

@@ -141,12 +141,14 @@ def test_resume_after_interruption_loses_nothing_and_duplicates_nothing(loaded, 
         "request_id",
         "user_id",
         "split",
+        "origin",
         "request",
         "item_ids",
         "sentences",
         "attempts",
         "settings",
     }
+    assert record["origin"] == "history"
     user = next(u for u in load_users(USERS) if u.user_id == record["user_id"])
     assert record["item_ids"] == [i.item_id for i in user.items]
     assert record["sentences"] == [i.sentence for i in user.items]

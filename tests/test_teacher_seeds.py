@@ -61,6 +61,27 @@ def test_requests_are_all_different(seeds):
     assert len({s.request for s in seeds}) == len(seeds)
 
 
+def test_catalog_seeds_are_pointrec_pois_with_a_train_dev_split(seeds):
+    catalog = [s for s in seeds if s.source == "pointrec_catalog"]
+    assert len(catalog) == 8 and Counter(s.split for s in catalog) == {"train": 6, "dev": 2}
+    for seed in catalog:
+        assert all(item.item_id.startswith("pointrec:") for item in seed.history.items)
+        assert len({item.city for item in seed.history.items}) == 1
+
+
+def test_catalog_seeds_show_no_poi_judged_in_the_test_collection(seeds, shared_data):
+    from mint_distill.data.pointrec import qrels_file, read_judged_ids
+
+    judged = read_judged_ids(qrels_file(shared_data / "pointrec"))
+    shown = {
+        item.item_id.removeprefix("pointrec:")
+        for seed in seeds
+        if seed.source == "pointrec_catalog"
+        for item in seed.history.items
+    }
+    assert len(shown) == 40 and not shown & judged
+
+
 def test_no_reviewer_names_in_zomato_seeds(seeds):
     """Zomato has only display names; seeds carry a hashed id instead."""
     for line in SEED_FILE.read_text(encoding="utf-8").splitlines():

@@ -3,7 +3,8 @@
 Library entry points:
 - `open_source(spec, data_dir)`: a review source (Yelp, Amazon 2014, any CSV/JSONL table);
 - `prepare_training_data(section)` / `write_training_data(section, out_dir)`: Mint's user
-  selection and the data stage's files;
+  selection, catalog pseudo-histories (`data.catalog`, see `pseudo_histories`) and the data
+  stage's files;
 - `load_test_collection(spec, data_dir)`: Pointrec requests, qrels, POI texts and pools.
 
 Names are imported on first use, so `mint-distill --help` does not pay for pyarrow.

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..io import atomic_path, write_json_atomic, write_jsonl_atomic
-from ..recipe.sections.data import DataSection
+from ..recipe.sections.data import DataSection, ItemTextSpec
 from .catalog import ItemCatalog, blocklist, is_blocked
 from .paths import data_dir
+from .pseudo_histories import CatalogHistories, build_catalog_histories
 from .reading import ReadReport
 from .records import Review
 from .selection import ReviewScan, Selection, scan_reviews, select_users
@@ -20,13 +21,29 @@ from .sources import ReviewSource, open_source
 
 @dataclass
 class TrainingData:
-    """Everything the data stage produces, in memory."""
+    """Everything the data stage produces, in memory (`catalog_histories`: with `data.catalog.enabled`)."""
 
     source: ReviewSource
     catalog: ItemCatalog
     scan: ReviewScan
     selection: Selection
     stats: dict
+    catalog_histories: CatalogHistories | None = None
+
+    def user_records(self, item_spec: ItemTextSpec) -> Iterator[dict]:
+        """The `users.jsonl` records: selected users (unless catalog-only), then catalog histories."""
+        extra = self.catalog_histories
+        if extra is None or extra.keep_user_histories:
+            for user in self.selection.users:
+                yield user.record(self.catalog, item_spec)
+        if extra is not None:
+            yield from extra.users
+
+    def item_records(self, item_spec: ItemTextSpec, blocked: set[str]) -> Iterator[dict]:
+        """The `items.jsonl` records: the training catalog, then items added by catalog histories."""
+        yield from self.catalog.records(item_spec, blocked)
+        if self.catalog_histories is not None:
+            yield from self.catalog_histories.items
 
 
 def load_catalog(source: ReviewSource, report: ReadReport) -> ItemCatalog:
@@ -78,7 +95,12 @@ def prepare_training_data(
         "selection": selection.stats,
     }
     stats["items"]["written"] = stats["items"]["catalog"] - stats["items"]["blocklisted"]
-    return TrainingData(source, catalog, scan, selection, stats)
+    extra = None
+    if section.catalog.enabled:
+        extra = build_catalog_histories(section, catalog, len(selection.users), fetch=fetch)
+        stats["catalog"] = extra.stats
+        stats["items"]["written"] += len(extra.items)
+    return TrainingData(source, catalog, scan, selection, stats, extra)
 
 
 def _why_nothing(report: ReadReport) -> str:
@@ -99,10 +121,8 @@ def write_training_data(section: DataSection, out_dir: Path) -> dict:
             handle.write(json.dumps(review.as_record(), ensure_ascii=False) + "\n")
 
         data = prepare_training_data(section, review_sink=sink)
-    write_jsonl_atomic(
-        out_dir / "users.jsonl", (user.record(data.catalog) for user in data.selection.users)
-    )
+    write_jsonl_atomic(out_dir / "users.jsonl", data.user_records(section.item_text))
     blocked = blocklist(section.selection.category_blocklist)
-    write_jsonl_atomic(out_dir / "items.jsonl", data.catalog.records(section.item_text, blocked))
+    write_jsonl_atomic(out_dir / "items.jsonl", data.item_records(section.item_text, blocked))
     write_json_atomic(out_dir / "stats.json", data.stats)
     return data.stats

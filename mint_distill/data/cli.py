@@ -26,7 +26,8 @@ def data() -> None:
 )
 @click.option("--no-test", is_flag=True, help="Skip the test collection coverage table.")
 def stats(recipe: Path, overrides: tuple[str, ...], json_path: Path | None, no_test: bool) -> None:
-    """Count users, items and reviews, what selection removed and why, and test coverage.
+    """Count users, items and reviews, what selection removed and why, catalog histories
+    (with data.catalog.enabled), and test coverage.
 
     Reads the source as the data stage would, without writing a run folder.
 
@@ -34,6 +35,7 @@ def stats(recipe: Path, overrides: tuple[str, ...], json_path: Path | None, no_t
     Examples:
       mint-distill data stats recipes/pointrec.yaml
       mint-distill data stats recipes/pointrec.yaml data.selection.min_liked=10
+      mint-distill data stats recipes/pointrec.yaml data.catalog.enabled=true --no-test
       mint-distill data stats recipes/pointrec.yaml --no-test --json stats.json
     """
     from ..console import stdout
@@ -42,12 +44,14 @@ def stats(recipe: Path, overrides: tuple[str, ...], json_path: Path | None, no_t
     from .build import prepare_training_data
     from .paths import data_dir
     from .pointrec import load_test_collection
-    from .report import coverage_table, selection_tables, source_table
+    from .report import catalog_table, coverage_table, selection_tables, source_table
 
     loaded = load_recipe(recipe, overrides)
     prepared = prepare_training_data(loaded.data)
     for renderable in (source_table(prepared.stats), *selection_tables(prepared.stats)):
         stdout.print(renderable)
+    if "catalog" in prepared.stats:
+        stdout.print(catalog_table(prepared.stats))
     everything = {"training": prepared.stats}
     if not no_test:
         collection = load_test_collection(loaded.data.test, data_dir(loaded.data.data_dir))

@@ -242,6 +242,27 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def qrels_file(folder: Path) -> Path:
+    """The qrels file of a Pointrec folder (original or shared-data layout)."""
+    return _first(folder, _QRELS_FILES)
+
+
+def read_judged_ids(path: Path) -> set[str]:
+    """Every item id judged in a TREC qrels file, and nothing else: no grades, no request ids.
+
+    Training reads judgements only through this, to keep judged items out of its data.
+    """
+    judged = set()
+    for number, line in decoded_lines(path, ReadReport()):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise DataError(f"{path}:{number}: expected `qid 0 poi_id grade`, got {line.strip()!r}")
+        judged.add(parts[2])
+    return judged
+
+
 def poi_text(record: dict, spec: TestCollectionSpec) -> str:
     """A POI's text: the Mint authors' template with its first `max_snippets` web snippets."""
     titles = record.get("snippet_titles") or []

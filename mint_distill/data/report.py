@@ -1,4 +1,5 @@
-"""Rich tables for `mint-distill data stats`: source counts, the selection funnel, test coverage."""
+"""Rich tables for `mint-distill data stats`: source counts, the selection funnel, catalog
+histories, test coverage."""
 
 from __future__ import annotations
 
@@ -100,6 +101,39 @@ def selection_tables(stats: dict) -> list[Table]:
     items.add_row("over max_tokens (halved out)", f"{limits['over_max_tokens']:,}")
     items.add_row("shown to the teacher", f"{limits['shown']:,}")
     return [users, reviews, items]
+
+
+def catalog_table(stats: dict) -> Table:
+    """Catalog adaptation: eligible items, groups, pseudo-histories and judged items kept out."""
+    catalog = stats["catalog"]
+    group_by = ", ".join(catalog["group_by"]) or "nothing (one group)"
+    table = Table(
+        "count",
+        "value",
+        title=f"catalog histories (source: {catalog['source']}, grouped by {group_by})",
+        title_justify="left",
+    )
+    rows = [
+        ("catalog_items", "items in the catalog"),
+        ("with_snippets", "  with a web snippet"),
+        ("blocklisted", "  in blocklisted categories (left out)"),
+        ("judged_ids", "items judged in the test collection"),
+        ("judged_in_catalog", "  of them in this catalog (never used)"),
+        ("without_sentence", "items with no usable sentence (left out)"),
+        ("eligible", "eligible items"),
+        ("groups", "groups"),
+        ("groups_too_small", f"  with fewer than {catalog['items_per_history']} items (skipped)"),
+        ("histories_available", "histories available (each item in one)"),
+        ("histories", "catalog histories written"),
+        ("items_shown", "  items shown in them"),
+        ("items_added", "  items added to items.jsonl"),
+        ("user_histories_dropped", "user histories dropped (fraction 1)"),
+    ]
+    for key, label in rows:
+        if key in catalog:
+            table.add_row(label, f"{catalog[key]:,}")
+    table.add_row("  train / dev", f"{catalog['train']:,} / {catalog['dev']:,}")
+    return table
 
 
 def coverage_table(rows: list[dict], spec: TestCollectionSpec) -> Table:

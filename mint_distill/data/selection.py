@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ..console import progress_bar
 from ..errors import DataError
 from ..recipe.sections.data import ItemTextSpec, SelectionSpec
-from .catalog import ItemCatalog, blocklist, is_blocked
+from .catalog import ItemCatalog, blocklist, is_blocked, main_and_sub_categories
 from .reading import ReadReport
 from .records import Item, Review
 from .sources.base import ReviewSource
@@ -118,22 +118,28 @@ class SelectedUser:
     split: str
     items: list[ShownItem]
 
-    def record(self, catalog: ItemCatalog) -> dict:
+    def record(self, catalog: ItemCatalog, item_spec: ItemTextSpec) -> dict:
         """The `users.jsonl` record (docs/pipeline.md)."""
         shown = []
         for entry in self.items:
             item = catalog.get(entry.item_id)
+            main, subs = main_and_sub_categories(
+                item.categories, item_spec.main_categories, item_spec.default_main_category
+            )
             shown.append(
                 {
                     "item_id": entry.item_id,
                     "name": item.name,
                     "city": item.city,
+                    "country": item.country,
                     "categories": list(item.categories),
+                    "main_category": main,
+                    "sub_categories": subs,
                     "sentence": entry.sentence,
                     "rating": entry.rating,
                 }
             )
-        return {"user_id": self.user_id, "split": self.split, "items": shown}
+        return {"user_id": self.user_id, "split": self.split, "origin": "history", "items": shown}
 
 
 @dataclass

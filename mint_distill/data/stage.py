@@ -1,4 +1,5 @@
-"""The `data` pipeline stage: review histories -> users.jsonl, items.jsonl, reviews.jsonl, stats.json."""
+"""The `data` pipeline stage: review histories (and catalog pseudo-histories) -> users.jsonl,
+items.jsonl, reviews.jsonl, stats.json."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from .paths import data_dir, under
 
 
 def source_files(recipe: Recipe) -> list[Path]:
-    """The source's files (none yet when it is missing; `check_data` reports that)."""
+    """The source's files and, with catalog adaptation, the catalog's (none yet when missing;
+    `check_data` reports that)."""
+    from .pseudo_histories import catalog_input_files
     from .sources import open_source
 
     try:
-        return open_source(recipe.data.source, data_dir(recipe.data.data_dir), fetch=False).files()
+        files = open_source(recipe.data.source, data_dir(recipe.data.data_dir), fetch=False).files()
     except MintError:
-        return []
+        files = []
+    return [*files, *catalog_input_files(recipe.data)]
 
 
 def check_data(recipe: Recipe) -> list[str]:
@@ -34,13 +38,40 @@ def check_data(recipe: Recipe) -> list[str]:
         open_source(spec, base, fetch=False).files()
     except MintError as error:
         return [f"data.source: {error}"]
+    return _check_catalog(recipe)
+
+
+def _check_catalog(recipe: Recipe) -> list[str]:
+    from .pseudo_histories import collection_folder
+
+    catalog, test = recipe.data.catalog, recipe.data.test
+    if not catalog.enabled or catalog.source != "test":
+        return []
+    folder = collection_folder(recipe.data)
+    if not folder.is_dir() and not test.download:
+        problem = (
+            f"data.catalog: source `test` reads the test collection's catalog, but {folder} "
+            "does not exist and data.test.download is false"
+        )
+        return [problem]
     return []
 
 
 @register_stage(
     "data",
     summary="select users, liked items and review sentences; render item texts",
-    config_keys=("data.data_dir", "data.source", "data.selection", "data.item_text"),
+    config_keys=(
+        "data.data_dir",
+        "data.source",
+        "data.selection",
+        "data.item_text",
+        "data.catalog",
+        # how catalog histories render test-collection items
+        "data.test.path",
+        "data.test.poi_template",
+        "data.test.snippet_template",
+        "data.test.max_snippets",
+    ),
     input_files=source_files,
     check=check_data,
 )
@@ -49,7 +80,7 @@ def run_data_stage(ctx: StageContext) -> dict:
 
     stats = write_training_data(ctx.recipe.data, ctx.dir)
     users = stats["selection"]["users"]
-    return {
+    summary = {
         "reviews": stats["source"]["reviews"],
         "users": users["kept"],
         "train_users": users["train"],
@@ -57,3 +88,14 @@ def run_data_stage(ctx: StageContext) -> dict:
         "items": stats["items"]["written"],
         "shown_items": stats["selection"]["items"]["shown"],
     }
+    catalog = stats.get("catalog")
+    if catalog is not None:
+        summary.update(
+            catalog_source=catalog["source"],
+            catalog_histories=catalog["histories"],
+            catalog_items=catalog["items_shown"],
+            user_histories_dropped=catalog["user_histories_dropped"],
+        )
+        if "judged_in_catalog" in catalog:
+            summary["judged_excluded"] = catalog["judged_in_catalog"]
+    return summary

@@ -59,6 +59,13 @@ def render(template: str, fields: Mapping[str, object]) -> str:
     ).strip()
 
 
+def required_fields(template: str) -> frozenset[str]:
+    """The fields a template names outside its optional `[...]` parts (they render as '' when empty)."""
+    return frozenset(
+        name for optional, names, _ in _compiled(template) if not optional for name in names
+    )
+
+
 class _Blank(dict):
     def __missing__(self, key: str) -> str:
         return ""

@@ -98,6 +98,11 @@ def coverage_lines(metrics: dict[str, Any]) -> list[str]:
         lines.append("Judged items outside the pools cannot be retrieved but still count in the ideal ranking.")
     if coverage.get("min_pool_size"):
         lines.append(f"Only requests whose pool holds at least {coverage['min_pool_size']} POIs are evaluated.")
+    if coverage.get("training_excluded_judged") is not None:
+        lines.append(
+            f"Training used no judged item: the {coverage['training_excluded_judged']:,} judged POIs of the "
+            "catalog were excluded from its pseudo-histories (catalog adaptation)."
+        )
     if coverage.get("pooled_items_without_text"):
         lines.append(f"{coverage['pooled_items_without_text']:,} pooled items have no text and were left out of the pools.")
     return lines

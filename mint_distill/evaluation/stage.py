@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import MintError
 from ..pipeline import Stage, StageContext, register_stage
-from ..pipeline.manifest import MANIFEST
+from ..pipeline.manifest import MANIFEST, read_manifest
 from ..recipe import Recipe
 from ..recipe.sections.evaluation import RankerSpec
 
@@ -83,6 +83,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     test = load_test_collection(recipe.data.test, data_dir(recipe.data.data_dir))
     collection = from_test_collection(test, recipe.data.test.pool)
+    excluded = _judged_items_kept_out_of_training(ctx.run_root)
+    if excluded is not None:
+        collection.notes["training_excluded_judged"] = excluded
     students = student_rankers(recipe, ctx.run_root)
     ctx.log.info(
         "evaluating %d requests (pool %s) with %d system(s)%s", len(collection.qids()), collection.pool,
@@ -99,6 +102,12 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         "reference": metrics["reference"],
         "means": {name: entry["means"] for name, entry in metrics["systems"].items()},
     }
+
+
+def _judged_items_kept_out_of_training(run_root: Path) -> int | None:
+    """How many judged test items the run's data stage excluded from its catalog histories."""
+    manifest = read_manifest(run_root / "data")
+    return (manifest or {}).get("summary", {}).get("judged_excluded")
 
 
 STAGE_OPTIONS: dict[str, Any] = {

@@ -54,12 +54,15 @@ def generate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
 
     Output: runs/<name>/generate/requests.jsonl, rejected.jsonl, summary.json and
     teacher_report.md. Killing it and running it again finishes the remaining users. Under
-    `accelerate launch` every process generates its share of the users.
+    `accelerate launch` every process generates its share of the users. With
+    teacher.kind=template no model is loaded: each request is teacher.template.pattern filled
+    with the request prefix and sentences of the history's items.
 
     \b
     Examples:
       mint-distill generate recipes/pointrec.yaml
       mint-distill generate recipes/pointrec.yaml teacher.generation.requests_per_user=2
+      mint-distill generate recipes/pointrec.yaml teacher.kind=template
       accelerate launch --num_processes 2 "$(command -v mint-distill)" generate recipes/pointrec.yaml
     """
     _run(recipe, overrides, "generate", force)

@@ -1,6 +1,7 @@
 """What the teacher is shown: a user's liked items with one review sentence each, and seed pairs.
 
-Two files feed it: `data/users.jsonl` (see docs/pipeline.md) and the hand-written seed file
+Two files feed it: `data/users.jsonl` (see docs/pipeline.md; real users and, with catalog
+adaptation, catalog pseudo-histories) and the hand-written seed file
 (`recipes/seeds/*.jsonl`), whose records hold a real history plus the request written for it.
 """
 
@@ -13,25 +14,34 @@ from pathlib import Path
 from ..errors import DataError
 
 SPLITS = ("train", "dev")
+ORIGINS = ("history", "catalog")
 
 
 @dataclass(frozen=True)
 class ShownItem:
-    """One liked item as the teacher sees it."""
+    """One liked item as the teacher sees it, with the attributes a request prefix is made of."""
 
     name: str
     city: str | None
     sentence: str
     item_id: str | None = None
+    country: str | None = None
+    main_category: str | None = None
+    sub_categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class History:
-    """A user and the liked items shown to the teacher, in the order they are shown."""
+    """A user (or a catalog pseudo-history) and the items shown to the teacher, in shown order.
+
+    `origin` is `history` for a real user's liked items and `catalog` for a pseudo-history
+    sampled from the catalog (docs/pipeline.md).
+    """
 
     user_id: str
     items: tuple[ShownItem, ...]
     split: str = "train"
+    origin: str = "history"
 
 
 @dataclass(frozen=True)
@@ -110,17 +120,32 @@ def _history(record: dict, where: str) -> History:
         for key in ("name", "sentence"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise DataError(f"{where}: items[{index}].{key} is missing or empty")
-        city = item.get("city")
         item_id = item.get("item_id")
+        subs = item.get("sub_categories") or []
+        if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
+            raise DataError(f"{where}: items[{index}].sub_categories must be a list of strings")
         items.append(
             ShownItem(
                 name=item["name"].strip(),
-                city=city.strip() if isinstance(city, str) and city.strip() else None,
+                city=_optional_text(item, "city"),
                 sentence=" ".join(item["sentence"].split()),
                 item_id=str(item_id) if item_id is not None else None,
+                country=_optional_text(item, "country"),
+                main_category=_optional_text(item, "main_category"),
+                sub_categories=tuple(s.strip() for s in subs if s.strip()),
             )
         )
     split = record.get("split", "train")
     if split not in SPLITS:
         raise DataError(f"{where}: field `split` must be one of {', '.join(SPLITS)}, got {split!r}")
-    return History(user_id=user_id, items=tuple(items), split=split)
+    origin = record.get("origin", "history")
+    if origin not in ORIGINS:
+        raise DataError(
+            f"{where}: field `origin` must be one of {', '.join(ORIGINS)}, got {origin!r}"
+        )
+    return History(user_id=user_id, items=tuple(items), split=split, origin=origin)
+
+
+def _optional_text(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    return value.strip() if isinstance(value, str) and value.strip() else None

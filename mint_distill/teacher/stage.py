@@ -29,6 +29,8 @@ def _template(recipe: Recipe) -> PromptTemplate:
 
 
 def _input_files(recipe: Recipe) -> list[Path]:
+    if recipe.teacher.kind == "template":
+        return []
     files = [_seeds_file(recipe)]
     if recipe.teacher.prompt.template:
         files.append(Path(recipe.teacher.prompt.template))
@@ -51,6 +53,8 @@ def _check(recipe: Recipe) -> list[str]:
 
 
 def _check_generate(recipe: Recipe) -> list[str]:
+    if recipe.teacher.kind == "template":
+        return []
     problems = _check(recipe)
     if recipe.teacher.report.enabled:
         from ..models import resolve_model
@@ -111,9 +115,11 @@ def run_tune_teacher(ctx: StageContext) -> dict:
 
 @register_stage(
     "generate",
-    summary="write synthetic narrative requests for every user with the (tuned) teacher",
+    summary="write synthetic narrative requests for every user with the (tuned) teacher or the template",
     config_keys=(
         *_PROMPT_KEYS,
+        "teacher.request_prefix",
+        "teacher.template",
         "teacher.tuning.enabled",
         "teacher.tuning.seeds",
         "teacher.generation",
@@ -121,17 +127,66 @@ def run_tune_teacher(ctx: StageContext) -> dict:
     ),
     after=("data", "tune-teacher"),
     input_files=_input_files,
-    enabled=lambda recipe: recipe.teacher.kind == "llm",
     check=_check_generate,
 )
 def run_generate(ctx: StageContext) -> dict:
-    from .generation import RequestSampler, load_teacher
-    from .synthesis import merge_shards, synthesize, work_units
-
     _join_other_processes()
+    users = load_users(ctx.upstream("data") / "users.jsonl")[
+        : ctx.recipe.teacher.generation.max_users
+    ]
+    if ctx.recipe.teacher.kind == "template":
+        return _generate_from_template(ctx, users) if process_state().is_main_process else {}
+    return _generate_with_llm(ctx, users)
+
+
+def _generate_from_template(ctx: StageContext, users: list[History]) -> dict:
+    from .synthesis import work_units
+    from .template_teacher import write_template_requests
+
+    teacher = ctx.recipe.teacher
+    units = work_units(users, teacher.generation.requests_per_user)
+    counts = write_template_requests(
+        units,
+        ctx.dir,
+        spec=teacher.template,
+        request_prefix=teacher.request_prefix,
+        seed=teacher.generation.seed,
+    )
+    summary = {
+        "teacher": "template",
+        "users": len(users),
+        "users_by_origin": _by_origin(users),
+        "requests_wanted": len(units),
+        **counts,
+        "rejected": 0,
+        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
+    }
+    write_json_atomic(ctx.dir / "summary.json", summary)
+    return summary
+
+
+def _by_origin(users: list[History]) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(sorted(Counter(user.origin for user in users).items()))
+
+
+def _without_prefix(request_prefix: str | None, users: list[History]) -> int:
+    """Histories whose requests go without the prefix because a field it needs is unknown."""
+    from .prefix import render_prefix
+
+    if request_prefix is None:
+        return 0
+    return sum(1 for user in users if render_prefix(request_prefix, user) is None)
+
+
+def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
+    from ..io import read_jsonl
+    from .generation import RequestSampler, load_teacher
+    from .synthesis import REQUESTS, merge_shards, synthesize, work_units
+
     state = process_state()
     teacher, generation = ctx.recipe.teacher, ctx.recipe.teacher.generation
-    users = load_users(ctx.upstream("data") / "users.jsonl")[: generation.max_users]
     seeds = load_seeds(_seeds_file(ctx.recipe))
     adapter = ctx.upstream("tune-teacher") / "adapter" if teacher.tuning.enabled else None
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
@@ -203,16 +258,25 @@ def run_generate(ctx: StageContext) -> dict:
         max_retries=generation.max_retries,
         seed=generation.seed,
         settings=settings,
+        request_prefix=teacher.request_prefix,
         rank=state.process_index,
         world=state.num_processes,
     )
     run_counts = _sum_over_processes(run_counts)
     if not state.is_main_process:
         return {}
+    merged = merge_shards(ctx.dir, units)
+    origins: dict[str, int] = {}
+    for record in read_jsonl(ctx.dir / REQUESTS):
+        origins[record["origin"]] = origins.get(record["origin"], 0) + 1
     summary = {
+        "teacher": "llm",
         "users": len(users),
+        "users_by_origin": _by_origin(users),
         "requests_wanted": len(units),
-        **merge_shards(ctx.dir, units),
+        **merged,
+        "requests_by_origin": dict(sorted(origins.items())),
+        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
         **run_counts,
         "processes": state.num_processes,
         "tokens_per_second_this_run": _rate(

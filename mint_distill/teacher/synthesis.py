@@ -21,6 +21,7 @@ from ..io import JsonlAppender, read_jsonl, write_jsonl_atomic
 from .gates import GateSettings, check_request
 from .generation import RequestSampler
 from .histories import History
+from .prefix import render_prefix, with_prefix
 from .prompts import PromptBuilder, prompt_rng
 
 SHARDS = ".shards"
@@ -64,10 +65,15 @@ def synthesize(
     max_retries: int = 2,
     seed: int = 0,
     settings: dict | None = None,
+    request_prefix: str | None = None,
     rank: int = 0,
     world: int = 1,
 ) -> dict:
-    """Generate this rank's share of the unfinished units; return this session's counts."""
+    """Generate this rank's share of the unfinished units; return this session's counts.
+
+    An accepted text is stored behind its history's `request_prefix` (`teacher.request_prefix`,
+    see `prefix.render_prefix`); the gates judge the generated text alone.
+    """
     out_dir = Path(out_dir)
     done = finished_ids(out_dir)
     mine = [
@@ -112,7 +118,9 @@ def synthesize(
                         settings=gates,
                         finished=output.finished,
                     )
-                    record = _record(unit, prompt, output.text, attempt, settings or {})
+                    record = _record(
+                        unit, prompt, output.text, attempt, settings or {}, request_prefix
+                    )
                     if not reasons:
                         accepted.append(record)
                         continue
@@ -137,13 +145,16 @@ def synthesize(
     return counts
 
 
-def _record(unit: Unit, prompt, text: str, attempt: int, settings: dict) -> dict:
+def _record(
+    unit: Unit, prompt, text: str, attempt: int, settings: dict, request_prefix: str | None
+) -> dict:
     items = prompt.items
     return {
         "request_id": unit.request_id,
         "user_id": unit.history.user_id,
         "split": unit.history.split,
-        "request": text,
+        "origin": unit.history.origin,
+        "request": with_prefix(render_prefix(request_prefix, unit.history), text),
         "item_ids": [item.item_id for item in items],
         "sentences": [item.sentence for item in items],
         "attempts": attempt,

@@ -260,6 +260,63 @@ class TestCollectionSpec(Section):
         return check_template(value, POI_SNIPPET_FIELDS)
 
 
+CATALOG_GROUP_FIELDS = ("city", "region", "country", "main_category")
+
+
+class CatalogSpec(Section):
+    """Catalog adaptation: pseudo-histories sampled from the catalog the students will rank.
+
+    A pseudo-history is `items_per_history` items that share every `group_by` attribute, each
+    shown with one short sentence (a POI's web snippet, or a review sentence of a training
+    item), as if one user had liked them all. The data stage appends them to `users.jsonl`
+    (`"origin": "catalog"`) and their items to `items.jsonl`, rendered with the template the
+    ranker uses for that catalog, so every later stage uses them unchanged.
+
+    How many, with U selected user histories, fraction f and cap M (`max_histories`):
+    C = min(round(U * f / (1 - f)), M, A), so that C / (U + C) is f, where A is how many the
+    catalog's groups hold (each item in one history). f = 0: none (user histories only);
+    f = 1: min(M, A) and the user histories are dropped (catalog data only; set M to choose
+    the volume, e.g. U for as many histories as the users give).
+    """
+
+    enabled: bool = Field(
+        False, description="add catalog pseudo-histories to the training histories"
+    )
+    source: Literal["test", "training"] = Field(
+        "test",
+        description="test: the test collection's POI catalog (POIs with a web snippet); "
+        "training: the training source's own items (those with a review sentence)",
+    )
+    group_by: list[str] = Field(
+        ["city", "main_category"],
+        description="items of one history share these attributes; any of "
+        + ", ".join(CATALOG_GROUP_FIELDS),
+    )
+    items_per_history: int = Field(5, ge=1, description="groups smaller than this are skipped")
+    fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of catalog pseudo-histories among all histories"
+    )
+    max_histories: int | None = Field(None, ge=1, description="at most this many catalog histories")
+    exclude_judged: bool = Field(
+        True,
+        description="never use items judged in the test collection (only their ids are read); "
+        "applies to source: test",
+    )
+    seed: int = 0
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_attributes(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in CATALOG_GROUP_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"unknown attribute(s) {', '.join(unknown)}; allowed: {', '.join(CATALOG_GROUP_FIELDS)}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("an attribute is listed twice")
+        return value
+
+
 class DataSection(Section):
     data_dir: str = Field(
         "${MINT_DISTILL_DATA_DIR:-../shared/data}",
@@ -269,3 +326,4 @@ class DataSection(Section):
     selection: SelectionSpec = SelectionSpec()
     item_text: ItemTextSpec = ItemTextSpec()
     test: TestCollectionSpec = TestCollectionSpec()
+    catalog: CatalogSpec = CatalogSpec()

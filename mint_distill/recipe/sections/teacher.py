@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import LoraSpec, Section
+from .data import check_template
+
+# What a request prefix and a template pattern may name (each from the history's items).
+REQUEST_FIELDS = frozenset({"main_category", "sub_categories", "city", "country"})
 
 
 class PromptSpec(Section):
@@ -104,8 +108,41 @@ class ReportSpec(Section):
     )
 
 
+class TemplateTeacherSpec(Section):
+    """`teacher.kind: template`: requests written by a pattern, no model (the baseline an LLM must beat)."""
+
+    pattern: str = Field(
+        "{prefix} {snippets}",
+        description="fields: prefix, snippets, " + ", ".join(sorted(REQUEST_FIELDS)),
+    )
+    snippets: int = Field(
+        2, ge=1, description="sentences of this many of the history's items (a seeded choice)"
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_fields(cls, value: str) -> str:
+        return check_template(value, REQUEST_FIELDS | {"prefix", "snippets"})
+
+
 class TeacherSection(Section):
-    kind: Literal["llm", "template"] = "llm"
+    kind: Literal["llm", "template"] = Field(
+        "llm",
+        description="llm: a (LoRA-tuned) language model; template: `teacher.template.pattern`",
+    )
+    request_prefix: str | None = Field(
+        "Looking for {main_category}[, specifically {sub_categories}] in {city}, {country}.",
+        description="put before every request, from the history's most common main category, "
+        "3 most common sub-categories, city and country (the shape of data.test.query_template); "
+        "left out for a history missing a field outside [..]; null: no prefix",
+    )
+    template: TemplateTeacherSpec = TemplateTeacherSpec()
+
+    @field_validator("request_prefix")
+    @classmethod
+    def _prefix_fields(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, REQUEST_FIELDS)
+
     model: str = "embedded:smollm2-135m-instruct"
     trust_remote_code: bool = False
     prompt: PromptSpec = PromptSpec()

@@ -1,0 +1,200 @@
+"""Request prefixes and the template teacher, through the generate and filter stages."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+from fixtures.catalog.catalog_data import write_pointrec_folder, write_yelp_folder
+from fixtures.teacher.tiny_teacher import SEEDS, save_tiny_teacher
+
+from mint_distill.data.text import render
+from mint_distill.errors import RecipeError
+from mint_distill.filtering.records import read_requests
+from mint_distill.io import read_jsonl
+from mint_distill.pipeline import all_stages, run_pipeline
+from mint_distill.recipe import load_recipe
+from mint_distill.recipe.sections.data import TestCollectionSpec
+from mint_distill.recipe.sections.teacher import TeacherSection
+from mint_distill.teacher.histories import History, ShownItem, load_seeds, load_users
+from mint_distill.teacher.prefix import render_prefix, request_fields
+
+PREFIX = TeacherSection().request_prefix
+USERS = 4
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path / "home"))
+
+
+def item(name, main=None, subs=(), city="Lisbon", country="PT") -> ShownItem:
+    return ShownItem(
+        name=name,
+        city=city,
+        sentence=f"{name} is a fine place to spend an evening.",
+        item_id=name.lower(),
+        country=country,
+        main_category=main,
+        sub_categories=tuple(subs),
+    )
+
+
+def test_prefix_takes_the_most_common_values_like_a_test_request():
+    history = History(
+        "u",
+        (
+            item("A", "Restaurants and Food", ["Seafood", "Bakeries"]),
+            item("B", "Restaurants and Food", ["seafood"], city="Porto"),
+            item("C", "Nightlife", ["Wine Bars", "Bakeries", "Fado"]),
+            item("D", None, ["Fado"], country=None),
+        ),
+    )
+    # main: 2 x restaurants; subs: seafood 2, bakeries 2, fado 2 (first seen first), wine bars 1
+    assert render_prefix(PREFIX, history) == (
+        "Looking for restaurants and food, specifically seafood, bakeries, fado in Lisbon, PT."
+    )
+    # the same words the test collection's query template puts before a request's description
+    query = render(
+        TestCollectionSpec().query_template, {**request_fields(history), "description": "Hi"}
+    )
+    assert query == render_prefix(PREFIX, history) + " Hi."
+
+
+def test_prefix_drops_optional_parts_and_is_left_out_when_a_required_field_is_unknown():
+    no_subs = History("u", (item("A", "Nightlife", city="Kyoto", country="JP"),))
+    assert render_prefix(PREFIX, no_subs) == "Looking for nightlife in Kyoto, JP."
+    no_country = History("u", (item("A", "Nightlife", ["Bars"], country=None),))
+    assert render_prefix(PREFIX, no_country) is None
+    assert render_prefix(None, no_subs) is None
+
+
+def write_recipe(tmp_path: Path, **settings: str) -> Path:
+    data = tmp_path / "data"
+    if not data.exists():
+        write_pointrec_folder(data / "pointrec")
+        write_yelp_folder(data / "yelp", USERS)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        name: template
+        run_dir: {tmp_path / "runs"}
+        data:
+          data_dir: {data}
+          source: {{format: yelp_academic, path: yelp}}
+          selection: {{min_liked: 3}}
+          test: {{path: pointrec, download: false}}
+          catalog: {{enabled: true, fraction: 0.5}}
+        teacher:
+          kind: {settings.get("kind", "template")}
+          model: {settings.get("model", tmp_path / "no-such-model")}
+          generation: {{seed: 3}}
+        filter: {{method: random, keep_fraction: 0.5}}
+        """)
+    )
+    return path
+
+
+def text_stages(recipe):
+    return [s for s in all_stages() if s.name in ("data", "tune-teacher", "generate", "filter")]
+
+
+def test_template_teacher_writes_requests_the_filter_reads(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path))  # teacher.model does not exist: no model is loaded
+    result = run_pipeline(recipe, stages=text_stages(recipe), quiet=True)
+    assert result.ran == ["data", "generate", "filter"]  # tune-teacher is disabled for templates
+    root = tmp_path / "runs" / "template"
+    users = {u.user_id: u for u in load_users(root / "data" / "users.jsonl")}
+    records = list(read_jsonl(root / "generate" / "requests.jsonl"))
+    assert [r["request_id"] for r in records] == [f"{user}#0" for user in users]
+    for record in records:
+        history = users[record["user_id"]]
+        assert record["origin"] == history.origin and record["split"] == history.split
+        assert record["item_ids"] == [i.item_id for i in history.items]
+        used = record["settings"]["snippet_items"]
+        assert len(used) == 2 and set(used) <= set(record["item_ids"])
+        sentences = {i.item_id: i.sentence for i in history.items}
+        prefix = render_prefix(PREFIX, history)
+        assert prefix is not None
+        assert record["request"] == f"{prefix} {sentences[used[0]]} {sentences[used[1]]}"
+    summary = json.loads((root / "generate" / "summary.json").read_text())
+    assert summary["teacher"] == "template"
+    assert summary["requests_by_origin"] == {"catalog": USERS, "history": USERS}
+    assert summary["users_without_prefix"] == 0
+    requests = read_requests(root / "generate" / "requests.jsonl")
+    pairs = list(read_jsonl(root / "filter" / "pairs.jsonl"))
+    assert len(pairs) == sum(len(r.item_ids) for r in requests)
+    for request in requests:
+        kept = [p for p in pairs if p["request_id"] == request.request_id and p["kept"]]
+        assert len(kept) == math.ceil(len(request.item_ids) * 0.5)
+
+
+def test_template_requests_are_deterministic_given_the_seed(tmp_path):
+    def requests(seed: int) -> list[str]:
+        recipe = load_recipe(write_recipe(tmp_path), [f"teacher.generation.seed={seed}"])
+        run_pipeline(recipe, stages=text_stages(recipe), until="generate", quiet=True)
+        return [
+            r["request"] for r in read_jsonl(tmp_path / "runs/template/generate/requests.jsonl")
+        ]
+
+    first = requests(3)
+    assert requests(3) == first
+    assert requests(4) != first
+
+
+def test_template_pattern_and_prefix_are_checked(tmp_path):
+    path = write_recipe(tmp_path)
+    with pytest.raises(RecipeError, match="teacher.template.pattern"):
+        load_recipe(path, ["teacher.template.pattern={prefix} {street}"])
+    with pytest.raises(RecipeError, match="teacher.request_prefix"):
+        load_recipe(path, ["teacher.request_prefix=Looking for {description}"])
+    recipe = load_recipe(
+        path, ["teacher.request_prefix=null", "teacher.template.pattern=[{city}: ]{snippets}"]
+    )
+    run_pipeline(recipe, stages=text_stages(recipe), until="generate", quiet=True)
+    for record in read_jsonl(tmp_path / "runs/template/generate/requests.jsonl"):
+        assert not record["request"].startswith("Looking for")
+        assert record["request"].startswith(("Boston: ", "Lisbon: ", "Kyoto: "))
+
+
+def test_llm_requests_carry_the_prefix(tmp_path):
+    from mint_distill.teacher.gates import GateSettings
+    from mint_distill.teacher.generation import RequestSampler, load_teacher
+    from mint_distill.teacher.prompts import PromptBuilder
+    from mint_distill.teacher.synthesis import (
+        REJECTED,
+        REQUESTS,
+        merge_shards,
+        synthesize,
+        work_units,
+    )
+
+    model, tokenizer = load_teacher(str(save_tiny_teacher(tmp_path / "teacher")))
+    builder = PromptBuilder(tokenizer, load_seeds(SEEDS)[:2], num_examples=1, max_tokens=300)
+    histories = [
+        History(
+            f"catalog:{n}",
+            (item("A", "Nightlife", ["Bars"]), item("B", "Nightlife")),
+            origin="catalog",
+        )
+        for n in range(3)
+    ]
+    units = work_units(histories, 1)
+    sampler = RequestSampler(model, tokenizer, max_new_tokens=8, stop=[])
+    lenient = GateSettings(
+        min_words=0, max_words=1000, max_repetition=1.0, copy_span=1000, check_item_names=False
+    )
+    out = tmp_path / "out"
+    options = {"builder": builder, "sampler": sampler, "gates": lenient, "max_retries": 0}
+    synthesize(units, out, request_prefix=PREFIX, **options)
+    merge_shards(out, units)
+    # accepted, or rejected as unfinished (cut at 8 tokens): both are stored behind the prefix
+    records = list(read_jsonl(out / REQUESTS)) + list(read_jsonl(out / REJECTED))
+    assert sorted(r["request_id"] for r in records) == [u.request_id for u in units]
+    prefix = "Looking for nightlife, specifically bars in Lisbon, PT. "
+    for record in records:
+        assert record["origin"] == "catalog"
+        assert record["request"].startswith(prefix) and len(record["request"]) > len(prefix)
