@@ -37,7 +37,9 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-def _run_folder(tmp_path: Path, *, epochs: float = 1, eval_every: int = 5) -> Path:
+def _run_folder(
+    tmp_path: Path, *, epochs: float = 1, eval_every: int = 5, finetune: str = "full"
+) -> Path:
     """A recipe whose data, generate and filter stages have finished (toy outputs, manifests)."""
     encoder = save_tiny_encoder(tmp_path / "encoder", dropout=0.0)
     run_root = tmp_path / "runs" / "toy"
@@ -57,6 +59,7 @@ def _run_folder(tmp_path: Path, *, epochs: float = 1, eval_every: int = 5) -> Pa
         "students": {
             "biencoder": {
                 "model": str(encoder),
+                "finetune": finetune,
                 "max_seq_length": 32,
                 "dev_catalog": None,
                 "training": training,
@@ -112,6 +115,18 @@ def test_train_runs_the_student_stages_then_finds_them_fresh(tmp_path):
     again = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
     assert again.exit_code == 0, again.output
     assert "fresh, skipped: train-biencoder, mine-negatives, train-crossencoder" in again.output
+
+
+def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
+    recipe = _run_folder(tmp_path, epochs=0.5, finetune="lora")
+    run_root = tmp_path / "runs" / "toy"
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
+    assert result.exit_code == 0, result.output
+    assert (run_root / "train-biencoder" / "model" / "adapter_config.json").is_file()
+    assert not (run_root / "train-biencoder" / "model" / "config.json").is_file()
+    groups = (run_root / "mine-negatives" / "negatives.jsonl").read_text().splitlines()
+    assert groups and all(len(json.loads(line)["negatives"]) == 2 for line in groups)
+    assert (run_root / "train-crossencoder" / "model" / "config.json").is_file()
 
 
 def test_train_names_the_unfinished_upstream_stage(tmp_path):

@@ -102,7 +102,7 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
     check=_crossencoder_problems,
 )
 def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
-    from .biencoder import load_biencoder
+    from ..adapters.loading import load_encoder
     from .data import load_student_data
     from .negatives import dense_rankings, effective_window, mine_negatives
 
@@ -111,7 +111,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     data = load_student_data(inputs["pairs"], inputs["requests"], inputs["items"])
     pairs = data.train + data.dev
     window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
-    model = load_biencoder(str(ctx.upstream(BIENCODER) / "model"))
+    model = load_encoder(ctx.upstream(BIENCODER) / "model", merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
     rankings = dense_rankings(
         model,
