@@ -211,7 +211,7 @@ def adapt(
     \b
     Examples:
       mint-distill adapt --domain restaurants --data my_reviews.yaml
-      mint-distill adapt --domain amazon_mi --data recipes/amazon_mi.yaml --seeds recipes/seeds/products.jsonl
+      mint-distill adapt --domain amazon_mi --data recipes/amazon_mi.yaml
       mint-distill adapt --domain books --data books.yaml --base embedded:all-minilm-l6-v2 --dry-run
 
     \b
