@@ -183,3 +183,13 @@ def test_dev_measures_match_ir_measures():
     measured = ranking_measures(scores, relevant, k=10)
     assert measured["mrr@10"] == pytest.approx(expected[ir_measures.RR @ 10])
     assert measured["recall@10"] == pytest.approx(expected[ir_measures.R @ 10])
+
+
+def test_selection_keeps_the_latest_model_when_dev_cannot_measure_the_metric():
+    from mint_distill.students.loop import improved
+
+    assert improved({"loss": 0.5}, {"loss": 0.6}, "loss")
+    assert not improved({"loss": 0.7}, {"loss": 0.6}, "loss")
+    assert not improved({"mrr@10": 0.2}, {"mrr@10": 0.3}, "mrr@10")
+    # too few dev requests for an in-batch loss: no value, so no basis to keep an older model
+    assert improved({"mrr@10": 0.2}, {"mrr@10": 0.3}, "loss")

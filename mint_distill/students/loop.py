@@ -133,7 +133,8 @@ def learning_rate_at(step: int, total: int, settings: LoopSettings) -> float:
 
 
 def improved(metrics: dict[str, float], best: dict[str, float] | None, select_by: str) -> bool:
-    if best is None:
+    """Whether `metrics` beat `best` on `select_by`; a dev split too small to measure it keeps the latest."""
+    if best is None or select_by not in metrics or select_by not in best:
         return True
     if HIGHER_IS_BETTER[select_by]:
         return metrics[select_by] > best[select_by]
@@ -233,6 +234,12 @@ def train_loop(
         stop = False
         if main:
             metrics = task.evaluate(accelerator.unwrap_model(model))
+            if settings.select_by not in metrics:
+                log.warning(
+                    "%s: the dev split is too small to measure %s; keeping the latest model",
+                    description,
+                    settings.select_by,
+                )
             if state.step == 0:
                 state.start_metrics = metrics
             better = improved(metrics, state.best_metrics, settings.select_by)
