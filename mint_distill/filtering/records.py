@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import numbered_jsonl
 
 
 @dataclass(frozen=True)
@@ -29,22 +28,6 @@ class CatalogItem:
     text: str
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    if not path.is_file():
-        raise DataError(f"{path} not found; run the stage that writes it first (mint-distill run RECIPE --until <stage>)")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
-
-
 def _field(record: dict, key: str, kind: type, path: Path, number: int):
     value = record.get(key)
     if not isinstance(value, kind):
@@ -55,7 +38,7 @@ def _field(record: dict, key: str, kind: type, path: Path, number: int):
 def read_requests(path: Path) -> list[SyntheticRequest]:
     """The requests of `requests.jsonl`, in file order; request ids must be unique."""
     requests, seen = [], {}
-    for number, record in _json_lines(path):
+    for number, record in numbered_jsonl(path):
         request_id = _field(record, "request_id", str, path, number)
         if request_id in seen:
             raise DataError(f"{path}:{number}: request_id `{request_id}` repeats line {seen[request_id]}")
@@ -79,7 +62,7 @@ def read_requests(path: Path) -> list[SyntheticRequest]:
 def read_items(path: Path) -> dict[str, CatalogItem]:
     """The catalog of `items.jsonl` by item id."""
     items: dict[str, CatalogItem] = {}
-    for number, record in _json_lines(path):
+    for number, record in numbered_jsonl(path):
         item_id = _field(record, "item_id", str, path, number)
         items[item_id] = CatalogItem(item_id, str(record.get("name") or ""), _field(record, "text", str, path, number))
     return items

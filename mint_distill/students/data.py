@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import numbered_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +62,6 @@ class StudentData:
         return counts
 
 
-def numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """(line number, record) for each line of a JSON lines file; bad JSON names the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (has the stage that writes it finished?)")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
-                )
-            yield number, record
-
-
 def field_of(record: dict, key: str, path: Path, number: int, kind: type = str):
     value = record.get(key)
     if not isinstance(value, kind):
@@ -94,7 +73,7 @@ def load_texts(path: str | os.PathLike, id_key: str, text_key: str) -> dict[str,
     """id -> text from a JSON lines file (`items.jsonl`: item_id/text, `requests.jsonl`: request_id/request)."""
     path = Path(path)
     texts: dict[str, str] = {}
-    for number, record in numbered_records(path):
+    for number, record in numbered_jsonl(path):
         texts[field_of(record, id_key, path, number)] = field_of(record, text_key, path, number)
     return texts
 
@@ -116,7 +95,7 @@ def load_student_data(
     user_of: dict[str, str] = {}
     skipped: Counter = Counter()
     seen: set[tuple[str, str]] = set()
-    for number, record in numbered_records(pairs_path):
+    for number, record in numbered_jsonl(pairs_path):
         request_id = field_of(record, "request_id", pairs_path, number)
         item_id = field_of(record, "item_id", pairs_path, number)
         user_id = field_of(record, "user_id", pairs_path, number)
@@ -168,7 +147,7 @@ def load_negatives(path: str | os.PathLike, data: StudentData) -> dict[str, list
     split_of = {(p.request_id, p.item_id): "train" for p in data.train}
     split_of.update({(p.request_id, p.item_id): "dev" for p in data.dev})
     groups: dict[str, list[NegativeGroup]] = {"train": [], "dev": []}
-    for number, record in numbered_records(path):
+    for number, record in numbered_jsonl(path):
         request_id = field_of(record, "request_id", path, number)
         item_id = field_of(record, "item_id", path, number)
         negatives = field_of(record, "negatives", path, number, list)
