@@ -30,6 +30,7 @@ from typing import Literal
 
 from .console import progress_bar
 from .errors import MintError
+from .models.precision import Precision, autocast
 
 DEFAULT_PROMPT = "Review: {item} Write a reddit request asking for recommendations based on this review:"
 ITEM_PLACEHOLDER = "{item}"
@@ -132,6 +133,7 @@ class LikelihoodScorer:
         cache: ScoreCache | str | os.PathLike | None = None,
         max_item_tokens: int = 480,
         max_request_tokens: int = 512,
+        precision: Precision = "float32",
         device: str | None = None,
     ):
         from .models import resolve_model
@@ -150,6 +152,7 @@ class LikelihoodScorer:
         self.prompt = prompt
         self.max_item_tokens = max_item_tokens
         self.max_request_tokens = max_request_tokens
+        self.precision = precision
         self._owns_cache = isinstance(cache, (str, os.PathLike))
         self.cache = ScoreCache(cache) if self._owns_cache else cache
         self._device = device
@@ -159,7 +162,7 @@ class LikelihoodScorer:
 
     @property
     def identity(self) -> str:
-        """What makes two scorers give the same numbers: weights, model type, quantization, prompt, limits."""
+        """What makes two scorers give the same numbers: weights, model type, quantization, prompt, limits, precision."""
         if self._identity is None:
             self._identity = hashlib.sha256(json.dumps({
                 "weights": self.resolved.weights_sha256(),
@@ -168,6 +171,7 @@ class LikelihoodScorer:
                 "prompt": self.prompt,
                 "max_item_tokens": self.max_item_tokens,
                 "max_request_tokens": self.max_request_tokens,
+                "precision": self.precision,
                 "version": SCORER_VERSION,
             }, sort_keys=True).encode()).hexdigest()
         return self._identity
@@ -292,7 +296,7 @@ class LikelihoodScorer:
     def _score_batch(self, batch: list[_Encoded]) -> list[Likelihood]:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.model.device.type):
             if self.model_type == "seq2seq":
                 logits, targets, mask = self._seq2seq_logits(batch)
             else:

@@ -123,6 +123,26 @@ def test_a_different_model_does_not_reuse_cached_encodings(collection, models, t
     assert ranker.counters["items_encoded"] == 7
 
 
+def test_bfloat16_rankers_agree_with_float32_and_cache_apart(collection, models, tmp_path):
+    full = DenseRanker(str(models["biencoder"]), cache_dir=tmp_path)
+    half = DenseRanker(str(models["biencoder"]), cache_dir=tmp_path, precision="bfloat16")
+    exact, reduced = full.rank(collection, depth=200), half.rank(collection, depth=200)
+    assert half.counters["items_encoded"] == 7  # float32 vectors are not reused for bfloat16
+    for qid in exact:
+        assert reduced[qid] != exact[qid]
+        assert reduced[qid] == pytest.approx(exact[qid], abs=0.02)
+
+    pairs = [(collection.requests["r1"], collection.items[item]) for item in ("bar1", "bar2", "pub1")]
+    scores = {
+        precision: CrossEncoderScorer(str(models["crossencoder"]), cache_dir=tmp_path, precision=precision).score(
+            [request for request, _ in pairs], [item for _, item in pairs]
+        )
+        for precision in ("float32", "bfloat16")
+    }
+    assert scores["bfloat16"] != scores["float32"]
+    assert scores["bfloat16"] == pytest.approx(scores["float32"], abs=0.02)
+
+
 def test_peft_adapter_folder_ranks_like_the_unmerged_adapter(collection, models):
     from peft import PeftModel
     from sentence_transformers import SentenceTransformer

@@ -104,6 +104,20 @@ def test_causal_scores_only_the_request_tokens_whatever_the_batch(tiny_llama):
         assert likelihood.log_likelihood == pytest.approx(expected, abs=1e-3)
 
 
+def test_bfloat16_scores_run_in_bfloat16_and_are_cached_apart_from_float32(tiny_llama, tmp_path):
+    cache = ScoreCache(tmp_path / "scores.sqlite")
+    full = LikelihoodScorer(str(tiny_llama), batch_size=4, cache=cache)
+    half = LikelihoodScorer(str(tiny_llama), batch_size=4, cache=cache, precision="bfloat16")
+    assert half.identity != full.identity
+    dtypes = []
+    hook = half.model.model.layers[0].mlp.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    reduced, exact = half.score(ITEMS, REQUESTS), full.score(ITEMS, REQUESTS)
+    hook.remove()
+    assert dtypes == [torch.bfloat16] and len(cache) == 2 * len(ITEMS)
+    assert reduced != exact
+    assert reduced == pytest.approx(exact, rel=0.05)
+
+
 def test_long_items_are_cut_at_max_item_tokens(tiny_llama):
     long_item = " ".join(["The lobster roll is worth the wait."] * 40)
     scorer = LikelihoodScorer(str(tiny_llama), max_item_tokens=12)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import (
     REPO_ROOT,
     accelerate_on_two_cpu_processes,
@@ -71,6 +72,20 @@ def test_left_padded_batch_matches_one_by_one(loaded, builder):
     alone = [sampler.sample([p], seed=0)[0] for p in prompts]
     assert [b.text for b in batched] == [a.text for a in alone]
     assert all(0 < b.new_tokens <= 8 for b in batched)
+
+
+def test_bfloat16_teacher_samples_in_bfloat16(teacher_dir, builder):
+    model, tokenizer = load_teacher(str(teacher_dir), precision="bfloat16")
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
+    prompts = [builder.build(u, prompt_rng(0, u.user_id)).text for u in load_users(USERS)[:2]]
+    dtypes = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    try:
+        samples = RequestSampler(model, tokenizer, max_new_tokens=4, min_new_tokens=4, stop=()).sample(prompts, seed=0)
+    finally:
+        hook.remove()
+    assert set(dtypes) == {torch.bfloat16}
+    assert [sample.new_tokens for sample in samples] == [4, 4]
 
 
 def test_output_stops_at_stop_strings(loaded, builder):

@@ -41,7 +41,8 @@ def run_evaluation(
     cache_dir = Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
     runs, details = produce_runs(
         collection, rankers, folder,
-        depth=settings.depth, batch_size=settings.batch_size, cache_dir=cache_dir, reuse=resume,
+        depth=settings.depth, batch_size=settings.batch_size, cache_dir=cache_dir, precision=settings.precision,
+        reuse=resume,
     )
     evaluation = evaluate_runs(
         collection, runs, settings.reference,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_json_atomic
+from ..models.precision import Precision
 from ..recipe.sections.evaluation import RankerSpec
 from .collection import EvalCollection
 from .rankers import (
@@ -30,20 +31,22 @@ def make_ranker(
     *,
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
+    precision: Precision = "float32",
 ) -> Ranker:
     """The ranker a spec describes; rerankers take their first stage from `runs`."""
     if spec.kind == "bm25":
         return BM25Ranker(k1=spec.k1, b=spec.b, stemmer=spec.stemmer)
     if spec.kind in ("dense", "biencoder"):
-        return DenseRanker(spec.model, batch_size=batch_size, cache_dir=cache_dir)
+        return DenseRanker(spec.model, batch_size=batch_size, cache_dir=cache_dir, precision=precision)
     if spec.first_stage not in runs:
         raise ValueError(f"ranker `{spec.name}` reranks `{spec.first_stage}`, which has not run")
     if spec.kind == "crossencoder":
-        scorer = CrossEncoderScorer(spec.model, batch_size=batch_size, cache_dir=cache_dir)
+        scorer = CrossEncoderScorer(spec.model, batch_size=batch_size, cache_dir=cache_dir, precision=precision)
     else:
         scorer = LikelihoodPairScorer(
-            spec.model, model_type=spec.model_type, quantization=spec.quantization, score=spec.score,
-            batch_size=batch_size, trust_remote_code=spec.trust_remote_code, cache_dir=cache_dir,
+            spec.model, model_type=spec.model_type, quantization=spec.quantization, precision=precision, score=spec.score,
+            max_item_tokens=spec.max_item_tokens, batch_size=batch_size, trust_remote_code=spec.trust_remote_code,
+            cache_dir=cache_dir,
         )
     return Reranker(scorer, runs[spec.first_stage], spec.top_k)
 
@@ -56,6 +59,7 @@ def produce_runs(
     depth: int = 200,
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
+    precision: Precision = "float32",
     reuse: bool = False,
 ) -> tuple[dict[str, Run], dict[str, dict[str, Any]]]:
     """Rank the collection with each spec in order; returns runs and per-system details.
@@ -70,10 +74,12 @@ def produce_runs(
     runs: dict[str, Run] = {}
     for spec in specs:
         run_path = folder / "runs" / f"{spec.name}.trec"
-        if reuse and details.get(spec.name, {}).get("spec") == spec.model_dump(mode="json") and run_path.is_file():
+        done = details.get(spec.name, {})
+        same = done.get("spec") == spec.model_dump(mode="json") and done.get("precision", "float32") == precision
+        if reuse and same and run_path.is_file():
             runs[spec.name] = read_run(run_path)
             continue
-        ranker = make_ranker(spec, runs, batch_size=batch_size, cache_dir=cache_dir)
+        ranker = make_ranker(spec, runs, batch_size=batch_size, cache_dir=cache_dir, precision=precision)
         clock = time.perf_counter()
         runs[spec.name] = ranker.rank(collection, depth)
         seconds = time.perf_counter() - clock
@@ -81,6 +87,7 @@ def produce_runs(
         answered = len(runs[spec.name])
         details[spec.name] = {
             "spec": spec.model_dump(mode="json"),
+            "precision": precision,
             "kind": spec.kind,
             "model": spec.model,
             "first_stage": spec.first_stage,

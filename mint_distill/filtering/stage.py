@@ -40,7 +40,7 @@ def build_scorer(section: FilterSection, run_root: Path) -> LikelihoodScorer:
         section.model, model_type=section.model_type, quantization=section.quantization, score=section.score,
         batch_size=section.batch_size, trust_remote_code=section.trust_remote_code, prompt=section.prompt,
         cache=run_root / SCORE_CACHE, max_item_tokens=section.max_item_tokens,
-        max_request_tokens=section.max_request_tokens,
+        max_request_tokens=section.max_request_tokens, precision=section.precision,
     )
 
 

@@ -233,7 +233,8 @@ def train_loop(
         """Dev-evaluate on the main process, keep the best model, return whether to stop (all processes)."""
         stop = False
         if main:
-            metrics = task.evaluate(accelerator.unwrap_model(model))
+            with accelerator.autocast():  # dev figures at the precision the model trains in
+                metrics = task.evaluate(accelerator.unwrap_model(model))
             if settings.select_by not in metrics:
                 log.warning(
                     "%s: the dev split is too small to measure %s; keeping the latest model",

@@ -103,6 +103,7 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 )
 def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     from ..adapters.loading import load_encoder
+    from ..models.precision import autocast
     from .data import load_student_data
     from .negatives import dense_rankings, effective_window, mine_negatives
 
@@ -113,14 +114,15 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
     model = load_encoder(ctx.upstream(BIENCODER) / "model", merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
-    rankings = dense_rankings(
-        model,
-        requests,
-        data.items,
-        depth=min(len(data.items), 2 * window[1]),
-        batch_size=spec.encode_batch_size,
-        cache_dir=ctx.dir / ".embeddings",
-    )
+    with autocast(spec.precision, model.device.type):
+        rankings = dense_rankings(
+            model,
+            requests,
+            data.items,
+            depth=min(len(data.items), 2 * window[1]),
+            batch_size=spec.encode_batch_size,
+            cache_dir=ctx.dir / ".embeddings",
+        )
     records = mine_negatives(
         rankings,
         pairs,

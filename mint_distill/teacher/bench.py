@@ -15,6 +15,7 @@ import resource
 import time
 from pathlib import Path
 
+from ..models.precision import Precision
 from .histories import load_seeds
 from .prompts import PromptBuilder, prompt_rng
 
@@ -30,20 +31,18 @@ def bench_generation(
     new_tokens: int = 64,
     num_examples: int = 3,
     max_tokens: int | None = 512,
-    dtype: str = "float32",
+    precision: Precision = "float32",
     seeds: str | Path = DEFAULT_SEEDS,
 ) -> list[dict]:
     """Tokens/s, requests/s and peak memory per batch size for `prompts` real teacher prompts.
 
-    `dtype="bfloat16"` runs the weights in bfloat16 (faster on CPUs with AVX512-BF16).
+    `precision="bfloat16"` runs the weights in bfloat16 (faster on CPUs with AVX512-BF16).
     """
     import torch
 
     from .generation import RequestSampler, load_teacher
 
-    network, tokenizer = load_teacher(model, adapter)
-    if dtype != "float32":
-        network = network.to(getattr(torch, dtype))
+    network, tokenizer = load_teacher(model, adapter, precision=precision)
     pool = load_seeds(seeds)
     builder = PromptBuilder(
         tokenizer,
@@ -74,7 +73,7 @@ def bench_generation(
         rows.append(
             {
                 "model": model,
-                "dtype": dtype,
+                "precision": precision,
                 "batch_size": batch_size,
                 "prompts": len(texts),
                 "mean_prompt_tokens": round(prompt_tokens / len(texts), 1),

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models.precision import Precision, cast
+
 log = logging.getLogger(__name__)
 
 
@@ -27,11 +29,13 @@ def load_teacher(
     *,
     trust_remote_code: bool = False,
     merge: bool = True,
+    precision: Precision = "float32",
 ):
     """(model, tokenizer): the base causal LM, with the LoRA adapter merged in when given.
 
     With `merge=False` the model stays a `PeftModel`, so `model.disable_adapter()` gives the
-    untuned teacher back without loading the base twice.
+    untuned teacher back without loading the base twice. `precision="bfloat16"` casts base and
+    adapter weights (sampling is ~1.5x faster on CPUs with AVX512-BF16).
     """
     import torch
 
@@ -47,8 +51,10 @@ def load_teacher(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
+        cast(model, precision)
         if merge:
             model = model.merge_and_unload()
+    cast(model, precision)
     model.eval()
     return model, tokenizer
 

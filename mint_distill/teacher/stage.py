@@ -194,7 +194,11 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
             f"{adapter}: no adapter; run `mint-distill tune-teacher` first (or set teacher.tuning.enabled: false)"
         )
     model, tokenizer = load_teacher(
-        teacher.model, adapter, trust_remote_code=teacher.trust_remote_code, merge=False
+        teacher.model,
+        adapter,
+        trust_remote_code=teacher.trust_remote_code,
+        merge=False,
+        precision=generation.precision,
     )
     builder = PromptBuilder(
         tokenizer,
@@ -245,7 +249,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         "teacher": teacher.model,
         "adapter": adapter is not None,
         **generation.model_dump(
-            include={"temperature", "top_p", "repetition_penalty", "max_new_tokens", "do_sample"}
+            include={"temperature", "top_p", "repetition_penalty", "max_new_tokens", "do_sample", "precision"}
         ),
     }
     run_counts = synthesize(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...models.precision import Precision, autocast
 from ..cache import PairScoreCache, cache_key
 from ..encoders import load_cross_encoder
 
@@ -19,11 +20,16 @@ class CrossEncoderScorer:
         batch_size: int = 32,
         cache_dir: str | os.PathLike | None = None,
         device: str | None = None,
+        precision: Precision = "float32",
     ):
         self.reference = model
         self.batch_size = batch_size
+        self.precision = precision
         self.model, model_fingerprint = load_cross_encoder(model, device)
-        identity = cache_key(kind="cross-encoder", model=model_fingerprint, max_length=self.model.max_length)
+        identity = cache_key(
+            kind="cross-encoder", model=model_fingerprint, max_length=self.model.max_length,
+            **({"precision": precision} if precision != "float32" else {}),
+        )
         path = Path(cache_dir) / "pair-scores" / identity / "scores.jsonl" if cache_dir is not None else None
         self.cache = PairScoreCache(path)
         self.counters: dict[str, int] = {}
@@ -37,4 +43,6 @@ class CrossEncoderScorer:
 
     def _predict(self, items: list[str], requests: list[str]) -> list[float]:
         pairs = list(zip(requests, items))
-        return self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True).tolist()
+        with autocast(self.precision, self.model.device.type):
+            scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_tensor=True)
+        return scores.float().cpu().tolist()

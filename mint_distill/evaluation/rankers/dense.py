@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...models.precision import Precision, autocast
 from ..cache import EncodingCache, cache_key
 from ..collection import EvalCollection
 from ..encoders import load_biencoder
@@ -27,15 +28,18 @@ class DenseRanker:
         batch_size: int = 32,
         cache_dir: str | os.PathLike | None = None,
         device: str | None = None,
+        precision: Precision = "float32",
     ):
         self.reference = model
         self.batch_size = batch_size
+        self.precision = precision
         self.model, model_fingerprint = load_biencoder(model, device)
         identity = cache_key(
             kind="sentence-transformer",
             model=model_fingerprint,
             max_seq_length=self.model.max_seq_length,
             similarity=self.model.similarity_fn_name,
+            **({"precision": precision} if precision != "float32" else {}),
         )
         root = Path(cache_dir) / "encodings" / identity if cache_dir is not None else None
         self.request_cache = EncodingCache(root / "requests" if root else None)
@@ -49,10 +53,14 @@ class DenseRanker:
         return self.request_cache.encode(list(texts), self._encode_queries, description="encoding requests")
 
     def _encode_documents(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode_document(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        with autocast(self.precision, self.model.device.type):
+            vectors = self.model.encode_document(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return vectors.float().cpu().numpy()
 
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode_query(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        with autocast(self.precision, self.model.device.type):
+            vectors = self.model.encode_query(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return vectors.float().cpu().numpy()
 
     def rank(self, collection: EvalCollection, depth: int) -> Run:
         qids = [qid for qid in collection.qids() if collection.pool_of(qid)]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from ...models.precision import Precision
+
 
 class LikelihoodPairScorer:
     """Scores (request, item) pairs by the request's log-likelihood given the item text."""
@@ -20,7 +22,9 @@ class LikelihoodPairScorer:
         model: str,
         model_type: Literal["auto", "causal", "seq2seq"] = "auto",
         quantization: Literal["none", "8bit", "4bit"] = "none",
+        precision: Precision = "float32",
         score: Literal["sum", "mean"] = "sum",
+        max_item_tokens: int = 480,
         batch_size: int = 16,
         trust_remote_code: bool = False,
         cache_dir: str | os.PathLike | None = None,
@@ -30,7 +34,8 @@ class LikelihoodPairScorer:
         self.reference = model
         self.cache = ScoreCache(Path(cache_dir) / "likelihoods.sqlite") if cache_dir is not None else None
         self.scorer = LikelihoodScorer(
-            model, model_type=model_type, quantization=quantization, score=score, batch_size=batch_size,
+            model, model_type=model_type, quantization=quantization, precision=precision, score=score,
+            max_item_tokens=max_item_tokens, batch_size=batch_size,
             trust_remote_code=trust_remote_code, cache=self.cache,
         )
         self.counters: dict[str, int] = {}

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ...models.precision import Precision
 from ...scoring import DEFAULT_PROMPT, ITEM_PLACEHOLDER
 from .base import Section
 
@@ -19,6 +20,7 @@ class FilterSection(Section):
     model: str = "embedded:smollm2-135m-instruct"
     model_type: Literal["auto", "causal", "seq2seq"] = "auto"
     quantization: Literal["none", "8bit", "4bit"] = Field("none", description="bitsandbytes loading of the filter LM")
+    precision: Precision = Field("float32", description="bfloat16: autocast, ~2x faster on CPUs with AVX512-BF16")
     trust_remote_code: bool = False
     score: Literal["sum", "mean"] = Field("sum", description="summed (paper) or length-normalised log-likelihood")
     prompt: str = Field(DEFAULT_PROMPT, description=f"the conditioning text; {ITEM_PLACEHOLDER} becomes the item text")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ...models.precision import Precision
 from .base import LoraSpec, Section
 
 
@@ -108,6 +109,9 @@ class NegativesSpec(Section):
     rank_end: int = Field(300, ge=1, description="rank after the last one negatives are drawn from")
     per_positive: int = Field(4, ge=1, description="negatives per (request, positive item) pair")
     encode_batch_size: int = Field(32, ge=1)
+    precision: Precision = Field(
+        "float32", description="bfloat16: encode the catalog under bf16 autocast, ~1.5x faster on CPUs with AVX512-BF16"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> NegativesSpec:

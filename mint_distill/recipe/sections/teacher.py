@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ...models.precision import Precision
 from .base import LoraSpec, Section
 from .data import check_template
 
@@ -71,6 +72,9 @@ class GenerationSpec(Section):
         ["\n"], description="stop strings besides EOS (a request is one paragraph)"
     )
     batch_size: int = Field(16, ge=1)
+    precision: Precision = Field(
+        "float32", description="bfloat16: teacher weights in bfloat16, ~1.5x faster on CPUs with AVX512-BF16"
+    )
     requests_per_user: int = Field(1, ge=1)
     min_words: int = Field(25, ge=0)
     max_words: int = Field(200, ge=1)
