@@ -144,43 +144,46 @@ class CrossEncoderTask:
         return self.loss_on(wrapped, [self.groups[i] for i in indices])
 
     def evaluate(self, model) -> dict[str, float]:
-        """Dev loss and MRR@10 / Recall@10 of each dev request's kept items among its candidates
-        (its kept items and the negatives mined for them)."""
+        """Dev loss, and MRR@10 / Recall@10 of each dev request's kept items among its candidates
+        (its kept items and the negatives mined for them), from one scoring of each dev pair."""
         import torch
 
         if not self.dev_groups:
             return {}
-        model.eval()
-        with torch.no_grad():
-            return {**self.dev_loss(model), **self.dev_ranking(model)}
-
-    def dev_loss(self, model) -> dict[str, float]:
-        size, groups = self.batch_size, self.dev_groups
-        total = sum(
-            self.loss_on(model, groups[i : i + size]).item() * len(groups[i : i + size])
-            for i in range(0, len(groups), size)
-        )
-        return {"loss": total / len(groups)}
-
-    def dev_ranking(self, model) -> dict[str, float]:
-        import torch
-
         candidates: dict[str, dict[str, None]] = defaultdict(dict)
         kept: dict[str, set[str]] = defaultdict(set)
         for group in self.dev_groups:
             kept[group.request_id].add(group.item_id)
             candidates[group.request_id].update(dict.fromkeys((group.item_id, *group.negatives)))
+        model.eval()
+        with torch.no_grad():
+            scored = self._score_dev_pairs(model, candidates)
+        rows = [[scored[g.request_id, item] for item in (g.item_id, *g.negatives)] for g in self.dev_groups]
+        padded, mask = group_scores(torch.tensor([s for row in rows for s in row]), [len(row) for row in rows])
+        loss = pointwise_bce_loss(padded, mask) if self.loss_name == "bce" else listwise_loss(padded)
         per_request = []
         for request_id, items in candidates.items():
-            texts = {item: self.data.items[item] for item in items}
-            request = self.data.requests[request_id]
-            scored = dict(rerank(model, request, texts, batch_size=self.batch_size * 8))
-            scores = torch.tensor([[scored[item] for item in texts]])
-            relevant = {column for column, item in enumerate(texts) if item in kept[request_id]}
+            scores = torch.tensor([[scored[request_id, item] for item in items]])
+            relevant = {column for column, item in enumerate(items) if item in kept[request_id]}
             per_request.append(ranking_measures(scores, [relevant], k=10))
         return {
-            name: sum(m[name] for m in per_request) / len(per_request) for name in per_request[0]
+            "loss": loss.item(),
+            **{name: sum(m[name] for m in per_request) / len(per_request) for name in per_request[0]},
         }
+
+    def _score_dev_pairs(self, model, candidates: Mapping[str, Mapping[str, None]]) -> dict[tuple[str, str], float]:
+        """(request id, item id) -> raw score, every pair scored once in length-sorted batches."""
+        import torch
+
+        keys = [(request_id, item) for request_id, items in candidates.items() for item in items]
+        scores = model.predict(
+            [(self.data.requests[request_id], self.data.items[item]) for request_id, item in keys],
+            batch_size=self.batch_size * 8,
+            activation_fn=torch.nn.Identity(),
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        return dict(zip(keys, scores.float().cpu().tolist()))
 
     def save(self, model, folder: Path) -> None:
         model.save(str(folder), create_model_card=False)
