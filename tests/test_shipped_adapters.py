@@ -14,6 +14,7 @@ from conftest import REPO_ROOT, embedded_or_skip
 from mint_distill.adapters.bundle import read_manifest, verify_bundle
 from mint_distill.adapters.loading import load_bundle
 from mint_distill.export.parity import ranking_parity
+from mint_distill.models.precision import autocast
 from mint_distill.recipe import Recipe
 
 SHIPPED = sorted(path.parent for path in (REPO_ROOT / "adapters").glob("*/manifest.json"))
@@ -40,7 +41,11 @@ def test_the_poi_adapter_reproduces_the_students_pointrec_figures(shared_data):
     recipe.data.data_dir = str(shared_data)
     encoder = load_bundle(bundle)
 
-    parity = ranking_parity({"bundle": encoder.encode}, recipe, reference="bundle")
+    def encode(texts):  # at the precision the student was evaluated in
+        with autocast(recipe.evaluation.precision, encoder.device.type):
+            return encoder.encode(texts, convert_to_tensor=True).float().cpu().numpy()
+
+    parity = ranking_parity({"bundle": encode}, recipe, reference="bundle")
     trained = manifest["evaluation"]["means"]["biencoder-mint"]["NDCG@5"]
     assert parity.requests == manifest["evaluation"]["requests"]
     assert parity.ndcg5["bundle"] == pytest.approx(trained, abs=1e-3)
