@@ -51,10 +51,9 @@ def load_teacher(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
-        cast(model, precision)
-        if merge:
-            model = model.merge_and_unload()
-    cast(model, precision)
+    cast(model, precision)  # after the adapter is attached: peft keeps adapter weights in float32
+    if adapter is not None and merge:
+        model = model.merge_and_unload()
     model.eval()
     return model, tokenizer
 

@@ -7,11 +7,11 @@ adaptation, catalog pseudo-histories) and the hand-written seed file
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import numbered_jsonl
 
 SPLITS = ("train", "dev")
 ORIGINS = ("history", "catalog")
@@ -92,18 +92,8 @@ def load_seeds(path: str | Path) -> list[Seed]:
 def _records(path: Path):
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            yield record, where
+    for number, record in numbered_jsonl(path):
+        yield record, f"{path}:{number}"
 
 
 def _history(record: dict, where: str) -> History:
