@@ -46,6 +46,17 @@ def test_a_drink_is_not_the_bar_called_drink():
     assert gate(GOOD + " Something like Drink would be great.") == ["names_item"]
 
 
+def test_an_item_without_a_name_is_caught_by_its_id():
+    capo = ShownItem(None, None, "Fits my neck.", item_id="B0002CZSJO")
+    prompt = TEMPLATE.render([capo])
+
+    def check(text: str) -> list[str]:
+        return check_request(text, prompt_text=prompt, items=[capo], scaffold=(), settings=GateSettings())
+
+    assert check(GOOD) == []
+    assert check(GOOD + " Something like B0002CZSJO would do.") == ["names_item"]
+
+
 @pytest.mark.parametrize(
     "text, reason",
     [

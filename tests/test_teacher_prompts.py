@@ -48,6 +48,21 @@ def test_items_without_city_show_the_name_only():
     assert text.startswith("A user likes these recommendations: Capo X\n")
 
 
+def test_items_without_a_name_show_their_id(tmp_path):
+    users = tmp_path / "users.jsonl"
+    users.write_text(
+        '{"user_id": "A1", "items": [{"item_id": "B0002CZSJO", "name": null, "sentence": "Fits my neck."},'
+        ' {"item_id": "B0018TIADQ", "sentence": "A sturdy case."}]}\n'
+    )
+    (history,) = load_users(users)
+    text = PromptTemplate().render(history.items)
+    assert text.startswith("A user likes these recommendations: B0002CZSJO, B0018TIADQ\n")
+    assert "- Fits my neck.\n- A sturdy case." in text
+    users.write_text('{"user_id": "A1", "items": [{"name": null, "sentence": "Fits my neck."}]}\n')
+    with pytest.raises(DataError, match=r"users.jsonl:1: items\[0\] needs a `name` or an `item_id`"):
+        load_users(users)
+
+
 def test_examples_are_shuffled_per_call_and_reproducible(tokenizer, seeds, user):
     builder = PromptBuilder(tokenizer, seeds, num_examples=3, max_tokens=None)
     draws = [

@@ -67,7 +67,7 @@ def check_request(
         reasons.append("repetition")
     if _copies(tokens, words(prompt_text), settings.copy_span) or _has_scaffold(text, scaffold):
         reasons.append("copies_prompt")
-    if settings.check_item_names and any(_names(text, item.name) for item in items):
+    if settings.check_item_names and any(_names(text, item.label) for item in items):
         reasons.append("names_item")
     return reasons
 

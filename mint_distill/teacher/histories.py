@@ -19,15 +19,24 @@ ORIGINS = ("history", "catalog")
 
 @dataclass(frozen=True)
 class ShownItem:
-    """One liked item as the teacher sees it, with the attributes a request prefix is made of."""
+    """One liked item as the teacher sees it, with the attributes a request prefix is made of.
 
-    name: str
+    Review-only sources (Amazon 2014 5-core) carry no item names: such an item is shown by its
+    id, as the hand-written Amazon seeds show theirs.
+    """
+
+    name: str | None
     city: str | None
     sentence: str
     item_id: str | None = None
     country: str | None = None
     main_category: str | None = None
     sub_categories: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """What the prompt lists the item as: its name, else its id."""
+        return self.name or self.item_id
 
 
 @dataclass(frozen=True)
@@ -107,16 +116,18 @@ def _history(record: dict, where: str) -> History:
     for index, item in enumerate(raw_items):
         if not isinstance(item, dict):
             raise DataError(f"{where}: items[{index}] must be an object")
-        for key in ("name", "sentence"):
-            if not isinstance(item.get(key), str) or not item[key].strip():
-                raise DataError(f"{where}: items[{index}].{key} is missing or empty")
+        if not isinstance(item.get("sentence"), str) or not item["sentence"].strip():
+            raise DataError(f"{where}: items[{index}].sentence is missing or empty")
+        name = _optional_text(item, "name")
         item_id = item.get("item_id")
+        if name is None and item_id in (None, ""):
+            raise DataError(f"{where}: items[{index}] needs a `name` or an `item_id`")
         subs = item.get("sub_categories") or []
         if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
             raise DataError(f"{where}: items[{index}].sub_categories must be a list of strings")
         items.append(
             ShownItem(
-                name=item["name"].strip(),
+                name=name,
                 city=_optional_text(item, "city"),
                 sentence=" ".join(item["sentence"].split()),
                 item_id=str(item_id) if item_id is not None else None,

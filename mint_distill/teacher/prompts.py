@@ -57,9 +57,9 @@ class PromptTemplate:
     def render(self, items: Sequence[ShownItem], request: str = "") -> str:
         """One block; without a request it ends where the model starts writing."""
         names = self.item_separator.join(
-            self.item.format(name=i.name, city=i.city)
+            self.item.format(name=i.label, city=i.city)
             if i.city
-            else self.item_without_city.format(name=i.name)
+            else self.item_without_city.format(name=i.label)
             for i in items
         )
         reviews = self.review_separator.join(self.review.format(sentence=i.sentence) for i in items)
@@ -219,8 +219,8 @@ class PromptBuilder:
 def _same_user(seed: Seed, history: History) -> bool:
     if seed.history.user_id == history.user_id:
         return True
-    names = {item.name.casefold() for item in history.items}
-    shared = sum(item.name.casefold() in names for item in seed.history.items)
+    names = {item.label.casefold() for item in history.items}
+    shared = sum(item.label.casefold() in names for item in seed.history.items)
     return shared * 2 >= max(1, min(len(names), len(seed.history.items)))
 
 
