@@ -262,8 +262,7 @@ def test_two_processes_write_exactly_what_one_process_writes(tmp_path, tiny_llam
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "process 0 of 2 scored" in done.stderr and "process 1 of 2 scored" in done.stderr
-    _, summary = outputs(double)
+    (two, summary), (one, _) = outputs(double), outputs(single)
     assert summary["pairs_scored_now"] == 0 and summary["pairs_from_cache"] == 10
-    assert (double.parent / "runs/toy/filter/pairs.jsonl").read_bytes() == (
-        single.parent / "runs/toy/filter/pairs.jsonl"
-    ).read_bytes()
+    # Equal bytes on a CPU; where the single process ran on a GPU, scores agree to float noise.
+    assert [{**r, "score": pytest.approx(r["score"], rel=1e-5)} for r in one] == two

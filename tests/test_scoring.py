@@ -58,13 +58,17 @@ def hand_seq2seq(model, tokenizer, item: str, request: str) -> tuple[float, int]
     return sum(log_probs[i, token].item() for i, token in enumerate(labels)), len(labels)
 
 
+# On a GPU, 4-bit layers compute in bf16: batching moves a request's summed score by up to ~3e-4 of it.
+GPU_4BIT_REL = 1e-3 if torch.cuda.is_available() else 0
+
+
 def hand_causal(model, tokenizer, item: str, request: str) -> tuple[float, int]:
     """Summed log-probability of the request's tokens after the prompt, unbatched."""
     prompt = DEFAULT_PROMPT.replace("{item}", item)
     ids = tokenizer(f"{prompt} {request}")["input_ids"]
     request_length = len(tokenizer(f" {request}", add_special_tokens=False)["input_ids"])
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0]
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0]
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     start = len(ids) - request_length
     return sum(log_probs[t - 1, ids[t]].item() for t in range(start, len(ids))), request_length
@@ -83,7 +87,7 @@ def test_seq2seq_scores_are_the_summed_log_likelihood_of_the_request(tiny_t5, qu
         assert any(isinstance(module, layer) for module in model.modules())
     for score, item, request in zip(scores, ITEMS, REQUESTS):
         expected, _ = hand_seq2seq(model, scorer.tokenizer, item, request)
-        assert score == pytest.approx(expected, abs=2e-3)
+        assert score == pytest.approx(expected, rel=GPU_4BIT_REL if quantization == "4bit" else 0, abs=2e-3)
 
 
 def test_mean_score_divides_by_the_request_tokens_including_end_of_sequence(tiny_t5):

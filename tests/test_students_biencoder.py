@@ -149,7 +149,7 @@ def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp
     texts = [data.requests[p.request_id] for p in data.dev] + [
         data.items[p.item_id] for p in data.dev
     ]
-    model.eval()
+    model.eval().to("cpu")  # trained on a GPU where there is one; compared here on the CPU
     expected = model.encode(texts, convert_to_tensor=True)
     reloaded = SentenceTransformer(str(folder), device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(reloaded, expected, rtol=0, atol=1e-6)

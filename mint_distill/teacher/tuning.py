@@ -381,6 +381,8 @@ class Checkpoints:
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(latest / "scheduler.pt", weights_only=True))
         torch.set_rng_state(torch.load(latest / "rng.pt", weights_only=True))
+        if torch.cuda.is_available() and (latest / "rng-cuda.pt").is_file():
+            torch.cuda.set_rng_state(torch.load(latest / "rng-cuda.pt", weights_only=True))
         state = {**fresh, **read_json(latest / "state.json")}
         state["resumed_from"] = state["step"]
         log.info("resuming teacher tuning from %s (step %d)", latest, state["step"])
@@ -404,6 +406,8 @@ class Checkpoints:
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
             torch.save(torch.get_rng_state(), staging / "rng.pt")
+            if torch.cuda.is_available():  # LoRA dropout draws from the GPU's generator there
+                torch.save(torch.cuda.get_rng_state(), staging / "rng-cuda.pt")
             write_json_atomic(
                 staging / "state.json",
                 {k: v for k, v in state.items() if k not in ("window", "resumed_from")},
