@@ -260,7 +260,12 @@ def _teacher_stages():
 def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
     encoder = embedded_or_skip("all-minilm-l6-v2")
     recipe = load_recipe(
-        _recipe(tmp_path, teacher_dir, report={"enabled": True, "encoder": encoder, "users": 4})
+        _recipe(
+            tmp_path,
+            teacher_dir,
+            prompt={"num_examples": 0, "max_tokens": 400},  # the tuned teacher needs no examples
+            report={"enabled": True, "encoder": encoder, "users": 4, "untuned_examples": 1},
+        )
     )
     _fresh_data(recipe)
     calls = {"n": 0}
@@ -310,6 +315,9 @@ def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
     untuned = [r["user_id"] for r in samples if r["teacher"] == "untuned teacher (4 users)"]
     tuned = [r["user_id"] for r in samples if r["teacher"] == "tuned teacher (4 users)"]
     assert untuned == tuned == ["u1", "u2", "u3", "u4"]  # paired: the same users
+    shown = {r["teacher"].split(" (")[0]: len(r["examples"]) for r in samples}
+    assert shown == {"untuned teacher": 1, "tuned teacher": 0}
+    assert report["few_shot_examples"] == {"untuned": 1, "tuned": 0}
     assert "| teacher |" in (run_root / "generate" / "teacher_report.md").read_text()
     again = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
     assert again.ran == []

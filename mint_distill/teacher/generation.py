@@ -71,6 +71,7 @@ class RequestSampler:
         min_new_tokens: int = 0,
         do_sample: bool = True,
         temperature: float = 0.8,
+        top_k: int = 50,
         top_p: float = 0.95,
         repetition_penalty: float = 1.1,
         stop: tuple[str, ...] | list[str] = ("\n",),
@@ -82,10 +83,17 @@ class RequestSampler:
         self.options = {
             "max_new_tokens": max_new_tokens,
             "min_new_tokens": min_new_tokens,
-            "do_sample": do_sample,
+            "do_sample": False,  # a sampled row leaves one finite logit to the greedy step
             "repetition_penalty": repetition_penalty,
-            **({"temperature": temperature, "top_p": top_p} if do_sample else {}),
         }
+        if do_sample:
+            from transformers import LogitsProcessorList
+
+            from .sampling import CandidateSampling
+
+            self.options["logits_processor"] = LogitsProcessorList(
+                [CandidateSampling(temperature, top_k, top_p)]
+            )
 
     def sample(self, prompts: list[str], seed: int) -> list[Sampled]:
         """One continuation per prompt (rows of one call share a sampling seed)."""

@@ -1,8 +1,9 @@
 """The teacher report: untuned vs tuned teacher vs the seed requests.
 
 Rows (each measured with the same zero-shot encoder over the training catalog):
-  untuned / tuned teacher (dev seeds)  one sample each for the dev seeds' histories, on
-                                       identical prompts (a paired comparison);
+  untuned / tuned teacher (dev seeds)  one sample each for the dev seeds' histories (a paired
+                                       comparison; identical prompts unless the untuned
+                                       teacher is shown more few-shot examples);
   seed requests (dev seeds)            the hand-written requests of those users (the reference);
   untuned / tuned teacher (N users)    the same pairing on the first N users of the run;
   generated requests (all users)       every accepted request of the stage (its real output).
@@ -35,8 +36,8 @@ def sample_once(
 ) -> list[dict]:
     """One sample per history (no retries) with its gate verdict.
 
-    Prompts depend only on `seed` and the user, so two teachers sampled with the same seed
-    answer identical prompts.
+    Prompts depend only on `seed`, the user and the builder, so two teachers sampled with the
+    same seed and builder answer identical prompts.
     """
     scaffold = builder.template.scaffold_phrases()
     prompts = [builder.build(h, prompt_rng(seed, "report", h.user_id)) for h in histories]
@@ -58,6 +59,7 @@ def sample_once(
                     "user_id": history.user_id,
                     "request": output.text,
                     "reasons": reasons,
+                    "examples": list(prompt.example_ids),
                     "items": [
                         {"item_id": i.item_id, "name": i.name, "city": i.city} for i in prompt.items
                     ],
@@ -109,8 +111,14 @@ def format_table(report: dict) -> str:
     note = (
         f"Round-trip retrievability: each request queries the training catalog ({report['catalog_items']} items) "
         f"with `{report['encoder']}`; Recall@{k} and MRR of the user's own shown items. Untuned and "
-        "tuned rows on the same users answer identical prompts (one sample each, no retries)."
+        "tuned rows sample the same users once each, no retries."
     )
+    shown = report.get("few_shot_examples")
+    if shown:
+        note += (
+            f" Few-shot examples per prompt (at most, within the token budget): untuned teacher "
+            f"{shown['untuned']}, tuned teacher {shown['tuned']}."
+        )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

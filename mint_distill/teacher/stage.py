@@ -200,14 +200,17 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         merge=False,
         precision=generation.precision,
     )
-    builder = PromptBuilder(
-        tokenizer,
-        [s for s in seeds if s.split == "train"],
-        template=_template(ctx.recipe),
-        num_examples=teacher.prompt.num_examples,
-        max_tokens=teacher.prompt.max_tokens,
-        chat=teacher.prompt.chat,
-    )
+    def builder_with(num_examples: int) -> PromptBuilder:
+        return PromptBuilder(
+            tokenizer,
+            [s for s in seeds if s.split == "train"],
+            template=_template(ctx.recipe),
+            num_examples=num_examples,
+            max_tokens=teacher.prompt.max_tokens,
+            chat=teacher.prompt.chat,
+        )
+
+    builder = builder_with(teacher.prompt.num_examples)
     gates = GateSettings(
         min_words=generation.min_words,
         max_words=generation.max_words,
@@ -222,6 +225,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
                 "max_new_tokens",
                 "do_sample",
                 "temperature",
+                "top_k",
                 "top_p",
                 "repetition_penalty",
                 "stop",
@@ -234,9 +238,13 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     groups = _report_groups(ctx.recipe, seeds, users) if state.is_main_process else {}
     samples: dict[str, list[dict]] = {}
     if groups and teacher.report.untuned and adapter is not None:
+        untuned_examples = teacher.report.untuned_examples
+        untuned_builder = builder if untuned_examples is None else builder_with(untuned_examples)
         with model.disable_adapter():
             samples.update(
-                _sample_groups("untuned teacher", groups, builder, sampler_for(model), gates, ctx)
+                _sample_groups(
+                    "untuned teacher", groups, untuned_builder, sampler_for(model), gates, ctx
+                )
             )
     if adapter is not None:
         model = model.merge_and_unload()
@@ -249,7 +257,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         "teacher": teacher.model,
         "adapter": adapter is not None,
         **generation.model_dump(
-            include={"temperature", "top_p", "repetition_penalty", "max_new_tokens", "do_sample", "precision"}
+            include={"temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "do_sample", "precision"}
         ),
     }
     run_counts = synthesize(
@@ -380,7 +388,17 @@ def _teacher_report(
         ctx.dir / "report_samples.jsonl",
         [{"teacher": name, **record} for name, records in samples.items() for record in records],
     )
-    report = {"k": spec.k, "encoder": spec.encoder, "catalog_items": len(items), "rows": rows}
+    shown = ctx.recipe.teacher.prompt.num_examples
+    report = {
+        "k": spec.k,
+        "encoder": spec.encoder,
+        "catalog_items": len(items),
+        "few_shot_examples": {
+            "untuned": shown if spec.untuned_examples is None else spec.untuned_examples,
+            "tuned": shown,
+        },
+        "rows": rows,
+    }
     write_text_atomic(ctx.dir / REPORT_FILE, "# Teacher report\n\n" + format_table(report))
     return report
 

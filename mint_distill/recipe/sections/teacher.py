@@ -66,6 +66,7 @@ class GenerationSpec(Section):
     max_new_tokens: int = Field(200, ge=1)
     do_sample: bool = True
     temperature: float = Field(0.8, gt=0)
+    top_k: int = Field(50, ge=1, description="candidates a token is drawn from (before top_p)")
     top_p: float = Field(0.95, gt=0, le=1)
     repetition_penalty: float = Field(1.1, gt=0)
     stop: list[str] = Field(
@@ -103,7 +104,13 @@ class ReportSpec(Section):
     )
     k: int = Field(10, ge=1, description="Recall@k cutoff")
     untuned: bool = Field(
-        True, description="also sample the untuned teacher (same prompts) for a paired comparison"
+        True, description="also sample the untuned teacher (same users) for a paired comparison"
+    )
+    untuned_examples: int | None = Field(
+        None,
+        ge=0,
+        description="few-shot examples in the untuned teacher's prompts (an untuned model needs "
+        "them even where the tuned one is prompted without); default teacher.prompt.num_examples",
     )
     users: int = Field(
         32,
