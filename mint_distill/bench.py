@@ -44,9 +44,9 @@ class Sizes:
 
 # The default sizes keep all six stages under ~15 minutes on 2 CPU cores with 3 repeats.
 FULL = Sizes(
-    teacher_prompts=16,
-    teacher_new_tokens=32,
-    teacher_examples=3,
+    teacher_prompts=32,  # the default run's batch, its tuned teacher's prompts (no examples)
+    teacher_new_tokens=96,  # about one request
+    teacher_examples=0,
     filter_items=16,
     filter_requests=4,
     student_batch=16,
@@ -102,7 +102,10 @@ class BenchRow:
 
 def bench_teacher(sizes: Sizes, repeats: int) -> list[BenchRow]:
     values, peak = _in_fresh_process(_generate, sizes, repeats)
-    measure = f"generation, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens"
+    measure = (
+        f"generation, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens, "
+        f"{sizes.teacher_examples} few-shot examples"
+    )
     return [BenchRow("teacher", measure, "tokens/s", TEACHER_MODEL, values, peak)]
 
 
