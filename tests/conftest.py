@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,6 +83,19 @@ def two_process_environment() -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
     }
+
+
+def run_on_cpu(command: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """Run `command` from the repository root, CPU only (on a GPU machine too), output captured."""
+    return subprocess.run(
+        command,
+        check=False,
+        cwd=REPO_ROOT,
+        env=two_process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import accelerate_on_two_cpu_processes, two_process_environment
+from conftest import accelerate_on_two_cpu_processes, run_on_cpu
 from fixtures.tiny_lm import save_tiny_llama
 
 from mint_distill.cli import cli
@@ -21,8 +21,6 @@ from mint_distill.filtering.stage import SCORE_CACHE, run_filter_stage
 from mint_distill.io import read_json, read_jsonl
 from mint_distill.recipe import load_recipe
 from mint_distill.scoring import LikelihoodScorer
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ITEMS = {
     "b1": (
@@ -250,15 +248,7 @@ def test_the_cli_runs_the_stage_and_reports_bad_data_with_exit_code_2(tmp_path, 
 def test_two_processes_write_exactly_what_one_process_writes(tmp_path, tiny_llama):
     def filter_in_subprocess(*launcher: str, recipe: Path) -> subprocess.CompletedProcess:
         # Both runs in the same CPU-only environment, so their scores can be compared byte for byte.
-        return subprocess.run(
-            [*launcher, "-m", "mint_distill", "filter", str(recipe)],
-            check=False,
-            cwd=REPO_ROOT,
-            env=two_process_environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_on_cpu([*launcher, "-m", "mint_distill", "filter", str(recipe)], timeout=300)
 
     single = write_run(tmp_path / "single", tiny_llama)
     alone = filter_in_subprocess(sys.executable, recipe=single)

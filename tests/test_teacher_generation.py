@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import (
-    REPO_ROOT,
     accelerate_on_two_cpu_processes,
     embedded_or_skip,
-    two_process_environment,
+    run_on_cpu,
 )
 from fixtures.teacher.tiny_teacher import ITEMS, SEEDS, USERS, save_tiny_teacher
 
@@ -332,15 +330,7 @@ def test_two_processes_under_accelerate_share_the_users(teacher_dir, tmp_path):
     command = accelerate_on_two_cpu_processes(
         str(Path(sys.executable).with_name("mint-distill")), "-q", "generate", str(recipe_path)
     )
-    done = subprocess.run(
-        command,
-        check=False,
-        cwd=REPO_ROOT,
-        env=two_process_environment(),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    done = run_on_cpu(command, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "runs" / "tiny" / "generate"
     shards = {
