@@ -1,5 +1,5 @@
-"""Candidate sampling draws from the distribution transformers' own warpers define, and the
-sampler built on it keeps `generate`'s contract (seeded, EOS held back by min_new_tokens)."""
+"""Candidate sampling draws from the distribution transformers' own warpers define, leaves one
+finite logit per row, never draws a masked token, and refuses settings outside the warpers' ranges."""
 
 from __future__ import annotations
 

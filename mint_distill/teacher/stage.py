@@ -200,17 +200,22 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         merge=False,
         precision=generation.precision,
     )
+    train_seeds, template = [s for s in seeds if s.split == "train"], _template(ctx.recipe)
+
     def builder_with(num_examples: int) -> PromptBuilder:
         return PromptBuilder(
             tokenizer,
-            [s for s in seeds if s.split == "train"],
-            template=_template(ctx.recipe),
+            train_seeds,
+            template=template,
             num_examples=num_examples,
             max_tokens=teacher.prompt.max_tokens,
             chat=teacher.prompt.chat,
         )
 
     builder = builder_with(teacher.prompt.num_examples)
+    untuned_examples = teacher.report.untuned_examples
+    if untuned_examples is None:
+        untuned_examples = teacher.prompt.num_examples
     gates = GateSettings(
         min_words=generation.min_words,
         max_words=generation.max_words,
@@ -238,12 +243,15 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     groups = _report_groups(ctx.recipe, seeds, users) if state.is_main_process else {}
     samples: dict[str, list[dict]] = {}
     if groups and teacher.report.untuned and adapter is not None:
-        untuned_examples = teacher.report.untuned_examples
-        untuned_builder = builder if untuned_examples is None else builder_with(untuned_examples)
         with model.disable_adapter():
             samples.update(
                 _sample_groups(
-                    "untuned teacher", groups, untuned_builder, sampler_for(model), gates, ctx
+                    "untuned teacher",
+                    groups,
+                    builder_with(untuned_examples),
+                    sampler_for(model),
+                    gates,
+                    ctx,
                 )
             )
     if adapter is not None:
@@ -299,7 +307,8 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         ),
     }
     if groups:
-        summary["teacher_report"] = _teacher_report(ctx, seeds, samples, gates)
+        few_shot = {"untuned": untuned_examples, "tuned": teacher.prompt.num_examples}
+        summary["teacher_report"] = _teacher_report(ctx, seeds, samples, gates, few_shot)
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
 
@@ -335,7 +344,11 @@ def _sample_groups(label: str, groups: dict, builder, sampler, gates, ctx: Stage
 
 
 def _teacher_report(
-    ctx: StageContext, seeds: list[Seed], samples: dict[str, list[dict]], gates: GateSettings
+    ctx: StageContext,
+    seeds: list[Seed],
+    samples: dict[str, list[dict]],
+    gates: GateSettings,
+    few_shot_examples: dict[str, int],
 ) -> dict:
     """Measure every sampled group, the dev seeds' own requests and the stage's output; write the table."""
     from ..io import read_jsonl
@@ -388,15 +401,11 @@ def _teacher_report(
         ctx.dir / "report_samples.jsonl",
         [{"teacher": name, **record} for name, records in samples.items() for record in records],
     )
-    shown = ctx.recipe.teacher.prompt.num_examples
     report = {
         "k": spec.k,
         "encoder": spec.encoder,
         "catalog_items": len(items),
-        "few_shot_examples": {
-            "untuned": shown if spec.untuned_examples is None else spec.untuned_examples,
-            "tuned": shown,
-        },
+        "few_shot_examples": few_shot_examples,
         "rows": rows,
     }
     write_text_atomic(ctx.dir / REPORT_FILE, "# Teacher report\n\n" + format_table(report))
