@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import MintError
+from .onnx import INT8_SPREAD_LIMIT
 
 
 @click.command("export")
@@ -30,6 +31,14 @@ from ..errors import MintError
     "--int8/--no-int8", default=True, show_default=True, help="Also write dynamically quantized onnx/model_qint8.onnx."
 )
 @click.option(
+    "--int8-spread-limit",
+    type=click.FloatRange(min=0),
+    default=INT8_SPREAD_LIMIT,
+    show_default=True,
+    help="int8: matrix products whose input spread ((max - min) / rms on calibration texts) exceeds this "
+    "quantize activations per block (closer to fp32, slower); the rest per tensor (fast).",
+)
+@click.option(
     "--recipe",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also compare NDCG@5 on this recipe's test collection.",
@@ -48,6 +57,7 @@ def export(
     base: str | None,
     onnx: bool,
     int8: bool,
+    int8_spread_limit: float,
     recipe: Path | None,
     texts: Path | None,
     strict: bool,
@@ -80,7 +90,16 @@ def export(
         if not lines:
             raise MintError(f"{texts}: no texts (one per line)")
         options["texts"] = lines
-    report = export_encoder(source, out, onnx=onnx, int8=int8, base=base, recipe=loaded_recipe, **options)
+    report = export_encoder(
+        source,
+        out,
+        onnx=onnx,
+        int8=int8,
+        int8_spread_limit=int8_spread_limit,
+        base=base,
+        recipe=loaded_recipe,
+        **options,
+    )
     for line in report.lines():
         click.echo(line)
     if strict:

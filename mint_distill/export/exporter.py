@@ -17,6 +17,7 @@ from ..pipeline.manifest import library_versions
 from .onnx import (
     FP32_FILE,
     INT8_FILE,
+    INT8_SPREAD_LIMIT,
     OPSET,
     export_onnx,
     quantize_int8,
@@ -91,6 +92,7 @@ def export_encoder(
     *,
     onnx: bool = True,
     int8: bool = True,
+    int8_spread_limit: float = INT8_SPREAD_LIMIT,
     base: str | None = None,
     texts: list[str] | tuple[str, ...] = SAMPLE_TEXTS,
     recipe=None,
@@ -101,7 +103,8 @@ def export_encoder(
     `source` is an adapter bundle, a LoRA adapter folder (students' output; its base from
     `base` or the adapter config) or a plain model reference. Writes a merged
     sentence-transformers folder; with `onnx`, `onnx/model.onnx` and `onnx_encoder.json` (the
-    torch-free runtime's config); with `int8` also `onnx/model_qint8.onnx`. Every variant is
+    torch-free runtime's config); with `int8` also `onnx/model_qint8.onnx` (`int8_spread_limit`:
+    see `quantize_int8`). Every variant is
     compared with the PyTorch model on `texts`; with `recipe`, NDCG@5 on its test collection too.
     """
     from ..adapters.loading import load_encoder
@@ -118,7 +121,7 @@ def export_encoder(
         model.save(str(staging))
         report.parity.append(cosine_parity("merged", reference, _encode(_reload(staging), texts)))
         if onnx:
-            _write_onnx(model, staging, int8, opset, str(source))
+            _write_onnx(model, staging, int8_spread_limit if int8 else None, opset, str(source))
             report.parity += _onnx_parity(staging, reference, texts)
         report.files = _sizes(staging)
         replace_folder(staging, out)
@@ -147,14 +150,27 @@ def _reload(folder: Path):
     return SentenceTransformer(str(folder), device="cpu")
 
 
-def _write_onnx(model, folder: Path, int8: bool, opset: int, source: str) -> None:
+def _write_onnx(model, folder: Path, int8_spread_limit: float | None, opset: int, source: str) -> None:
+    """fp32 ONNX, and int8 unless `int8_spread_limit` is None."""
     layout = runtime_layout(model)
     export_onnx(model, folder, opset)
     models = {"fp32": FP32_FILE}
-    if int8:
-        quantize_int8(folder / FP32_FILE, folder / INT8_FILE)
+    extra: dict[str, Any] = {"source": source, "opset": opset, "versions": _versions()}
+    if int8_spread_limit is not None:
+        per_block = quantize_int8(
+            folder / FP32_FILE, folder / INT8_FILE, _calibration_features(model), spread_limit=int8_spread_limit
+        )
         models["int8"] = INT8_FILE
-    write_runtime_config(folder, layout, models, {"source": source, "opset": opset, "versions": _versions()})
+        extra["int8"] = {"spread_limit": int8_spread_limit, "per_block_products": per_block}
+    write_runtime_config(folder, layout, models, extra)
+
+
+def _calibration_features(model) -> list[dict[str, np.ndarray]]:
+    """Each sample text's features alone, as the ONNX graph takes them."""
+    return [
+        dict(model.tokenizer([text], truncation=True, max_length=model.max_seq_length, return_tensors="np"))
+        for text in SAMPLE_TEXTS
+    ]
 
 
 def _versions() -> dict[str, str]:
