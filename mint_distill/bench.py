@@ -101,15 +101,19 @@ class BenchRow:
 
 
 def bench_teacher(sizes: Sizes, repeats: int) -> list[BenchRow]:
-    values, peak = _in_fresh_process(_generate, sizes, repeats)
-    measure = (
-        f"generation, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens, "
-        f"{sizes.teacher_examples} few-shot examples"
-    )
-    return [BenchRow("teacher", measure, "tokens/s", TEACHER_MODEL, values, peak)]
+    """float32, and bfloat16 (the default recipe's `teacher.generation.precision`)."""
+    rows = []
+    for precision in ("float32", "bfloat16"):
+        values, peak = _in_fresh_process(_generate, sizes, repeats, precision)
+        measure = (
+            f"generation {precision}, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens, "
+            f"{sizes.teacher_examples} few-shot examples"
+        )
+        rows.append(BenchRow("teacher", measure, "tokens/s", TEACHER_MODEL, values, peak))
+    return rows
 
 
-def _generate(sizes: Sizes, repeats: int) -> tuple[tuple[float, ...], float]:
+def _generate(sizes: Sizes, repeats: int, precision: str) -> tuple[tuple[float, ...], float]:
     from .teacher.bench import bench_generation
 
     # One model load; each batch-size entry is one timed repeat.
@@ -119,6 +123,7 @@ def _generate(sizes: Sizes, repeats: int) -> tuple[tuple[float, ...], float]:
         prompts=sizes.teacher_prompts,
         new_tokens=sizes.teacher_new_tokens,
         num_examples=sizes.teacher_examples,
+        precision=precision,
     )
     return tuple(row["tokens_per_second"] for row in rows), rows[-1]["peak_rss_mb"]
 
