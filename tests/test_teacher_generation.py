@@ -102,6 +102,29 @@ def test_output_stops_at_stop_strings(loaded, builder):
         assert cut.new_tokens <= full.new_tokens
 
 
+def test_rows_that_ended_leave_the_batch_without_changing_any_row(loaded, builder, monkeypatch):
+    model, tokenizer = loaded
+    prompts = [builder.build(u, prompt_rng(0, u.user_id)).text for u in load_users(USERS)[:6]]
+    settings = {"max_new_tokens": 20, "do_sample": False, "stop": ["e", "a"]}
+    whole = RequestSampler(model, tokenizer, chunk_tokens=20, **settings).sample(prompts, seed=0)
+    batch_rows = []
+    generate = model.generate
+
+    def recording(*args, **kwargs):
+        batch_rows.append(kwargs["input_ids"].shape[0])
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording)
+    chunked = RequestSampler(model, tokenizer, chunk_tokens=2, **settings).sample(prompts, seed=0)
+    # Greedy: the same text and finish for every row. The token count may differ by one: a row
+    # whose stop string ends a chunk leaves before the pad token a longer batch appends (and counts).
+    assert [(c.text, c.finished) for c in chunked] == [(w.text, w.finished) for w in whole]
+    assert all(w.new_tokens - 1 <= c.new_tokens <= w.new_tokens for c, w in zip(chunked, whole))
+    assert len({sample.new_tokens for sample in whole}) > 1, "rows should end at different steps"
+    assert batch_rows[0] == len(prompts) and batch_rows == sorted(batch_rows, reverse=True)
+    assert batch_rows[-1] < len(prompts), "ended rows left the batch"
+
+
 class _KilledAfter:
     """The real sampler, interrupted (as by Ctrl-C or SIGTERM) when call `n` starts."""
 
