@@ -120,6 +120,7 @@ class RequestSampler:
         sequences, attention = encoded["input_ids"], encoded["attention_mask"]
         running = list(range(len(prompts)))
         rows: list[list[int]] = [[] for _ in prompts]
+        results: list[Sampled] = [Sampled("", 0, False)] * len(prompts)
         cache, generated, cache_argument = None, 0, _cache_argument()
         max_new, min_new = self.options["max_new_tokens"], self.options["min_new_tokens"]
         torch.manual_seed(seed)
@@ -141,7 +142,8 @@ class RequestSampler:
             keep = []
             for position, (row, tokens) in enumerate(zip(running, new.tolist(), strict=True)):
                 rows[row] += tokens
-                if not self._finish(rows[row]).finished:
+                results[row] = self._finish(rows[row])
+                if not results[row].finished:
                     keep.append(position)
             sequences, cache = output.sequences, getattr(output, cache_argument)
             if len(keep) < len(running):
@@ -150,7 +152,7 @@ class RequestSampler:
                 sequences, attention = sequences[index], attention[index]
                 running = [running[position] for position in keep]
             attention = torch.cat([attention, attention.new_ones((len(running), new.shape[1]))], dim=1)
-        return [self._finish(row) for row in rows]
+        return results
 
     def _finish(self, row: list[int]) -> Sampled:
         ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
