@@ -63,17 +63,7 @@ def fp32_export(tmp_path_factory):
 
 def _features(folder) -> list[dict[str, np.ndarray]]:
     encoder = OnnxEncoder(folder, "fp32")
-    out = []
-    for text in ("a short text", "a somewhat longer text about quiet bars and live jazz"):
-        encoding = encoder.tokenizer.encode(text)
-        out.append(
-            {
-                "input_ids": np.array([encoding.ids], dtype=np.int64),
-                "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
-                "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
-            }
-        )
-    return out
+    return [encoder.features([text]) for text in ("a short text", "a somewhat longer text about quiet bars and live jazz")]
 
 
 def _op_counts(path) -> collections.Counter:

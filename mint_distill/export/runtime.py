@@ -92,13 +92,17 @@ class OnnxEncoder:
         embeddings[order] = np.concatenate(rows)
         return embeddings
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def features(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The tokenized batch (padded to its longest text) as the graph's inputs are named."""
         encodings = self.tokenizer.encode_batch(texts)
-        features = {
+        return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        features = self.features(texts)
         (hidden,) = self.session.run([self.config["output"]], {name: features[name] for name in self.input_names})
         pooled = pool(hidden, features["attention_mask"], self.config["pooling"])
         if self.config.get("normalize"):
