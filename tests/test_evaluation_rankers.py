@@ -200,6 +200,33 @@ def test_cross_encoder_reranks_the_top_k_and_keeps_the_tail(collection, models, 
     assert cached.counters["pairs_scored"] == 0
 
 
+def test_fused_reranking_interpolates_z_scores_of_both_stages(collection, models, tmp_path):
+    first_stage = {"r1": {"bar2": 4.0, "pub1": 3.0, "bar1": 1.0, "bar3": 0.5}}
+    scorer = CrossEncoderScorer(str(models["crossencoder"]), cache_dir=tmp_path)
+    alone = Reranker(scorer, first_stage, top_k=3).rank(collection, depth=4)["r1"]
+    head = ["bar2", "pub1", "bar1"]
+    cross = np.array([alone[item] for item in head])
+    first = np.array([first_stage["r1"][item] for item in head])
+
+    def z(values):
+        return (values - values.mean()) / values.std()
+
+    for weight in (0.0, 0.3, 1.0):
+        fused = Reranker(scorer, first_stage, top_k=3, fusion_weight=weight).rank(collection, depth=4)["r1"]
+        expected = weight * z(cross) + (1 - weight) * z(first)
+        assert [fused[item] for item in head] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert min(fused[item] for item in head) > fused["bar3"]  # the tail stays below the head
+    weight_zero = Reranker(scorer, first_stage, top_k=3, fusion_weight=0.0).rank(collection, depth=4)["r1"]
+    assert [item for item, _ in ranked(weight_zero)] == ["bar2", "pub1", "bar1", "bar3"]
+
+
+def test_fusion_weight_applies_to_rerankers_only():
+    with pytest.raises(ValueError, match="fusion_weight"):
+        RankerSpec(name="bm25", kind="bm25", fusion_weight=0.5)
+    spec = RankerSpec(name="ce", kind="crossencoder", model="m", first_stage="bm25", fusion_weight=0.5)
+    assert spec.fusion_weight == 0.5
+
+
 def test_upr_reranks_by_request_likelihood_given_the_item(collection, tmp_path):
     pytest.importorskip("mint_distill.scoring", reason="the shared LM likelihood scorer (mint_distill.scoring) is missing")
     from fixtures.tiny_lm import save_tiny_llama

@@ -80,6 +80,9 @@ def test_students_are_picked_up_once_their_stages_finished(tmp_path):
         "biencoder-mint", "biencoder", str(run_root / "train-biencoder" / "model")
     )
     assert (crossencoder.first_stage, crossencoder.top_k) == ("biencoder-mint", recipe.students.crossencoder.rerank_top_k)
+    assert crossencoder.fusion_weight is None  # a folder that records no weight: its scores alone
+    (run_root / "train-crossencoder" / "model" / "mint-student.json").write_text(json.dumps({"fusion_weight": 0.4}))
+    assert student_rankers(recipe, run_root)[1].fusion_weight == 0.4  # the weight its training chose
 
     assert student_rankers(load_recipe(RECIPE, [f"run_dir={tmp_path}", "evaluation.students=false"]), run_root) == []
     only_cross = load_recipe(RECIPE, [f"run_dir={tmp_path}", "students.biencoder.enabled=false"])

@@ -85,6 +85,8 @@ def test_smoke_runs_every_stage_then_skips_then_reruns_only_what_a_key_changes(
         metrics["systems"]
     )
     assert metrics["requests"] == 54 and metrics["coverage"]["condensed_qrels"]
+    crossencoder = json.loads((root / "train-crossencoder" / "manifest.json").read_text())["summary"]
+    assert metrics["systems"]["crossencoder-mint"]["fusion_weight"] == crossencoder["fusion_weight"] is not None
     assert _squashed(f"report: {root / 'evaluate' / 'report.md'}") in first
     assert (root / "package" / "poi-smoke" / "manifest.json").is_file()
 

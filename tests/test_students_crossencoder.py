@@ -10,7 +10,8 @@ import torch
 from fixtures.students.toy import save_tiny_encoder, write_toy_world
 
 from mint_distill.students import load_crossencoder, rerank, train_crossencoder
-from mint_distill.students.data import load_negatives, load_student_data
+from mint_distill.students.data import load_dev_rankings, load_negatives, load_student_data
+from mint_distill.students.dev_reranking import DevReranking
 from mint_distill.students.negatives import bm25_rankings, mine_negatives
 
 NEGATIVES = 4
@@ -39,6 +40,14 @@ def world(tmp_path_factory):
     )
     paths["negatives"] = root / "negatives.jsonl"
     paths["negatives"].write_text("".join(json.dumps(r) + "\n" for r in records))
+    paths["dev_rankings"] = root / "dev_rankings.jsonl"
+    paths["dev_rankings"].write_text(
+        "".join(
+            json.dumps({"request_id": r, "ranking": rankings[r], "scores": [-rank for rank in range(len(rankings[r]))]})
+            + "\n"
+            for r in dict.fromkeys(p.request_id for p in data.dev)
+        )
+    )
     return {"paths": paths, "encoder": save_tiny_encoder(root / "encoder", dropout=0.0)}
 
 
@@ -54,7 +63,7 @@ def _spec(world, **training) -> dict:
         "seed": 0,
         **training,
     }
-    return {"model": str(world["encoder"]), "max_length": 48, "training": settings}
+    return {"model": str(world["encoder"]), "max_length": 48, "rerank_top_k": 20, "training": settings}
 
 
 def _objective(model, data, groups, loss: str) -> float:
@@ -110,11 +119,22 @@ def test_train_crossencoder_writes_a_cross_encoder_folder_and_card(world, tmp_pa
     assert summary["train_groups"] == len(data.train) and summary["dev_groups"] == len(data.dev)
     assert summary["negatives_per_group"] == NEGATIVES
     assert {"dev_loss", "dev_mrr@10", "dev_recall@10", "dev_mrr@10_before"} <= set(summary)
+    # the reranking measures come with the first stage's own order on the same candidates
+    reranking = DevReranking.from_rankings(
+        load_dev_rankings(world["paths"]["dev_rankings"], data), data, top_k=20
+    )
+    first_stage = reranking.first_stage_measures()
+    assert summary["dev_reranked_requests"] == len(reranking.candidates) > 0
+    assert summary["dev_mrr@10_first_stage"] == round(first_stage["mrr@10"], 4)
     model = CrossEncoder(str(tmp_path / "out" / "model"), device="cpu")
     assert model.num_labels == 1 and model.max_length == 48
     info = json.loads((tmp_path / "out" / "model" / "mint-student.json").read_text())
     assert info["kind"] == "crossencoder" and info["loss"] == "listwise"
     assert info["training"]["steps"] == summary["steps"]
+    assert info["dev"]["first_stage"] == first_stage
+    # the fusion weight is the one of the kept checkpoint's dev evaluation
+    assert info["fusion_weight"] == summary["fusion_weight"] == summary["dev_fusion_weight"]
+    assert summary["dev_fused_mrr@10"] >= max(summary["dev_mrr@10"], summary["dev_mrr@10_first_stage"]) - 1e-4
     assert "pipeline_tag: text-ranking" in (tmp_path / "out" / "model" / "README.md").read_text()
     assert (tmp_path / "out" / "loss.png").is_file()
 

@@ -110,7 +110,15 @@ def test_train_runs_the_student_stages_then_finds_them_fresh(tmp_path):
     for group in groups:
         assert len(group["negatives"]) == 2
         assert not set(group["negatives"]) & shown[user_of[group["request_id"]]]
+    dev_requests = {pair["request_id"] for pair in pairs if pair["kept"] and pair["split"] == "dev"}
+    rankings = [
+        json.loads(line)
+        for line in (run_root / "mine-negatives" / "dev_rankings.jsonl").read_text().splitlines()
+    ]
+    assert dev_requests and {ranking["request_id"] for ranking in rankings} == dev_requests
     assert (run_root / "train-crossencoder" / "model" / "config.json").is_file()
+    crossencoder = _manifest(run_root, "train-crossencoder")["summary"]
+    assert crossencoder["dev_reranked_requests"] >= 1 and "dev_mrr@10_first_stage" in crossencoder
 
     again = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
     assert again.exit_code == 0, again.output

@@ -153,6 +153,8 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         ]
     for system, entry in ran.items():
         reranks = f"top {entry['top_k']} of {entry['first_stage']}" if entry.get("first_stage") else ""
+        if entry.get("fusion_weight") is not None:
+            reranks += f", fused at weight {entry['fusion_weight']:g}"
         seconds = entry.get("seconds")
         speed = entry.get("requests_per_second")
         work = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in entry.get("counters", {}).items())

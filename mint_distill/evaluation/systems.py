@@ -48,7 +48,7 @@ def make_ranker(
             max_item_tokens=spec.max_item_tokens, batch_size=batch_size, trust_remote_code=spec.trust_remote_code,
             cache_dir=cache_dir,
         )
-    return Reranker(scorer, runs[spec.first_stage], spec.top_k)
+    return Reranker(scorer, runs[spec.first_stage], spec.top_k, fusion_weight=spec.fusion_weight)
 
 
 def produce_runs(
@@ -92,6 +92,7 @@ def produce_runs(
             "model": spec.model,
             "first_stage": spec.first_stage,
             "top_k": spec.top_k if spec.first_stage else None,
+            "fusion_weight": spec.fusion_weight,
             "run_file": run_path.relative_to(folder).as_posix(),
             "seconds": round(seconds, 3),
             "requests_per_second": round(answered / seconds, 3) if seconds > 0 else None,

@@ -16,8 +16,15 @@ from typing import Any
 from ..recipe.sections.students import CrossEncoderSpec
 from .biencoder import sample_examples
 from .card import base_model_identity
-from .data import NegativeGroup, StudentData, load_negatives, load_student_data
-from .dev_metrics import ranking_measures
+from .data import (
+    NegativeGroup,
+    StudentData,
+    load_dev_rankings,
+    load_negatives,
+    load_student_data,
+)
+from .dev_reranking import DevReranking
+from .fusion import FUSION_WEIGHTS
 from .loop import LoopSettings, TrainerState, train_loop
 from .losses import listwise_loss, pointwise_bce_loss
 from .outputs import publish_student, summary_of, training_record
@@ -108,10 +115,13 @@ class CrossEncoderTask:
         groups: list[NegativeGroup],
         dev_groups: list[NegativeGroup],
         *,
+        dev_reranking: DevReranking | None = None,
+        fusion_weights: Sequence[float] = FUSION_WEIGHTS,
         loss: str = "listwise",
         batch_size: int = 4,
     ):
         self.model, self.data, self.groups, self.dev_groups = model, data, groups, dev_groups
+        self.dev_reranking, self.fusion_weights = dev_reranking, fusion_weights
         self.loss_name, self.batch_size = loss, batch_size
 
     def num_examples(self) -> int:
@@ -144,32 +154,31 @@ class CrossEncoderTask:
         return self.loss_on(wrapped, [self.groups[i] for i in indices])
 
     def evaluate(self, model) -> dict[str, float]:
-        """Dev loss, and MRR@10 / Recall@10 of each dev request's kept items among its candidates
-        (its kept items and the negatives mined for them), from one scoring of each dev pair."""
+        """Dev loss on the dev groups, MRR@10 / Recall@10 of reranking each dev request's
+        first-stage candidates (`DevReranking`), and the same for the best `fuse` of these scores
+        with the first stage's (`fused_*`, at `fusion_weight`), from one scoring of each dev pair."""
         import torch
 
         if not self.dev_groups:
             return {}
-        candidates: dict[str, dict[str, None]] = defaultdict(dict)
-        kept: dict[str, set[str]] = defaultdict(set)
+        to_score: dict[str, dict[str, None]] = defaultdict(dict)
         for group in self.dev_groups:
-            kept[group.request_id].add(group.item_id)
-            candidates[group.request_id].update(dict.fromkeys((group.item_id, *group.negatives)))
+            to_score[group.request_id].update(dict.fromkeys((group.item_id, *group.negatives)))
+        if self.dev_reranking is not None:
+            for request_id, items in self.dev_reranking.candidates.items():
+                to_score[request_id].update(dict.fromkeys(items))
         model.eval()
         with torch.no_grad():
-            scored = self._score_dev_pairs(model, candidates)
+            scored = self._score_dev_pairs(model, to_score)
         rows = [[scored[g.request_id, item] for item in (g.item_id, *g.negatives)] for g in self.dev_groups]
         padded, mask = group_scores(torch.tensor([s for row in rows for s in row]), [len(row) for row in rows])
         loss = pointwise_bce_loss(padded, mask) if self.loss_name == "bce" else listwise_loss(padded)
-        per_request = []
-        for request_id, items in candidates.items():
-            scores = torch.tensor([[scored[request_id, item] for item in items]])
-            relevant = {column for column, item in enumerate(items) if item in kept[request_id]}
-            per_request.append(ranking_measures(scores, [relevant], k=10))
-        return {
-            "loss": loss.item(),
-            **{name: sum(m[name] for m in per_request) / len(per_request) for name in per_request[0]},
-        }
+        measures = {"loss": loss.item()}
+        if self.dev_reranking is not None:
+            weight, fused = self.dev_reranking.fused_measures(scored, self.fusion_weights)
+            measures.update(self.dev_reranking.measures(scored))
+            measures.update({f"fused_{name}": value for name, value in fused.items()}, fusion_weight=weight)
+        return measures
 
     def _score_dev_pairs(self, model, candidates: Mapping[str, Mapping[str, None]]) -> dict[tuple[str, str], float]:
         """(request id, item id) -> raw score, every pair scored once in length-sorted batches."""
@@ -198,12 +207,16 @@ def train_crossencoder(
     negatives: str | Path,
     out_dir: str | Path,
     seed: int,
+    dev_rankings: str | Path | None = None,
     resume: bool = False,
     provenance: dict[str, Any] | None = None,
     callbacks: Sequence[Callable[[TrainerState], None]] = (),
 ) -> dict[str, Any]:
     """Train CrEnc-Mint on `negatives.jsonl` groups; write `out_dir/model`, `log.jsonl`, `loss.png`.
 
+    With `dev_rankings` (the bi-encoder's ranking of the catalog for each dev request), the dev
+    MRR@10 / Recall@10 are those of reranking its top `rerank_top_k`, the task the cross-encoder
+    does at test time; the bi-encoder's own order on those candidates is recorded beside them.
     Same contract as `train_biencoder` (works under `accelerate launch`, main process writes).
     """
     from accelerate import PartialState
@@ -222,8 +235,20 @@ def train_crossencoder(
         trust_remote_code=spec.trust_remote_code,
         device="cpu",
     )
+    dev_reranking = (
+        DevReranking.from_rankings(load_dev_rankings(dev_rankings, data), data, spec.rerank_top_k)
+        if dev_rankings is not None
+        else None
+    )
     task = CrossEncoderTask(
-        model, data, train_groups, groups["dev"], loss=spec.loss, batch_size=settings.batch_size
+        model,
+        data,
+        train_groups,
+        groups["dev"],
+        dev_reranking=dev_reranking,
+        fusion_weights=FUSION_WEIGHTS if spec.fusion_weight is None else (spec.fusion_weight,),
+        loss=spec.loss,
+        batch_size=settings.batch_size,
     )
     result = train_loop(
         task, settings, out_dir, resume=resume, description="cross-encoder", callbacks=callbacks
@@ -235,6 +260,12 @@ def train_crossencoder(
         "dev_groups": len(groups["dev"]),
         "negatives_per_group": max((len(g.negatives) for g in train_groups), default=0),
     }
+    fusion_weight = (result.state.best_metrics or {}).get("fusion_weight", spec.fusion_weight)
+    first_stage = {}
+    if dev_reranking is not None:
+        counts["dev_reranked_requests"] = len(dev_reranking.candidates)
+        counts["dev_requests_without_kept_items_in_top_k"] = dev_reranking.requests_without_kept_items
+        first_stage = dev_reranking.first_stage_measures()
     if PartialState().is_main_process:
         info = {
             "kind": "crossencoder",
@@ -242,10 +273,18 @@ def train_crossencoder(
             "finetune": "full",
             "loss": spec.loss,
             "max_length": spec.max_length,
+            "fusion_weight": fusion_weight,
             "data_counts": counts,
             "training": training_record(result, settings),
-            "dev": {"start": result.state.start_metrics, "best": result.state.best_metrics},
+            "dev": {
+                "start": result.state.start_metrics,
+                "best": result.state.best_metrics,
+                "first_stage": first_stage,
+            },
             "provenance": provenance or {},
         }
         publish_student(result, out_dir, info, title=f"CrEnc-Mint ({spec.loss})")
-    return summary_of(result, counts)
+    summary = summary_of(result, counts)
+    summary.update({f"dev_{name}_first_stage": round(value, 4) for name, value in first_stage.items()})
+    summary["fusion_weight"] = fusion_weight
+    return summary

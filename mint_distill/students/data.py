@@ -17,6 +17,7 @@ PAIRS_FILE = "pairs.jsonl"
 REQUESTS_FILE = "requests.jsonl"
 ITEMS_FILE = "items.jsonl"
 NEGATIVES_FILE = "negatives.jsonl"
+DEV_RANKINGS_FILE = "dev_rankings.jsonl"
 
 
 @dataclass(frozen=True)
@@ -165,3 +166,26 @@ def load_negatives(path: str | os.PathLike, data: StudentData) -> dict[str, list
             continue
         groups[split].append(NegativeGroup(request_id, item_id, tuple(negatives)))
     return groups
+
+
+def load_dev_rankings(path: str | os.PathLike, data: StudentData) -> dict[str, list[tuple[str, float]]]:
+    """`mine-negatives/dev_rankings.jsonl`: dev request id -> the bi-encoder's (item id, score) ranking."""
+    path = Path(path)
+    dev_requests = {pair.request_id for pair in data.dev}
+    rankings: dict[str, list[tuple[str, float]]] = {}
+    for number, record in numbered_jsonl(path):
+        request_id = field_of(record, "request_id", path, number)
+        ranking = field_of(record, "ranking", path, number, list)
+        scores = field_of(record, "scores", path, number, list)
+        if request_id not in dev_requests:
+            data.skipped["rankings_not_of_dev_requests"] += 1
+            continue
+        if len(scores) != len(ranking) or not all(isinstance(x, (int, float)) for x in scores):
+            raise DataError(f"{path}:{number}: `scores` must hold one number per ranked item")
+        unknown = [item for item in ranking if item not in data.items]
+        if unknown:
+            raise DataError(
+                f"{path}:{number}: ranked items not in the catalog: {', '.join(map(str, unknown[:5]))}"
+            )
+        rankings[request_id] = list(zip(ranking, map(float, scores)))
+    return rankings

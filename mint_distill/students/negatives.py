@@ -115,8 +115,8 @@ def dense_rankings(
     *,
     batch_size: int = 32,
     cache_dir: str | Path | None = None,
-) -> dict[str, list[str]]:
-    """Request id -> the `depth` best catalog item ids by the bi-encoder's cosine similarity.
+) -> dict[str, list[tuple[str, float]]]:
+    """Request id -> the `depth` best catalog items by the bi-encoder, as (item id, cosine) pairs.
 
     With `cache_dir`, embeddings are saved chunk by chunk, so an interrupted run re-encodes only
     the chunk it was in.
@@ -130,13 +130,14 @@ def dense_rankings(
     query_vectors = encode_in_chunks(
         model, [queries[q] for q in query_ids], "requests", batch_size, cache_dir
     )
-    rankings: dict[str, list[str]] = {}
+    rankings: dict[str, list[tuple[str, float]]] = {}
     depth = min(depth, len(item_ids))
     for start in range(0, len(query_ids), 256):
-        scores = query_vectors[start : start + 256] @ item_vectors.T
-        top = torch.topk(scores, depth, dim=1).indices.tolist()
-        for query, row in zip(query_ids[start : start + 256], top):
-            rankings[query] = [item_ids[i] for i in row]
+        top = torch.topk(query_vectors[start : start + 256] @ item_vectors.T, depth, dim=1)
+        for query, indices, values in zip(
+            query_ids[start : start + 256], top.indices.tolist(), top.values.tolist()
+        ):
+            rankings[query] = [(item_ids[i], value) for i, value in zip(indices, values)]
     return rankings
 
 

@@ -16,7 +16,7 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import fingerprint, select_config
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
-from .data import ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
+from .data import DEV_RANKINGS_FILE, ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
 
 BIENCODER, NEGATIVES, CROSSENCODER = "train-biencoder", "mine-negatives", "train-crossencoder"
 TEXT_STAGES = ("data", "generate", "filter")
@@ -97,6 +97,7 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
     NEGATIVES,
     summary="rank the catalog with the trained bi-encoder; negatives for each kept pair from a rank window",
     config_keys=("seed", "students.negatives"),
+    version=2,  # 2: also writes the dev requests' scored rankings
     after=(*TEXT_STAGES, BIENCODER),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
     check=_crossencoder_problems,
@@ -115,7 +116,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     model = load_encoder(ctx.upstream(BIENCODER) / "model", merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
     with autocast(spec.precision, model.device.type):
-        rankings = dense_rankings(
+        scored = dense_rankings(
             model,
             requests,
             data.items,
@@ -124,7 +125,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
             cache_dir=ctx.dir / ".embeddings",
         )
     records = mine_negatives(
-        rankings,
+        {request_id: [item for item, _ in ranking] for request_id, ranking in scored.items()},
         pairs,
         data.shown,
         window=window,
@@ -132,6 +133,17 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
         seed=ctx.recipe.seed,
     )
     write_jsonl_atomic(ctx.dir / NEGATIVES_FILE, records)
+    write_jsonl_atomic(
+        ctx.dir / DEV_RANKINGS_FILE,
+        [
+            {
+                "request_id": request_id,
+                "ranking": [item for item, _ in scored[request_id]],
+                "scores": [score for _, score in scored[request_id]],
+            }
+            for request_id in dict.fromkeys(pair.request_id for pair in data.dev)
+        ],
+    )
     short = sum(len(r["negatives"]) < spec.per_positive for r in records)
     if short:
         ctx.log.warning(
@@ -159,6 +171,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     CROSSENCODER,
     summary="train the cross-encoder student (CrEnc-Mint) on kept pairs and mined negatives",
     config_keys=("seed", "students.crossencoder"),
+    version=2,  # 2: dev MRR@10 / Recall@10 rerank the bi-encoder's top k
     after=(*TEXT_STAGES, NEGATIVES),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
 )
@@ -173,6 +186,7 @@ def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
                 "spec": spec.model_dump(mode="json"),
                 **text_inputs(ctx),
                 "negatives": str(ctx.upstream(NEGATIVES) / NEGATIVES_FILE),
+                "dev_rankings": str(ctx.upstream(NEGATIVES) / DEV_RANKINGS_FILE),
                 "out_dir": str(ctx.dir),
                 "seed": seed_of(ctx.recipe, spec.training.seed),
                 "resume": ctx.resuming,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ...students.fusion import fuse
 from ..collection import EvalCollection
 from ..trec import Run, ranked
 
@@ -28,16 +29,18 @@ class PairScorer(Protocol):
 class Reranker:
     """Rescore the first `top_k` items of a first-stage run with a pair scorer.
 
-    The first stage's items below `top_k` follow the rescored ones in their original order (with
-    scores below every rescored item), so the run keeps its depth for recall measures.
+    With `fusion_weight`, a rescored item's score is `fuse`d with its first-stage score. The first
+    stage's items below `top_k` follow the rescored ones in their original order (with scores
+    below every rescored item), so the run keeps its depth for recall measures.
     """
 
-    def __init__(self, scorer: PairScorer, first_stage: Run, top_k: int):
+    def __init__(self, scorer: PairScorer, first_stage: Run, top_k: int, fusion_weight: float | None = None):
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self.scorer = scorer
         self.first_stage = first_stage
         self.top_k = top_k
+        self.fusion_weight = fusion_weight
 
     @property
     def counters(self) -> dict[str, int]:
@@ -57,6 +60,8 @@ class Reranker:
             if not order:
                 continue
             rescored = head.get(qid, {})
+            if self.fusion_weight is not None:
+                rescored = fuse(dict(order[: self.top_k]), rescored, self.fusion_weight)
             floor = min(rescored.values())
             tail = {item: floor - position for position, (item, _) in enumerate(order[self.top_k:], start=1)}
             run[qid] = dict(ranked({**rescored, **tail}, depth))

@@ -14,7 +14,8 @@ STUDENT_RANKERS = ("biencoder-mint", "crossencoder-mint")
 
 _KIND_OPTIONS = {
     "bm25": {"k1", "b", "stemmer"},
-    "upr": {"model_type", "quantization", "score", "max_item_tokens", "trust_remote_code"},
+    "upr": {"model_type", "quantization", "score", "max_item_tokens", "trust_remote_code", "fusion_weight"},
+    "crossencoder": {"fusion_weight"},
 }
 _ALL_OPTIONS = set().union(*_KIND_OPTIONS.values())
 
@@ -40,6 +41,13 @@ class RankerSpec(Section):
     score: Literal["sum", "mean"] = Field("sum", description="upr: summed or per-token log-likelihood")
     max_item_tokens: int = Field(480, ge=1, description="upr: item text is cut after this many tokens")
     trust_remote_code: bool = False
+    fusion_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="crossencoder, upr: weight of the reranker's score against the first stage's, both "
+        "z-normalised over the top_k (null: the reranker's scores alone)",
+    )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> RankerSpec:

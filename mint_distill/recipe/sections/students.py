@@ -132,6 +132,14 @@ class CrossEncoderSpec(Section):
     )
     max_length: int = Field(512, ge=8, description="tokens per (request, item) input")
     rerank_top_k: int = Field(200, ge=1, description="first-stage candidates reranked at inference")
+    fusion_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="weight of the cross-encoder's score against the first stage's, both z-normalised "
+        "over each request's candidates (1: the cross-encoder alone; null: the best of 0, 0.1, ..., 1 "
+        "on the synthetic dev split)",
+    )
     training: TrainingSpec = TrainingSpec(batch_size=4)
 
 
