@@ -77,6 +77,8 @@ def embed(model, wrapped, texts: list[str]):
 class BiEncoderTask:
     """Kept train pairs as (request, item[, hard negatives]) examples for `train_loop`."""
 
+    evaluate_at_start = True  # the encoder before training is the zero-shot model to beat
+
     def __init__(
         self,
         model,

@@ -122,19 +122,21 @@ def _training(info: dict[str, Any]) -> str:
 
 def _dev(info: dict[str, Any]) -> str:
     dev = info.get("dev") or {}
-    start, best = dev.get("start") or {}, dev.get("best") or {}
+    best = dev.get("best") or {}
     if not best:
         return "## Dev measures\n\nNo dev pairs: the last step was kept."
-    lines = [
-        "## Dev measures",
-        "",
-        "On the held-out synthetic dev requests (their kept items as relevant), before training and at the kept step.",
-        "",
-        "| measure | before training | kept step |",
-        "|---|---|---|",
-    ]
+    if dev.get("first_stage"):
+        reference, column = dev["first_stage"], "the bi-encoder's own order"
+        what = (
+            "Reranking the bi-encoder's top k for the held-out synthetic dev requests (their kept items "
+            "as relevant); `fused_*`: the scores fused with the bi-encoder's at `fusion_weight`."
+        )
+    else:
+        reference, column = dev.get("start") or {}, "before training"
+        what = "On the held-out synthetic dev requests (their kept items as relevant), before training and at the kept step."
+    lines = ["## Dev measures", "", what, "", f"| measure | {column} | kept step |", "|---|---|---|"]
     lines += [
-        f"| {name} | {_fmt(start.get(name))} | {_fmt(value)} |" for name, value in best.items()
+        f"| {name} | {_fmt(reference.get(name))} | {_fmt(value)} |" for name, value in best.items()
     ]
     return "\n".join(lines)
 

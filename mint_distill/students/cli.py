@@ -63,6 +63,12 @@ def _describe(summary: dict) -> str:
             f"{summary['window_start'] + 1}-{summary['window_end']}"
         )
     text = f"{summary.get('steps')} steps, kept step {summary.get('best_step')}"
-    if "dev_mrr@10" in summary:
+    if "dev_mrr@10_first_stage" in summary:
+        text += (
+            f", dev MRR@10 reranking the bi-encoder's top k {summary.get('dev_mrr@10')} "
+            f"(its own order {summary['dev_mrr@10_first_stage']}; fused at weight "
+            f"{summary.get('fusion_weight')} {summary.get('dev_fused_mrr@10')})"
+        )
+    elif "dev_mrr@10" in summary:
         text += f", dev MRR@10 {summary.get('dev_mrr@10_before')} -> {summary['dev_mrr@10']}"
     return text

@@ -108,6 +108,8 @@ def group_scores(flat, lengths: list[int]):
 class CrossEncoderTask:
     """Listwise groups (request, positive, negatives) for `train_loop`."""
 
+    evaluate_at_start = False  # a new scoring head ranks at random: nothing worth keeping yet
+
     def __init__(
         self,
         model,

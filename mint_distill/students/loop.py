@@ -72,6 +72,7 @@ class Task(Protocol):
     """What the loop trains: a model, indexed examples, a loss, dev evaluation, a way to save."""
 
     model: Any
+    evaluate_at_start: bool  # False where the model has a new head: nothing to select before training
 
     def num_examples(self) -> int: ...
 
@@ -273,7 +274,7 @@ def train_loop(
 
     clock = time.perf_counter()
     resumed_from = state.step if latest is not None else None
-    if latest is None:
+    if latest is None and task.evaluate_at_start:
         model.train()
         state.stopped_early = evaluate_and_select()
     model.train()
