@@ -180,6 +180,53 @@ def test_rerank_orders_by_the_cross_encoder(tiny_export, tmp_path):
     assert [r.rerank_score for r in reranked.results] == pytest.approx(sorted(expected, reverse=True), abs=1e-6)
 
 
+def test_fused_rerank_weighs_the_cross_encoder_against_the_encoder(tiny_export, tmp_path):
+    import json
+
+    from sentence_transformers import CrossEncoder
+
+    from mint_distill.recommend import recorded_fusion_weight
+
+    folder = make_cross_encoder(tmp_path / "ce")
+    reranker = CrossEncoder(str(folder), device="cpu")
+    catalog = read_jsonl_catalog(tiny_export["catalog"])
+    encoder = open_encoder(str(tiny_export["export"]), precision="fp32")
+    index = build_or_load_index(catalog, encoder, tmp_path / "index")
+    request = [("q", "quiet bar with live jazz music")]
+
+    def order(results):
+        return [r.item_id for r in results]
+
+    plain = Recommender(catalog, encoder, index).recommend(request, k=10)[0].results
+    alone = Recommender(catalog, encoder, index, reranker, rerank_top_k=10).recommend(request, k=10)[0].results
+    at = {
+        weight: Recommender(catalog, encoder, index, reranker, 10, fusion_weight=weight).recommend(request, k=10)[0].results
+        for weight in (0.0, 0.5, 1.0)
+    }
+    assert order(plain) != order(alone)  # the random cross-encoder disagrees with the encoder
+    assert order(at[0.0]) == order(plain) and order(at[1.0]) == order(alone)
+    cross = np.array([r.rerank_score for r in sorted(alone, key=lambda r: r.item_id)])
+    first = np.array([r.score for r in sorted(plain, key=lambda r: r.item_id)])
+    expected = 0.5 * (cross - cross.mean()) / cross.std() + 0.5 * (first - first.mean()) / first.std()
+    fused = [r.rerank_score for r in sorted(at[0.5], key=lambda r: r.item_id)]
+    assert fused == pytest.approx(expected.tolist(), abs=1e-5)
+
+    assert recorded_fusion_weight(str(folder)) is None  # no record: the cross-encoder alone
+    (folder / "mint-student.json").write_text(json.dumps({"fusion_weight": 0.0}))
+    assert recorded_fusion_weight(str(folder)) == 0.0
+
+    from mint_distill.cli import cli
+
+    command = [
+        "recommend", "-e", str(tiny_export["export"]), "--precision", "fp32", "-c", str(tiny_export["catalog"]),
+        "-k", "10", "--rerank", str(folder), "--rerank-top-k", "10", "--format", "jsonl", request[0][1],
+    ]
+    for extra, expected_order in (([], order(plain)), (["--fusion-weight", "1"], order(alone))):
+        result = CliRunner().invoke(cli, [*command, *extra])
+        assert result.exit_code == 0, result.output
+        assert [r["item_id"] for r in json.loads(result.stdout)["results"]] == expected_order
+
+
 def test_pointrec_city_catalog_holds_the_city_and_its_synonyms(tiny_export):
     from mint_distill.recipe.sections.data import TestCollectionSpec
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from .catalog import Catalog, pointrec_city_catalog, read_jsonl_catalog
 from .encoders import Encoder, open_encoder
 from .index import CatalogIndex, build_or_load_index
-from .recommender import Answer, Recommendation, Recommender, open_reranker
+from .recommender import Answer, Recommendation, Recommender, open_reranker, recorded_fusion_weight
 from .requests import numbered
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "pointrec_city_catalog",
     "read_jsonl_catalog",
     "recommend",
+    "recorded_fusion_weight",
 ]
 
 
@@ -46,6 +47,7 @@ def recommend(
     k: int = 10,
     reranker: str | None = None,
     rerank_top_k: int = 50,
+    fusion_weight: float | None = None,
     index_dir: str | os.PathLike | None = None,
     precision: str = "int8",
 ) -> list[Answer]:
@@ -53,10 +55,13 @@ def recommend(
 
     The catalog is indexed once per encoder (see `build_or_load_index`); `encoder` is an ONNX
     export folder, a bundle, an adapter folder or a model reference (see `open_encoder`);
-    `precision` picks the int8 or fp32 model of an ONNX export.
+    `precision` picks the int8 or fp32 model of an ONNX export; `fusion_weight` (default: as the
+    reranker's folder records) fuses the reranker's scores with the encoder's.
     """
     catalog = catalog if isinstance(catalog, Catalog) else read_jsonl_catalog(catalog)
     encoder = open_encoder(encoder, precision=precision) if isinstance(encoder, str) else encoder
     index = build_or_load_index(catalog, encoder, Path(index_dir) if index_dir else None)
     scorer = open_reranker(reranker) if reranker else None
-    return Recommender(catalog, encoder, index, scorer, rerank_top_k).recommend(numbered(requests), k)
+    if reranker and fusion_weight is None:
+        fusion_weight = recorded_fusion_weight(reranker)
+    return Recommender(catalog, encoder, index, scorer, rerank_top_k, fusion_weight).recommend(numbered(requests), k)

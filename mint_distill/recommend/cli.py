@@ -55,6 +55,13 @@ from .output import FORMATS
     help="First-stage items the cross-encoder rescores.",
 )
 @click.option(
+    "--fusion-weight",
+    type=click.FloatRange(0.0, 1.0),
+    help="Weight of the cross-encoder's score against the encoder's, both z-normalised per request "
+    "(1: the cross-encoder alone). Default: the weight its training chose on the synthetic dev split, "
+    "when its folder records one, else the cross-encoder alone.",
+)
+@click.option(
     "--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True
 )
 @click.option(
@@ -90,6 +97,7 @@ def recommend(
     k: int,
     rerank: str | None,
     rerank_top_k: int,
+    fusion_weight: float | None,
     output_format: str,
     precision: str,
     base: str | None,
@@ -113,7 +121,7 @@ def recommend(
     from .encoders import open_encoder
     from .index import build_or_load_index
     from .output import print_tables, write_jsonl, write_trec
-    from .recommender import Recommender, open_reranker
+    from .recommender import Recommender, open_reranker, recorded_fusion_weight
     from .requests import numbered, parse_request_lines, read_request_file
 
     if (catalog is None) == (pointrec_city is None):
@@ -135,10 +143,12 @@ def recommend(
     text_encoder = open_encoder(encoder, precision=precision, base=base, bundle_paths=list(adapter_paths))
     index = build_or_load_index(items, text_encoder, index_dir, rebuild=rebuild_index)
     reranker = open_reranker(rerank, list(adapter_paths), base) if rerank else None
+    if rerank and fusion_weight is None:
+        fusion_weight = recorded_fusion_weight(rerank)
     console.print(
         f"{items.name}: {len(items)} items; encoder {text_encoder.description}; index {index.folder}", highlight=False
     )
-    answers = Recommender(items, text_encoder, index, reranker, rerank_top_k).recommend(pairs, k)
+    answers = Recommender(items, text_encoder, index, reranker, rerank_top_k, fusion_weight).recommend(pairs, k)
     if output_format == "jsonl":
         write_jsonl(answers, sys.stdout)
     elif output_format == "trec":

@@ -37,13 +37,22 @@ class Answer:
 
 class Recommender:
     """Ranks the catalog for each request with the encoder (cosine or dot, as the model says);
-    with a reranker, its top `rerank_top_k` are rescored by the cross-encoder and reordered."""
+    with a reranker, its top `rerank_top_k` are rescored by the cross-encoder and reordered
+    (with `fusion_weight`, by its score fused with the encoder's, as the evaluate stage does)."""
 
-    def __init__(self, catalog: Catalog, encoder: Encoder, index: CatalogIndex, reranker=None, rerank_top_k: int = 50):
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Encoder,
+        index: CatalogIndex,
+        reranker=None,
+        rerank_top_k: int = 50,
+        fusion_weight: float | None = None,
+    ):
         if index.ids != catalog.ids:
             raise ValueError("the index was built for another catalog order")
         self.catalog, self.encoder, self.index = catalog, encoder, index
-        self.reranker, self.rerank_top_k = reranker, rerank_top_k
+        self.reranker, self.rerank_top_k, self.fusion_weight = reranker, rerank_top_k, fusion_weight
 
     def recommend(self, requests: list[tuple[str, str]], k: int = 10) -> list[Answer]:
         """Top `k` items for each (request id, request text), best first."""
@@ -65,10 +74,24 @@ class Recommender:
         return Recommendation(0, self.catalog.ids[row], self.catalog.names[row], self.catalog.texts[row], score)
 
     def _rerank(self, request: str, results: list[Recommendation]) -> list[Recommendation]:
-        scores = self.reranker.predict([(request, result.text) for result in results], show_progress_bar=False)
-        for result, score in zip(results, scores, strict=True):
-            result.rerank_score = float(score)
+        predicted = self.reranker.predict([(request, result.text) for result in results], show_progress_bar=False)
+        scores = {result.item_id: float(score) for result, score in zip(results, predicted, strict=True)}
+        if self.fusion_weight is not None:
+            from ..students.fusion import fuse
+
+            scores = fuse({result.item_id: result.score for result in results}, scores, self.fusion_weight)
+        for result in results:
+            result.rerank_score = scores[result.item_id]
         return sorted(results, key=lambda r: (-r.rerank_score, r.item_id))
+
+
+def recorded_fusion_weight(spec: str) -> float | None:
+    """The fusion weight a cross-encoder folder's training chose (`mint-student.json`), if any."""
+    from ..io import read_json
+    from ..students.card import INFO_FILE
+
+    info = Path(spec).expanduser() / INFO_FILE
+    return read_json(info).get("fusion_weight") if info.is_file() else None
 
 
 def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: str | None = None):
