@@ -17,6 +17,7 @@ from ..pipeline import Stage, StageContext, register_stage
 from ..pipeline.manifest import MANIFEST, read_manifest
 from ..recipe import Recipe
 from ..recipe.sections.evaluation import RankerSpec
+from ..students.fusion import recorded_fusion_weight
 
 BIENCODER_STAGE, CROSSENCODER_STAGE = "train-biencoder", "train-crossencoder"
 
@@ -38,19 +39,10 @@ def student_rankers(recipe: Recipe, run_root: Path) -> list[RankerSpec]:
                 model=str(crossencoder / "model"),
                 first_stage="biencoder-mint" if specs else _first_stage_without_biencoder(recipe),
                 top_k=recipe.students.crossencoder.rerank_top_k,
-                fusion_weight=_fusion_weight(crossencoder / "model"),
+                fusion_weight=recorded_fusion_weight(crossencoder / "model"),
             )
         )
     return specs
-
-
-def _fusion_weight(model_dir: Path) -> float | None:
-    """The weight the cross-encoder's training chose (or the recipe fixed) for fusing with its first stage."""
-    from ..io import read_json
-    from ..students.card import INFO_FILE
-
-    info = model_dir / INFO_FILE
-    return read_json(info).get("fusion_weight") if info.is_file() else None
 
 
 def _first_stage_without_biencoder(recipe: Recipe) -> str:

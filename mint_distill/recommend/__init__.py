@@ -16,10 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..students.fusion import recorded_fusion_weight
 from .catalog import Catalog, pointrec_city_catalog, read_jsonl_catalog
 from .encoders import Encoder, open_encoder
 from .index import CatalogIndex, build_or_load_index
-from .recommender import Answer, Recommendation, Recommender, open_reranker, recorded_fusion_weight
+from .recommender import Answer, Recommendation, Recommender, open_reranker
 from .requests import numbered
 
 __all__ = [

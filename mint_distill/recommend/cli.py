@@ -118,10 +118,11 @@ def recommend(
       cat requests.txt | mint-distill recommend -e embedded:all-minilm-l6-v2 -c items.jsonl -k 5
     """
     from ..console import console, stdout
+    from ..students.fusion import recorded_fusion_weight
     from .encoders import open_encoder
     from .index import build_or_load_index
     from .output import print_tables, write_jsonl, write_trec
-    from .recommender import Recommender, open_reranker, recorded_fusion_weight
+    from .recommender import Recommender, open_reranker
     from .requests import numbered, parse_request_lines, read_request_file
 
     if (catalog is None) == (pointrec_city is None):

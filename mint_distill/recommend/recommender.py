@@ -85,15 +85,6 @@ class Recommender:
         return sorted(results, key=lambda r: (-r.rerank_score, r.item_id))
 
 
-def recorded_fusion_weight(spec: str) -> float | None:
-    """The fusion weight a cross-encoder folder's training chose (`mint-student.json`), if any."""
-    from ..io import read_json
-    from ..students.card import INFO_FILE
-
-    info = Path(spec).expanduser() / INFO_FILE
-    return read_json(info).get("fusion_weight") if info.is_file() else None
-
-
 def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: str | None = None):
     """A CrossEncoder: the `crossencoder` component of a bundle (folder or installed domain),
     a LoRA-tuned CrossEncoder folder, or a CrossEncoder folder / reference."""

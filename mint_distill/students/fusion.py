@@ -10,6 +10,7 @@ chosen on the synthetic dev split (`FUSION_WEIGHTS`), never on a test collection
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -29,3 +30,13 @@ def _z(values: list[float]) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     spread = array.std()
     return (array - array.mean()) / spread if spread > 0 else np.zeros_like(array)
+
+
+def recorded_fusion_weight(model_dir: str | Path) -> float | None:
+    """The weight a cross-encoder folder's training chose or its recipe fixed (`mint-student.json`),
+    or None where the folder records none (its scores are then used alone)."""
+    from ..io import read_json
+    from .card import INFO_FILE
+
+    info = Path(model_dir).expanduser() / INFO_FILE
+    return read_json(info).get("fusion_weight") if info.is_file() else None
