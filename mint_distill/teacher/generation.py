@@ -49,6 +49,7 @@ def load_teacher(
 
     from ..models import resolve_model
     from ..models.loading import load_language_model, load_tokenizer
+    from .attention import use_decode_attention
 
     resolved = resolve_model(reference)
     tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code, padding_side="left")
@@ -62,6 +63,7 @@ def load_teacher(
     cast(model, precision)  # after the adapter is attached: peft keeps adapter weights in float32
     if adapter is not None and merge:
         model = model.merge_and_unload()
+    use_decode_attention(model)
     model.eval()
     return model, tokenizer
 
