@@ -146,7 +146,31 @@ def test_ndcg_parity_on_a_test_collection(exported, tmp_path):
         ranked = [pool[i] for i in np.argsort(-scores, kind="stable")]
         values.append(_ndcg5(ranked, collection.evaluation_qrels(qid)))
     assert ranking.ndcg5["pytorch"] == pytest.approx(sum(values) / len(values), abs=1e-6)
+    assert ranking.requests_changed("onnx-fp32") == 0 and ranking.p_value("onnx-fp32") == 1.0
     assert "NDCG@5 on" in "\n".join(report.lines())
+    assert f"of {ranking.requests} requests differ, paired randomization p = " in "\n".join(report.lines())
+
+
+def test_ranking_parity_says_how_many_requests_moved_and_if_it_is_noise():
+    from mint_distill.export.parity import RankingParity
+
+    reference = {f"q{i}": 0.5 for i in range(12)}
+    everywhere_better = {qid: value + 0.1 for qid, value in reference.items()}
+    one_request_better = {**reference, "q3": 0.9}
+    parity = RankingParity(
+        collection="toy",
+        requests=12,
+        ndcg5={"pytorch": 0.5, "better": 0.6, "one": 0.5 + 0.4 / 12},
+        reference="pytorch",
+        per_request={"pytorch": reference, "better": everywhere_better, "one": one_request_better},
+    )
+    assert parity.requests_changed("better") == 12 and parity.requests_changed("one") == 1
+    # 12 requests: 4,096 sign patterns, of which only all-plus and all-minus reach the observed mean.
+    assert parity.p_value("better") == pytest.approx(2 / 4096)
+    assert parity.p_value("one") == 1.0  # one changed request: flipping its sign is as extreme
+    summary = parity.as_dict()
+    assert summary["requests_changed"] == {"better": 12, "one": 1}
+    assert summary["relative_difference"]["better"] == pytest.approx(0.2)
 
 
 def test_export_cli_prints_parity(exported, tmp_path):

@@ -80,7 +80,9 @@ class ExportReport:
                 met = "met" if abs(relative) <= NDCG_GOAL_RELATIVE else "NOT met"
                 out.append(
                     f"    {name:<12} {value:.4f}  "
-                    f"({relative:+.2%} relative; goal within {NDCG_GOAL_RELATIVE:.0%}: {met})"
+                    f"({relative:+.2%} relative; goal within {NDCG_GOAL_RELATIVE:.0%}: {met}; "
+                    f"{self.ranking.requests_changed(name)} of {self.ranking.requests} requests differ, "
+                    f"paired randomization p = {self.ranking.p_value(name):.2f})"
                 )
         out += [f"  note: {note}" for note in self.notes]
         return out

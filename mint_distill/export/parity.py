@@ -8,7 +8,7 @@ package exactly as the `evaluate` stage scores a dense ranker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +51,46 @@ def cosine_parity(variant: str, reference: np.ndarray, candidate: np.ndarray) ->
 
 @dataclass(frozen=True)
 class RankingParity:
-    """NDCG@5 of each variant on the test collection, and the relative difference to the reference."""
+    """NDCG@5 of each variant on the test collection, the relative difference to the reference,
+    and whether that difference is more than noise over these requests (paired randomization test)."""
 
     collection: str
     requests: int
     ndcg5: dict[str, float]
     reference: str
+    per_request: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def relative_difference(self, variant: str) -> float:
         base = self.ndcg5[self.reference]
         return (self.ndcg5[variant] - base) / base if base else 0.0
 
+    def requests_changed(self, variant: str) -> int:
+        """How many requests score a different NDCG@5 with `variant` than with the reference."""
+        ours, theirs = self.per_request[variant], self.per_request[self.reference]
+        return sum(abs(ours[qid] - theirs[qid]) > 1e-12 for qid in theirs)
+
+    def p_value(self, variant: str) -> float:
+        """Two-sided paired randomization test of the variant's per-request NDCG@5 against the reference's."""
+        from ..evaluation.significance import randomization_test
+
+        qids = sorted(self.per_request[self.reference])
+        return randomization_test(
+            np.array([self.per_request[variant][qid] for qid in qids]),
+            np.array([self.per_request[self.reference][qid] for qid in qids]),
+        )
+
+    def variants(self) -> list[str]:
+        return [name for name in self.ndcg5 if name != self.reference]
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            **asdict(self),
-            "relative_difference": {
-                name: self.relative_difference(name) for name in self.ndcg5 if name != self.reference
-            },
+            "collection": self.collection,
+            "requests": self.requests,
+            "ndcg5": self.ndcg5,
+            "reference": self.reference,
+            "relative_difference": {name: self.relative_difference(name) for name in self.variants()},
+            "requests_changed": {name: self.requests_changed(name) for name in self.variants()},
+            "p_value": {name: self.p_value(name) for name in self.variants()},
         }
 
 
@@ -91,7 +114,7 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
         return f"NDCG parity skipped: the test collection cannot be loaded ({error})"
     qids = collection.qids()
     item_ids = sorted({item for qid in qids for item in collection.pool_of(qid)})
-    scores: dict[str, float] = {}
+    per_request: dict[str, dict[str, float]] = {}
     for name, encode in encoders.items():
         requests = _unit(encode([collection.requests[qid] for qid in qids]))
         items = dict(zip(item_ids, _unit(encode([collection.items[item] for item in item_ids])), strict=True))
@@ -99,9 +122,13 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
             qid: {item: float(requests[row] @ items[item]) for item in collection.pool_of(qid)}
             for row, qid in enumerate(qids)
         }
-        scores[name] = mean(evaluate_run(run, collection.qrels, ["NDCG@5"], qids=qids))["NDCG@5"]
+        per_request[name] = evaluate_run(run, collection.qrels, ["NDCG@5"], qids=qids)["NDCG@5"]
     return RankingParity(
-        collection=f"{collection.name} ({collection.pool} pool)", requests=len(qids), ndcg5=scores, reference=reference
+        collection=f"{collection.name} ({collection.pool} pool)",
+        requests=len(qids),
+        ndcg5={name: mean({"NDCG@5": values})["NDCG@5"] for name, values in per_request.items()},
+        reference=reference,
+        per_request=per_request,
     )
 
 
