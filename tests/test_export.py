@@ -159,11 +159,11 @@ def test_ranking_parity_says_how_many_requests_moved_and_if_it_is_noise():
     one_request_better = {**reference, "q3": 0.9}
     parity = RankingParity(
         collection="toy",
-        requests=12,
-        ndcg5={"pytorch": 0.5, "better": 0.6, "one": 0.5 + 0.4 / 12},
         reference="pytorch",
         per_request={"pytorch": reference, "better": everywhere_better, "one": one_request_better},
     )
+    assert parity.requests == 12
+    assert parity.ndcg5 == pytest.approx({"pytorch": 0.5, "better": 0.6, "one": 0.5 + 0.4 / 12})
     assert parity.requests_changed("better") == 12 and parity.requests_changed("one") == 1
     # 12 requests: 4,096 sign patterns, of which only all-plus and all-minus reach the observed mean.
     assert parity.p_value("better") == pytest.approx(2 / 4096)

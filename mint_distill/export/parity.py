@@ -8,8 +8,9 @@ package exactly as the `evaluate` stage scores a dense ranker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import numpy as np
@@ -51,14 +52,21 @@ def cosine_parity(variant: str, reference: np.ndarray, candidate: np.ndarray) ->
 
 @dataclass(frozen=True)
 class RankingParity:
-    """NDCG@5 of each variant on the test collection, the relative difference to the reference,
-    and whether that difference is more than noise over these requests (paired randomization test)."""
+    """Per-request NDCG@5 of each variant on the test collection: their means, the relative
+    difference to the reference, and whether that difference is more than noise over these
+    requests (paired randomization test)."""
 
     collection: str
-    requests: int
-    ndcg5: dict[str, float]
     reference: str
-    per_request: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    per_request: dict[str, dict[str, float]]
+
+    @property
+    def requests(self) -> int:
+        return len(self.per_request[self.reference])
+
+    @property
+    def ndcg5(self) -> dict[str, float]:
+        return {name: fmean(values.values()) if values else 0.0 for name, values in self.per_request.items()}
 
     def relative_difference(self, variant: str) -> float:
         base = self.ndcg5[self.reference]
@@ -80,7 +88,7 @@ class RankingParity:
         )
 
     def variants(self) -> list[str]:
-        return [name for name in self.ndcg5 if name != self.reference]
+        return [name for name in self.per_request if name != self.reference]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +110,7 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
     """
     try:
         from ..data import load_test_collection
-        from ..evaluation import evaluate_run, from_test_collection, mean
+        from ..evaluation import evaluate_run, from_test_collection
     except ImportError as error:
         return f"NDCG parity skipped: the evaluation package is not available ({error})"
     from ..errors import MintError
@@ -124,11 +132,7 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
         }
         per_request[name] = evaluate_run(run, collection.qrels, ["NDCG@5"], qids=qids)["NDCG@5"]
     return RankingParity(
-        collection=f"{collection.name} ({collection.pool} pool)",
-        requests=len(qids),
-        ndcg5={name: mean({"NDCG@5": values})["NDCG@5"] for name, values in per_request.items()},
-        reference=reference,
-        per_request=per_request,
+        collection=f"{collection.name} ({collection.pool} pool)", reference=reference, per_request=per_request
     )
 
 
