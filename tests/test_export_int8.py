@@ -13,6 +13,7 @@ from test_adapters_support import make_base_encoder
 
 from mint_distill.export import OnnxEncoder, export_encoder
 from mint_distill.export.calibration import input_spreads, weighted_matmuls
+from mint_distill.export.embeddings import quantize_lookup_tables
 from mint_distill.export.onnx import FP32_FILE, quantize_int8
 
 
@@ -54,6 +55,40 @@ def test_spread_is_range_over_rms_of_each_weighted_product_input(tmp_path):
         assert spreads[name] == pytest.approx(expected, rel=1e-5)
 
 
+def _lookup(path, ids: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"ids": ids})[0]
+
+
+def test_lookup_tables_keep_one_scale_per_row(tmp_path):
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 8)).astype(np.float32)
+    table[0] *= 100.0  # one row far larger than the rest: a scale for the whole table would flatten them
+    table[5] = 0.0
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["vectors"], name="lookup")],
+        "lookup",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None])],
+        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, [None, None, 8])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    assert quantize_lookup_tables(model) == ["lookup"]
+    onnx.save(model, str(tmp_path / "int8.onnx"))
+
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert [array.dtype for array in initializers.values()].count(np.float32) == 1, "only the row scales are float"
+    ids = np.array([[1, 0, 5], [4, 2, 3]], dtype=np.int64)
+    vectors = _lookup(tmp_path / "int8.onnx", ids)
+    expected = table[ids]
+    step = np.abs(expected).max(axis=-1, keepdims=True) / 127.0
+    assert np.all(np.abs(vectors - expected) <= step / 2 + 1e-6)
+    assert np.all(vectors[ids != 5] != 0).item() and np.all(vectors[ids == 5] == 0)
+
+
 @pytest.fixture(scope="module")
 def fp32_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8")
@@ -85,8 +120,13 @@ def test_products_above_the_spread_limit_run_per_block_the_rest_per_tensor(fp32_
     ops = _op_counts(tmp_path / "int8.onnx")
     assert ops["MatMulNBits"] == len(per_block)
     assert ops["MatMulInteger"] == products - len(per_block)
-    remaining = [n for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node if n.op_type == "MatMul"]
+    quantized = onnx.load(str(tmp_path / "int8.onnx"))
+    remaining = [n for n in quantized.graph.node if n.op_type == "MatMul"]
     assert all(n.name not in spreads for n in remaining), "every weighted product is quantized"
+    tables = {i.name: i for i in quantized.graph.initializer}
+    lookups = [tables[n.input[0]] for n in quantized.graph.node if n.op_type == "Gather" and n.input[0] in tables]
+    assert lookups and {t.data_type for t in lookups} == {TensorProto.INT8, TensorProto.FLOAT}
+    assert all(t.dims[1] == 1 for t in lookups if t.data_type == TensorProto.FLOAT), "float tables hold row scales"
 
 
 def test_export_records_which_products_stay_per_block(tmp_path):
@@ -118,4 +158,8 @@ def test_bench_redoes_exports_quantized_another_way(fp32_export, tmp_path):
     export_encoder(make_base_encoder(tmp_path / "base"), current)
     assert _current_export(current)
     assert not _current_export(fp32_export), "no int8 record: made before spread-limited int8, or without int8"
+    config = json.loads((current / "onnx_encoder.json").read_text())
+    del config["int8"]["lookup_tables"]
+    (current / "onnx_encoder.json").write_text(json.dumps(config))
+    assert not _current_export(current), "made before lookup tables were quantized per row"
     assert not _current_export(tmp_path / "missing")

@@ -88,12 +88,13 @@ def bench_export(
 
 def _current_export(folder: Path) -> bool:
     """An export kept from an earlier run, quantized as `export_encoder` quantizes now."""
-    from .onnx import INT8_SPREAD_LIMIT
+    from .onnx import INT8_LOOKUP_TABLES, INT8_SPREAD_LIMIT
     from .runtime import is_onnx_export, read_runtime_config
 
     if not is_onnx_export(folder):
         return False
-    return read_runtime_config(folder).get("int8", {}).get("spread_limit") == INT8_SPREAD_LIMIT
+    record = read_runtime_config(folder).get("int8", {})
+    return record.get("spread_limit") == INT8_SPREAD_LIMIT and record.get("lookup_tables") == INT8_LOOKUP_TABLES
 
 
 def _sentence_transformer(folder: Path):

@@ -17,6 +17,7 @@ from ..pipeline.manifest import library_versions
 from .onnx import (
     FP32_FILE,
     INT8_FILE,
+    INT8_LOOKUP_TABLES,
     INT8_SPREAD_LIMIT,
     OPSET,
     export_onnx,
@@ -163,7 +164,11 @@ def _write_onnx(model, folder: Path, int8_spread_limit: float | None, opset: int
             folder / FP32_FILE, folder / INT8_FILE, _calibration_features(model), spread_limit=int8_spread_limit
         )
         models["int8"] = INT8_FILE
-        extra["int8"] = {"spread_limit": int8_spread_limit, "per_block_products": per_block}
+        extra["int8"] = {
+            "spread_limit": int8_spread_limit,
+            "lookup_tables": INT8_LOOKUP_TABLES,
+            "per_block_products": per_block,
+        }
     write_runtime_config(folder, layout, models, extra)
 
 

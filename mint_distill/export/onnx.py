@@ -5,7 +5,8 @@ dependency) to `onnx/model.onnx`, with `last_hidden_state` as output, the layout
 `SentenceTransformer(folder, backend="onnx")`; pooling and normalisation stay outside the graph
 and are recorded in `onnx_encoder.json` for the torch-free runtime (`runtime.OnnxEncoder`).
 int8 (`onnx/model_qint8.onnx`) has int8 weights and quantizes activations to int8 at run time,
-per tensor, or per block where calibration finds outliers (see `quantize_int8`).
+per tensor, or per block where calibration finds outliers (see `quantize_int8`); its lookup
+tables are int8 with one scale per row (`embeddings`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from ..errors import MintError
 from ..io import atomic_path, write_json_atomic
 from .calibration import input_spreads
+from .embeddings import quantize_lookup_tables
 from .runtime import POOLING_MODES, RUNTIME_CONFIG, RUNTIME_FORMAT
 
 FP32_FILE = "onnx/model.onnx"
@@ -31,6 +33,7 @@ INT8_BLOCK = 128
 # Rounding noise near 9% of the input's rms (see `calibration`); measured on the embedded encoders,
 # it keeps 2 of MiniLM's 36 products and 18 of MPNet's 72 on the per-block kernel.
 INT8_SPREAD_LIMIT = 80.0
+INT8_LOOKUP_TABLES = "int8, one scale per row"  # recorded, so that older int8 exports are recognised
 OPSET = 17
 _INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -136,10 +139,12 @@ def quantize_int8(
     quantized per block of `block_size` (accuracy level 4): slower, but one scale per tensor
     would lose them (all-mpnet-base-v2's feed-forward products in layers 6-10 see values of 100
     against an rms near 0.5; quantized per tensor everywhere, its embeddings fell to a cosine of
-    0.85 with fp32 on the sample requests). Token embeddings are per-channel int8.
+    0.85 with fp32 on the sample requests). Embedding tables are int8 with one scale per row
+    (`embeddings.quantize_lookup_tables`).
 
     Returns the names of the products left on the per-block kernel.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     spreads = input_spreads(source, calibration)
@@ -149,13 +154,17 @@ def quantize_int8(
         tempfile.TemporaryDirectory(prefix=".quantize-", dir=destination.parent) as scratch,
         atomic_path(destination) as tmp,
     ):
+        lookups = Path(scratch) / "lookups.onnx"
+        model = onnx.load(str(source))
+        quantize_lookup_tables(model)
+        onnx.save(model, str(lookups))
         per_tensor = Path(scratch) / "per-tensor.onnx"
         quantize_dynamic(
-            str(source),
+            str(lookups),
             str(per_tensor),
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=["MatMul", "Gather"],
+            op_types_to_quantize=["MatMul"],
             nodes_to_exclude=per_block,
         )
         quantizer = _matmul_nbits_quantizer()(
