@@ -59,7 +59,9 @@ def _lookup(path, ids: np.ndarray) -> np.ndarray:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"ids": ids})[0]
+    vectors, again = session.run(None, {"ids": ids})
+    assert np.array_equal(vectors, again)
+    return vectors
 
 
 def test_lookup_tables_keep_one_scale_per_row(tmp_path):
@@ -68,19 +70,25 @@ def test_lookup_tables_keep_one_scale_per_row(tmp_path):
     table[0] *= 100.0  # one row far larger than the rest: a scale for the whole table would flatten them
     table[5] = 0.0
     graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "ids"], ["vectors"], name="lookup")],
+        [
+            helper.make_node("Gather", ["table", "ids"], ["vectors"], name="lookup"),
+            helper.make_node("Gather", ["table", "ids"], ["again"], name="second_lookup"),
+        ],
         "lookup",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None])],
-        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, [None, None, 8])],
+        [
+            helper.make_tensor_value_info("vectors", TensorProto.FLOAT, [None, None, 8]),
+            helper.make_tensor_value_info("again", TensorProto.FLOAT, [None, None, 8]),
+        ],
         [numpy_helper.from_array(table, "table")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
-    assert quantize_lookup_tables(model) == ["lookup"]
+    assert quantize_lookup_tables(model) == ["lookup", "second_lookup"]
     onnx.save(model, str(tmp_path / "int8.onnx"))
 
-    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    assert [array.dtype for array in initializers.values()].count(np.float32) == 1, "only the row scales are float"
+    dtypes = [numpy_helper.to_array(i).dtype for i in model.graph.initializer]
+    assert sorted(map(str, dtypes)) == ["float32", "int8"], "one int8 table and its row scales, shared"
     ids = np.array([[1, 0, 5], [4, 2, 3]], dtype=np.int64)
     vectors = _lookup(tmp_path / "int8.onnx", ids)
     expected = table[ids]

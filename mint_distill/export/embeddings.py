@@ -18,17 +18,19 @@ def quantize_lookup_tables(model: ModelProto) -> list[str]:
     Gather(int8 table) and Gather(row scales) by the same indices, Cast, Mul. Returns the
     replaced nodes' names."""
     tables = {initializer.name: initializer for initializer in model.graph.initializer}
-    nodes, replaced = [], []
+    nodes, replaced, quantized = [], [], set()
     for node in model.graph.node:
         table = tables.get(node.input[0]) if node.op_type == "Gather" else None
         if table is None or len(table.dims) != 2 or table.data_type != TensorProto.FLOAT or _axis(node) != 0:
             nodes.append(node)
             continue
-        values, scales = quantize_rows(numpy_helper.to_array(table))
-        model.graph.initializer.remove(table)
-        model.graph.initializer.extend(
-            [numpy_helper.from_array(values, f"{table.name}_int8"), numpy_helper.from_array(scales, f"{table.name}_scale")]
-        )
+        if table.name not in quantized:  # a table read by several lookups is quantized once
+            values, scales = quantize_rows(numpy_helper.to_array(table))
+            model.graph.initializer.remove(table)
+            model.graph.initializer.extend(
+                [numpy_helper.from_array(values, f"{table.name}_int8"), numpy_helper.from_array(scales, f"{table.name}_scale")]
+            )
+            quantized.add(table.name)
         indices, output = node.input[1], node.output[0]
         nodes += [
             helper.make_node("Gather", [f"{table.name}_int8", indices], [f"{output}_int8"], name=f"{node.name}_int8"),
