@@ -45,6 +45,17 @@ def _bounded_torch():
     yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and far faster than two when other work shares the cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,14 +11,7 @@ from fixtures.students.toy import save_tiny_encoder, tiny_spec, write_toy_world
 from mint_distill.students import train_biencoder
 from mint_distill.students.data import load_student_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster than two when other work shares the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

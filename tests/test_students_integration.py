@@ -12,12 +12,7 @@ from mint_distill.students import load_biencoder, load_crossencoder, train_bienc
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_minilm_lora_student_trains_and_reloads_from_its_adapter_folder(tmp_path):

@@ -5,6 +5,10 @@ variant's overrides. Stages whose fingerprint the change leaves alone (data, the
 are copied from the main run (`reuse_stages`), so a filter ablation costs a filter pass, a
 bi-encoder training and its evaluation. Variants train no cross-encoder and package nothing:
 the bi-encoder is the student the paper's ablations are read from, and the cheapest to retrain.
+
+Every bi-encoder is also scored on one synthetic dev split, the main run's (`score_on_main_dev`):
+each variant selected its checkpoint on its own split, made from its own data, so only a shared
+split can choose between data sources or teachers without reading the test collection.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from .significance import compare
 
 STUDENT = "biencoder-mint"
 FULL = "full"
+ZERO_SHOT = "zero-shot"
+DEV_MEASURES = (("loss", "dev loss", ".3f"), ("mrr@10", "dev MRR@10", ".3f"))
 REPORT_FOLDER = "ablations"
 COUNTS = (("generate", "requests"), ("filter", "pairs_kept"))
 
@@ -59,8 +65,37 @@ def read_per_query(evaluate_dir: Path) -> dict[str, dict[str, dict[str, float]]]
     return systems
 
 
-def compare_variants(main_root: Path, variant_roots: dict[str, Path], recipe: Recipe) -> dict[str, Any]:
-    """Each variant's bi-encoder against the reference and against the full run's bi-encoder."""
+def score_on_main_dev(
+    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe
+) -> dict[str, Any]:
+    """The zero-shot encoder, the full run's and each variant's bi-encoder on the main run's dev split.
+
+    Scored as the main run's `train-biencoder` scores its checkpoints (its batches, dev catalog
+    sample, sequence length and precision), so the full run's row is the figure it was selected on.
+    """
+    from ..students.dev_scoring import run_dev_data, score_on_dev
+    from ..students.outputs import MODEL_DIR
+    from ..students.stage import BIENCODER
+
+    data = run_dev_data(main_root)
+    spec = recipe.students.biencoder
+    models = {ZERO_SHOT: spec.model, FULL: main_root / BIENCODER / MODEL_DIR}
+    models.update({variant: root / BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
+    return {
+        "run": str(main_root),
+        "requests": len({pair.request_id for pair in data.dev}),
+        "pairs": len(data.dev),
+        "scores": {
+            name: score_on_dev(str(model), data, spec, recipe.seed) for name, model in models.items()
+        },
+    }
+
+
+def compare_variants(
+    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe, dev: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Each variant's bi-encoder against the reference and against the full run's bi-encoder;
+    `dev`: `score_on_main_dev`'s result, shown beside them."""
     spec = recipe.evaluation
     main = read_per_query(main_root / "evaluate")
     if STUDENT not in main:
@@ -82,6 +117,7 @@ def compare_variants(main_root: Path, variant_roots: dict[str, Path], recipe: Re
         "method": spec.significance,
         "overrides": {FULL: [], **{variant: recipe.ablations[variant] for variant in variant_roots}},
         "rows": rows,
+        "dev": dev,
     }
 
 
@@ -120,6 +156,9 @@ def render_markdown(table: dict[str, Any]) -> str:
         return f"{entry['delta']:+.4f}{mark}"
 
     measures = table["measures"]
+    dev = table.get("dev")
+    dev_scores = dev["scores"] if dev else {}
+    dev_columns = [label for _, label, _ in DEV_MEASURES] if dev else []
     lines = [
         f"# Ablations: `{table['student']}` trained on each variant's synthetic data",
         "",
@@ -127,8 +166,9 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"then the difference from `{table['reference']}` (zero-shot reference) and from the full run's "
         f"`{table['student']}`; {BETTER} / {WORSE}: significant at p < {table['alpha']} ({table['method']}, paired).",
         "",
-        "| variant | overrides | requests | pairs kept | " + " | ".join(measures) + " |",
-        "|---|---|---:|---:|" + "---|" * len(measures),
+        *(_dev_note(dev) if dev else []),
+        "| variant | overrides | requests | pairs kept | " + " | ".join(measures + dev_columns) + " |",
+        "|---|---|---:|---:|" + "---|" * len(measures) + "---:|" * len(dev_columns),
     ]
     for variant, row in table["rows"].items():
         cells = []
@@ -139,12 +179,32 @@ def render_markdown(table: dict[str, Any]) -> str:
             cells.append(text + ")")
         overrides = ", ".join(f"`{o}`" for o in table["overrides"][variant]) or "the recipe as is"
         counts = row["counts"]
+        if dev:
+            scores = dev_scores.get(variant, {})
+            cells.extend(_dev_cell(scores, key, spec) for key, _, spec in DEV_MEASURES)
         lines.append(
             f"| {variant} | {overrides} | {_count(counts['generate.requests'])} | "
             f"{_count(counts['filter.pairs_kept'])} | " + " | ".join(cells) + " |"
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _dev_note(dev: dict[str, Any]) -> list[str]:
+    zero = dev["scores"].get(ZERO_SHOT, {})
+    figures = ", ".join(f"{label} {_dev_cell(zero, key, spec)}" for key, label, spec in DEV_MEASURES)
+    note = (
+        f"Dev columns: every bi-encoder scored on one synthetic dev split, the main run's ({dev['requests']} "
+        f"requests, {dev['pairs']} kept pairs), as it selects checkpoints; the zero-shot encoder: {figures}. "
+        "Each variant was selected on its own split, so compare variants on these columns, not on the test "
+        "collection. The full run chose its checkpoint on this split, which flatters its row a little."
+    )
+    return [note, ""]
+
+
+def _dev_cell(scores: dict[str, float], key: str, spec: str) -> str:
+    # A dev split with fewer requests than a batch has no in-batch loss.
+    return format(scores[key], spec) if key in scores else "n/a"
 
 
 def _count(value: Any) -> str:

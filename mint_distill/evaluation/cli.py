@@ -47,7 +47,9 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...]) 
     Runs the recipe itself first (fresh stages are skipped), then each variant listed under the
     recipe's `ablations` key as a run of its own, <run_dir>/<name>-<variant>, copying every stage
     the variant leaves unchanged from the main run. Writes <run_dir>/<name>/ablations/report.md
-    and ablations.json: each variant's biencoder-mint against the reference and the full run.
+    and ablations.json: each variant's biencoder-mint against the reference and the full run, and
+    every bi-encoder's dev loss and MRR@10 on the main run's synthetic dev split, the figures to
+    choose a variant by.
 
     \b
     Examples:
@@ -58,7 +60,13 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...]) 
     from ..errors import RecipeError
     from ..pipeline import run_pipeline
     from ..recipe import load_recipe
-    from .ablations import REPORT_FOLDER, compare_variants, variant_recipe, write_ablation_report
+    from .ablations import (
+        REPORT_FOLDER,
+        compare_variants,
+        score_on_main_dev,
+        variant_recipe,
+        write_ablation_report,
+    )
 
     loaded = load_recipe(recipe, overrides)
     unknown = sorted(set(variants) - set(loaded.ablations))
@@ -74,6 +82,7 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...]) 
     for variant in chosen:
         console.print(f"ablation {variant}: {', '.join(loaded.ablations[variant])}", highlight=False)
         roots[variant] = run_pipeline(variant_recipe(loaded, variant), quiet=is_quiet()).run_root
-    report = write_ablation_report(compare_variants(main_root, roots, loaded), main_root / REPORT_FOLDER)
+    dev = score_on_main_dev(main_root, roots, loaded)
+    report = write_ablation_report(compare_variants(main_root, roots, loaded, dev), main_root / REPORT_FOLDER)
     console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"report: {report}", highlight=False)

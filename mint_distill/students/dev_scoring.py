@@ -1,0 +1,65 @@
+"""A bi-encoder scored on a run's synthetic dev split, the way `train-biencoder` selects its checkpoint.
+
+Each run selects its student on its own dev split, so runs whose training data differ (another
+teacher, another data source) have dev figures that cannot be compared. Scoring them all on one
+run's split can: the ablation report does this with the main run's split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..recipe.sections.students import BiEncoderSpec
+from .biencoder import BiEncoderTask
+from .data import ITEMS_FILE, PAIRS_FILE, REQUESTS_FILE, StudentData, load_student_data
+from .loop import LoopSettings, resolve_mixed_precision
+
+
+def run_dev_data(run_root: Path) -> StudentData:
+    """The kept pairs of a finished run (`filter/`, `generate/`, `data/`) with their texts."""
+    return load_student_data(
+        run_root / "filter" / PAIRS_FILE,
+        run_root / "generate" / REQUESTS_FILE,
+        run_root / "data" / ITEMS_FILE,
+    )
+
+
+def score_on_dev(
+    model_reference: str, data: StudentData, spec: BiEncoderSpec, seed: int
+) -> dict[str, float]:
+    """Dev loss, MRR@10 and Recall@10 of `model_reference` (a model or a trained student's
+    folder, LoRA adapters included) on `data`'s dev split.
+
+    Batches, the sampled dev catalog, the sequence length and the precision are those
+    `train-biencoder` uses with `spec` (`seed` where `spec.training.seed` is null), so a run's own
+    student scores what its training log reports.
+    """
+    import torch
+
+    from ..evaluation.encoders import load_biencoder
+
+    if not data.dev:
+        return {}
+    settings = LoopSettings.from_spec(spec.training, seed)
+    model, _ = load_biencoder(model_reference)
+    model.max_seq_length = spec.max_seq_length
+    task = BiEncoderTask(
+        model,
+        data,
+        data.train,
+        batch_size=settings.batch_size,
+        dev_catalog=spec.dev_catalog,
+        seed=settings.seed,
+    )
+    on_gpu = model.device.type == "cuda"
+    precision = resolve_mixed_precision(settings.mixed_precision, use_cpu=not on_gpu)
+    autocast = (
+        torch.autocast(
+            model.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16
+        )
+        if precision in ("bf16", "fp16")
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        return task.evaluate(model)
