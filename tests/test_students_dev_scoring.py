@@ -61,10 +61,15 @@ def test_a_runs_own_student_scores_what_its_training_selected_it_on(main_run):
     summary = main_run["summary"]
     trained = score_on_dev(str(main_run["run"] / "train-biencoder" / "model"), data, spec, seed=0)
     untrained = score_on_dev(str(main_run["encoder"]), data, spec, seed=0)
-    assert trained["loss"] == pytest.approx(summary["dev_loss"], abs=1e-4)
-    assert trained["mrr@10"] == pytest.approx(summary["dev_mrr@10"], abs=1e-4)
-    assert untrained["loss"] == pytest.approx(summary["dev_loss_before"], abs=1e-4)
-    assert trained["loss"] < untrained["loss"]
+    assert trained.measures["loss"] == pytest.approx(summary["dev_loss"], abs=1e-4)
+    assert trained.measures["mrr@10"] == pytest.approx(summary["dev_mrr@10"], abs=1e-4)
+    assert untrained.measures["loss"] == pytest.approx(summary["dev_loss_before"], abs=1e-4)
+    assert trained.measures["loss"] < untrained.measures["loss"]
+    # The per-pair terms are the dev loss taken apart: same pairs, same mean.
+    for scores in (trained, untrained):
+        assert set(scores.pair_losses) <= {f"{p.request_id}\t{p.item_id}" for p in data.dev}
+        mean = sum(scores.pair_losses.values()) / len(scores.pair_losses)
+        assert mean == pytest.approx(scores.measures["loss"], abs=1e-5)
 
 
 def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_path):
@@ -91,13 +96,19 @@ def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_pa
     assert list(scores) == ["zero-shot", "full", "untrained"]
     assert scores["full"]["loss"] == pytest.approx(summary["dev_loss"], abs=1e-4)
     assert scores["untrained"] == pytest.approx(scores["zero-shot"])
+    versus = dev["loss_versus_full"]
+    assert set(versus) == {"zero-shot", "untrained"}
+    delta = scores["untrained"]["loss"] - scores["full"]["loss"]
+    assert versus["untrained"]["delta"] == pytest.approx(delta, abs=1e-5) and delta > 0
 
     _write_evaluation(main_run["run"], [0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     _write_evaluation(variant, [0.4, 0.5, 0.6], [0.4, 0.5, 0.6])
     table = compare_variants(main_run["run"], {"untrained": variant}, recipe, dev)
     text = render_markdown(table)
     assert "dev loss | dev MRR@10 |" in text
-    assert f"{scores['untrained']['loss']:.3f} | {scores['untrained']['mrr@10']:.3f} |" in text
+    untrained = scores["untrained"]
+    significant = "▼" if versus["untrained"]["significant"] else ""
+    assert f"{untrained['loss']:.3f} ({delta:+.3f}{significant}) | {untrained['mrr@10']:.3f} |" in text
     assert f"zero-shot encoder: dev loss {scores['zero-shot']['loss']:.3f}" in text
 
 

@@ -25,7 +25,7 @@ from .significance import compare
 STUDENT = "biencoder-mint"
 FULL = "full"
 ZERO_SHOT = "zero-shot"
-DEV_MEASURES = (("loss", "dev loss", ".3f"), ("mrr@10", "dev MRR@10", ".3f"))
+DEV_COLUMNS = ("dev loss", "dev MRR@10")
 REPORT_FOLDER = "ablations"
 COUNTS = (("generate", "requests"), ("filter", "pairs_kept"))
 
@@ -72,6 +72,7 @@ def score_on_main_dev(
 
     Scored as the main run's `train-biencoder` scores its checkpoints (its batches, dev catalog
     sample, sequence length and precision), so the full run's row is the figure it was selected on.
+    Each dev loss is compared with the full run's, pair by pair, with the report's paired test.
     """
     from ..students.dev_scoring import run_dev_data, score_on_dev
     from ..students.outputs import MODEL_DIR
@@ -81,12 +82,20 @@ def score_on_main_dev(
     spec = recipe.students.biencoder
     models = {ZERO_SHOT: spec.model, FULL: main_root / BIENCODER / MODEL_DIR}
     models.update({variant: root / BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
+    scored = {name: score_on_dev(str(model), data, spec, recipe.seed) for name, model in models.items()}
+    full = scored[FULL].pair_losses
+    test = recipe.evaluation
     return {
         "run": str(main_root),
         "requests": len({pair.request_id for pair in data.dev}),
         "pairs": len(data.dev),
-        "scores": {
-            name: score_on_dev(str(model), data, spec, recipe.seed) for name, model in models.items()
+        "scores": {name: scores.measures for name, scores in scored.items()},
+        "loss_versus_full": {
+            name: _comparison(
+                compare(scores.pair_losses, full, test.significance, test.resamples), test.alpha
+            )
+            for name, scores in scored.items()
+            if name != FULL and full and scores.pair_losses
         },
     }
 
@@ -158,7 +167,7 @@ def render_markdown(table: dict[str, Any]) -> str:
     measures = table["measures"]
     dev = table.get("dev")
     dev_scores = dev["scores"] if dev else {}
-    dev_columns = [label for _, label, _ in DEV_MEASURES] if dev else []
+    dev_columns = list(DEV_COLUMNS) if dev else []
     lines = [
         f"# Ablations: `{table['student']}` trained on each variant's synthetic data",
         "",
@@ -181,7 +190,13 @@ def render_markdown(table: dict[str, Any]) -> str:
         counts = row["counts"]
         if dev:
             scores = dev_scores.get(variant, {})
-            cells.extend(_dev_cell(scores, key, spec) for key, _, spec in DEV_MEASURES)
+            loss = _dev_cell(scores, "loss", ".3f")
+            versus = dev.get("loss_versus_full", {}).get(variant)
+            if versus:
+                # Lower is better for a loss.
+                mark = (WORSE if versus["delta"] > 0 else BETTER) if versus["significant"] else ""
+                loss += f" ({versus['delta']:+.3f}{mark})"
+            cells.extend([loss, _dev_cell(scores, "mrr@10", ".3f")])
         lines.append(
             f"| {variant} | {overrides} | {_count(counts['generate.requests'])} | "
             f"{_count(counts['filter.pairs_kept'])} | " + " | ".join(cells) + " |"
@@ -192,12 +207,14 @@ def render_markdown(table: dict[str, Any]) -> str:
 
 def _dev_note(dev: dict[str, Any]) -> list[str]:
     zero = dev["scores"].get(ZERO_SHOT, {})
-    figures = ", ".join(f"{label} {_dev_cell(zero, key, spec)}" for key, label, spec in DEV_MEASURES)
     note = (
         f"Dev columns: every bi-encoder scored on one synthetic dev split, the main run's ({dev['requests']} "
-        f"requests, {dev['pairs']} kept pairs), as it selects checkpoints; the zero-shot encoder: {figures}. "
-        "Each variant was selected on its own split, so compare variants on these columns, not on the test "
-        "collection. The full run chose its checkpoint on this split, which flatters its row a little."
+        f"requests, {dev['pairs']} kept pairs), as it selects checkpoints; in brackets the dev loss's "
+        "difference from the full run's (paired over the dev pairs, same test and marks; lower is better). "
+        f"The zero-shot encoder: dev loss {_dev_cell(zero, 'loss', '.3f')}, dev MRR@10 "
+        f"{_dev_cell(zero, 'mrr@10', '.3f')}. Each variant was selected on its own split, so compare "
+        "variants on these columns, not on the test collection. The full run chose its checkpoint on "
+        "this split, which flatters its row a little."
     )
     return [note, ""]
 

@@ -142,19 +142,22 @@ class BiEncoderTask:
         with torch.no_grad():
             return {**self.dev_loss(model), **self.dev_ranking(model)}
 
-    def dev_loss(self, model) -> dict[str, float]:
+    def dev_batches(self) -> list[list[Pair]]:
+        """The dev pairs in full batches that share no request or item, as `dev_loss` scores them."""
         dev = self.data.dev
         size = min(self.batch_size, len(dev))
-        batches = (
-            distinct_key_batches(list(range(len(dev))), size, lambda i: pair_keys(dev[i]))
-            if size > 1
-            else []
-        )
+        if size < 2:
+            return []
+        batches = distinct_key_batches(list(range(len(dev))), size, lambda i: pair_keys(dev[i]))
+        return [[dev[i] for i in batch] for batch in batches]
+
+    def dev_loss(self, model) -> dict[str, float]:
+        batches = self.dev_batches()
         if not batches:
             return {}
         losses = [
-            self.loss_on(model, [dev[i] for i in b], gather=False, with_hard_negatives=False).item()
-            for b in batches
+            self.loss_on(model, batch, gather=False, with_hard_negatives=False).item()
+            for batch in batches
         ]
         return {"loss": sum(losses) / len(losses)}
 

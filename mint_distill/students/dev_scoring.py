@@ -8,10 +8,11 @@ run's split can: the ablation report does this with the main run's split.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..recipe.sections.students import BiEncoderSpec
-from .biencoder import BiEncoderTask
+from .biencoder import BiEncoderTask, embed
 from .data import ITEMS_FILE, PAIRS_FILE, REQUESTS_FILE, StudentData, load_student_data
 from .loop import LoopSettings, resolve_mixed_precision
 
@@ -25,22 +26,31 @@ def run_dev_data(run_root: Path) -> StudentData:
     )
 
 
+@dataclass
+class DevScores:
+    """Dev measures (`loss`, `mrr@10`, `recall@10`) and each dev pair's own in-batch loss, the
+    per-pair figures a paired test between two models needs (keyed `request_id<TAB>item_id`)."""
+
+    measures: dict[str, float] = field(default_factory=dict)
+    pair_losses: dict[str, float] = field(default_factory=dict)
+
+
 def score_on_dev(
     model_reference: str, data: StudentData, spec: BiEncoderSpec, seed: int
-) -> dict[str, float]:
+) -> DevScores:
     """Dev loss, MRR@10 and Recall@10 of `model_reference` (a model or a trained student's
     folder, LoRA adapters included) on `data`'s dev split.
 
     Batches, the sampled dev catalog, the sequence length and the precision are those
     `train-biencoder` uses with `spec` (`seed` where `spec.training.seed` is null), so a run's own
-    student scores what its training log reports.
+    student scores what its training log reports. Pair losses need the in-batch (MNRL) loss.
     """
     import torch
 
     from ..evaluation.encoders import load_biencoder
 
     if not data.dev:
-        return {}
+        return DevScores()
     settings = LoopSettings.from_spec(spec.training, seed)
     model, _ = load_biencoder(model_reference)
     model.max_seq_length = spec.max_seq_length
@@ -48,6 +58,8 @@ def score_on_dev(
         model,
         data,
         data.train,
+        loss=spec.loss,
+        mnrl_scale=spec.mnrl_scale,
         batch_size=settings.batch_size,
         dev_catalog=spec.dev_catalog,
         seed=settings.seed,
@@ -62,4 +74,30 @@ def score_on_dev(
         else contextlib.nullcontext()
     )
     with autocast:
-        return task.evaluate(model)
+        measures = task.evaluate(model)
+        with torch.no_grad():
+            losses = mnrl_pair_losses(task, model) if spec.loss == "mnrl" else {}
+    return DevScores(measures, losses)
+
+
+def mnrl_pair_losses(task: BiEncoderTask, model) -> dict[str, float]:
+    """Each dev pair's MNRL term: cross-entropy of its item among its batch's items (their mean
+    is the dev loss)."""
+    import torch
+    import torch.nn.functional as F
+    from sentence_transformers.util import cos_sim
+
+    model.eval()
+    losses: dict[str, float] = {}
+    for batch in task.dev_batches():
+        requests, items = task.columns(batch, with_hard_negatives=False)
+        queries, documents = embed(model, model, requests + items).split(len(batch))
+        scores = cos_sim(queries, documents).float() * task.mnrl_scale
+        terms = F.cross_entropy(
+            scores, torch.arange(len(batch), device=scores.device), reduction="none"
+        )
+        losses.update(
+            (f"{pair.request_id}\t{pair.item_id}", term)
+            for pair, term in zip(batch, terms.tolist())
+        )
+    return losses
