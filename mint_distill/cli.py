@@ -14,6 +14,7 @@ import click
 import yaml
 
 from . import __version__
+from .accelerated import leave_process_group
 from .console import console, is_quiet, setup_logging, stdout
 from .errors import MintError
 
@@ -226,8 +227,10 @@ def main() -> None:
         code = cli.main(prog_name="mint-distill", standalone_mode=False)
     except (KeyboardInterrupt, click.Abort):
         console.print("interrupted; run the same command again to resume")
-        sys.exit(130)
+        code = 130
     except click.ClickException as error:
         error.show()
-        sys.exit(error.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        code = error.exit_code
+    code = code if isinstance(code, int) else 0
+    leave_process_group(wait_for_others=code == 0)
+    sys.exit(code)

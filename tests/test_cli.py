@@ -102,3 +102,27 @@ def test_default_recipe_validates_here(shared_data):
     result = mint("validate", "recipes/pointrec.yaml", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     assert "name: pointrec" in result.stdout and "can run here" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "exit_code"), [(["models", "--help"], 0), (["validate", "missing.yaml"], 2)]
+)
+def test_the_process_group_is_left_before_exit(tmp_path, monkeypatch, arguments, exit_code):
+    """Under `accelerate launch`, a gloo group still up at interpreter shutdown can abort a finished rank."""
+    from torch import distributed
+
+    from mint_distill.cli import main
+
+    distributed.init_process_group(
+        "gloo", store=distributed.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mint-distill", *arguments])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == exit_code
+        assert not distributed.is_initialized()
+    finally:
+        if distributed.is_initialized():
+            distributed.destroy_process_group()
