@@ -17,6 +17,7 @@ import yaml
 
 from ..errors import MintError, RunLockedError
 from ..io import read_json, sha256_tree, write_json_atomic, write_text_atomic
+from ..memory import release_freed_memory
 from ..recipe import Recipe
 from .manifest import (
     IN_PROGRESS,
@@ -233,6 +234,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     write_json_atomic(stage_dir / MANIFEST, manifest)
     (stage_dir / IN_PROGRESS).unlink(missing_ok=True)
     log.info("stage %-18s done in %.1f s", stage.name, seconds)
+    release_freed_memory()
     return summary
 
 
