@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import filelock
+
 from .console import progress_bar
 from .errors import MintError
 from .models.precision import Precision, autocast
@@ -61,11 +63,14 @@ class ScoreCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=300, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS likelihoods "
-            "(key TEXT PRIMARY KEY, log_likelihood REAL NOT NULL, tokens INTEGER NOT NULL)"
-        )
+        # Processes opening a new file at once would each hold a shared lock and want the exclusive
+        # one that switching to WAL takes; SQLite refuses one at once ("database is locked").
+        with filelock.FileLock(f"{self.path}.lock"):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS likelihoods "
+                "(key TEXT PRIMARY KEY, log_likelihood REAL NOT NULL, tokens INTEGER NOT NULL)"
+            )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Likelihood]:
         """The cached likelihoods among `keys` (missing keys are left out)."""

@@ -235,3 +235,33 @@ def test_embedded_smollm2_prefers_the_item_that_matches_the_request():
     scores = scorer.score(items, requests)
     for index in range(len(cases)):
         assert scores[2 * index] > scores[2 * index + 1], cases[index][0]
+
+
+def _open_cache_together(path, barrier, outcomes):
+    barrier.wait()
+    try:
+        ScoreCache(path).close()
+        outcomes.put("ok")
+    except Exception as error:  # noqa: BLE001 - the parent reports whatever a process hit
+        outcomes.put(repr(error))
+
+
+def test_processes_opening_a_new_cache_at_once_all_succeed(tmp_path):
+    """Under `accelerate launch` every process opens the run's score cache as the filter stage starts."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    problems = []
+    for attempt in range(20):
+        barrier, outcomes = context.Barrier(6), context.Queue()
+        processes = [
+            context.Process(target=_open_cache_together, args=(tmp_path / f"{attempt}.sqlite", barrier, outcomes))
+            for _ in range(6)
+        ]
+        for process in processes:
+            process.start()
+        results = [outcomes.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join()
+        problems += [result for result in results if result != "ok"]
+    assert problems == []
