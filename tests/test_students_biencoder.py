@@ -108,7 +108,9 @@ def test_triplet_loss_lowers_its_hinge_on_cross_topic_triplets(world, tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
-def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path):
+# bf16: the trained model in memory must compute as its saved copy does, not in the training autocast.
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path, mixed_precision):
     from peft import PeftModel
     from sentence_transformers import SentenceTransformer
 
@@ -129,7 +131,13 @@ def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp
     assert 0 < trainable < 0.1 * sum(p.numel() for p in model.parameters())
     task = BiEncoderTask(model, data, data.train, batch_size=4, dev_catalog=None)
     settings = LoopSettings(
-        epochs=2, learning_rate=1e-2, batch_size=4, warmup_ratio=0.0, eval_every=0, seed=0
+        epochs=2,
+        learning_rate=1e-2,
+        batch_size=4,
+        warmup_ratio=0.0,
+        eval_every=0,
+        seed=0,
+        mixed_precision=mixed_precision,
     )
     result = train_loop(task, settings, tmp_path / "out")
     assert result.state.best_step == result.state.step  # the in-memory model is the one kept

@@ -334,6 +334,8 @@ def train_loop(
     if main:
         _finish(checkpoints, state)
     accelerator.wait_for_everyone()
+    # prepare() wrapped the caller's model in the training autocast; later use runs at full precision.
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if state.stopped_early:
         log.info(
             "%s stopped early at step %d: no dev improvement in %d evaluations",
