@@ -17,6 +17,12 @@ from mint_distill.export.embeddings import quantize_lookup_tables
 from mint_distill.export.onnx import FP32_FILE, quantize_int8
 
 
+def _model(graph) -> onnx.ModelProto:
+    """`graph` at opset 17, stamped with IR version 10: make_model stamps the installed onnx's newest,
+    which an older onnxruntime refuses (onnx 1.23 writes 14, onnxruntime 1.30 reads up to 13)."""
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
 def _two_products(path, first_weight: np.ndarray, second_weight: np.ndarray) -> None:
     """x -> MatMul(first) -> Relu -> MatMul(second) -> y, with a MatMul of x by itself beside."""
     graph = helper.make_graph(
@@ -35,7 +41,7 @@ def _two_products(path, first_weight: np.ndarray, second_weight: np.ndarray) -> 
         ],
         [numpy_helper.from_array(first_weight, "first"), numpy_helper.from_array(second_weight, "second")],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(_model(graph), str(path))
 
 
 def test_spread_is_range_over_rms_of_each_weighted_product_input(tmp_path):
@@ -82,7 +88,7 @@ def test_lookup_tables_keep_one_scale_per_row(tmp_path):
         ],
         [numpy_helper.from_array(table, "table")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = _model(graph)
 
     assert quantize_lookup_tables(model) == ["lookup", "second_lookup"]
     onnx.save(model, str(tmp_path / "int8.onnx"))

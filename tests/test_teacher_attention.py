@@ -71,6 +71,7 @@ def test_eager_models_are_left_alone(teacher_dir):
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_teacher_loader_decodes_with_it_on_the_cpu(teacher_dir, precision):
+def test_teacher_loader_decodes_with_it_on_the_cpu_only(teacher_dir, precision):
     model, _ = load_teacher(str(teacher_dir), precision=precision)
-    assert model.config._attn_implementation == DECODE_ATTENTION
+    on_cpu = model.device.type == "cpu"  # the loader takes the GPU where there is one
+    assert model.config._attn_implementation == (DECODE_ATTENTION if on_cpu else "sdpa")
