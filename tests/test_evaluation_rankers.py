@@ -265,3 +265,29 @@ def test_bench_reports_throughput_per_ranker(models):
     assert report["rankers"]["bm25"]["requests_per_second"] > 0
     assert report["rankers"]["rerank"]["pairs"] == 6
     assert "not an embedded model" in report["rankers"]["missing"]["unavailable"]
+
+
+def test_each_ranker_is_freed_before_the_next_loads(collection, models, tmp_path, monkeypatch):
+    import weakref
+
+    from mint_distill.evaluation import systems
+
+    built, alive_at_build = [], []
+
+    def tracking_make_ranker(*args, **kwargs):
+        alive_at_build.append([ref() is not None for ref in built])
+        ranker = make_ranker(*args, **kwargs)
+        built.append(weakref.ref(ranker))
+        return ranker
+
+    make_ranker = systems.make_ranker
+    monkeypatch.setattr(systems, "make_ranker", tracking_make_ranker)
+    specs = [
+        RankerSpec(name="tiny", kind="dense", model=str(models["biencoder"])),
+        RankerSpec(name="adapter", kind="dense", model=str(models["adapter"])),
+        RankerSpec(name="rerank", kind="crossencoder", model=str(models["crossencoder"]), first_stage="tiny", top_k=2),
+    ]
+    runs, _ = systems.produce_runs(collection, specs, tmp_path)
+    assert set(runs) == {"tiny", "adapter", "rerank"}
+    assert alive_at_build == [[], [False], [False, False]]
+    assert all(ref() is None for ref in built)

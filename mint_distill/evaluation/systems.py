@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_json_atomic
+from ..memory import release_freed_memory
 from ..models.precision import Precision
 from ..recipe.sections.evaluation import RankerSpec
 from .collection import EvalCollection
@@ -99,4 +100,6 @@ def produce_runs(
             "counters": dict(ranker.counters),
         }
         write_json_atomic(systems_path, details)
+        del ranker  # its model is freed before the next ranker loads its own
+        release_freed_memory()
     return runs, {spec.name: details[spec.name] for spec in specs}
