@@ -272,6 +272,7 @@ def test_each_ranker_is_freed_before_the_next_loads(collection, models, tmp_path
 
     from mint_distill.evaluation import systems
 
+    make_ranker = systems.make_ranker
     built, alive_at_build = [], []
 
     def tracking_make_ranker(*args, **kwargs):
@@ -280,7 +281,6 @@ def test_each_ranker_is_freed_before_the_next_loads(collection, models, tmp_path
         built.append(weakref.ref(ranker))
         return ranker
 
-    make_ranker = systems.make_ranker
     monkeypatch.setattr(systems, "make_ranker", tracking_make_ranker)
     specs = [
         RankerSpec(name="tiny", kind="dense", model=str(models["biencoder"])),
