@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 
 
+@functools.cache
 def glibc_malloc_trim():
-    """glibc's `malloc_trim`, or None under another C library."""
+    """glibc's `malloc_trim`, or None under another C library (looked up once: `find_library`
+    runs `ldconfig`, and the trim runs after every stage and every evaluation ranker)."""
     library = ctypes.util.find_library("c")
     return getattr(ctypes.CDLL(library), "malloc_trim", None) if library else None
 
