@@ -7,7 +7,7 @@ pool is the candidate set a ranker scores for a request. Unjudged candidates are
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import DataError
@@ -207,26 +207,30 @@ def read_requests(path: Path, spec: TestCollectionSpec) -> dict[str, Request]:
         ]
         if missing:
             raise DataError(f"{path}: request {qid} lacks the field(s) {', '.join(missing)}")
-        subs = tuple(need.get("Sub Categories") or ())
-        description = " ".join(need["Description"].split())
-        fields = {
-            "main_category": need["Main Category"].lower(),
-            "sub_categories": ", ".join(subs).lower(),
-            "city": need["City"],
-            "country": need["Country"],
-            "description": description,
-            "title": need.get("Title"),
-        }
-        requests[qid] = Request(
+        request = Request(
             qid=qid,
-            text=render(spec.query_template, fields),
+            text="",
             city=need["City"],
             country=need["Country"],
             main_category=need["Main Category"],
-            sub_categories=subs,
-            description=description,
+            sub_categories=tuple(need.get("Sub Categories") or ()),
+            description=" ".join(need["Description"].split()),
         )
+        requests[qid] = rendered(request, spec, title=need.get("Title"))
     return requests
+
+
+def rendered(request: Request, spec: TestCollectionSpec, title: str | None = None) -> Request:
+    """`request` with its `text` rendered by `spec.query_template` (the Mint authors' template)."""
+    fields = {
+        "main_category": request.main_category.lower(),
+        "sub_categories": ", ".join(request.sub_categories).lower(),
+        "city": request.city,
+        "country": request.country,
+        "description": request.description,
+        "title": title,
+    }
+    return replace(request, text=render(spec.query_template, fields))
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:

@@ -89,7 +89,10 @@ def build_catalog_histories(
         entries, counts = training_entries(training_catalog, section.item_text, section.selection)
         new_items = False
     groups = group_entries(entries, spec.group_by)
-    candidates = disjoint_histories(groups, spec.items_per_history, spec.seed)
+    dev_items = _dev_items(spec.dev_requests)
+    sampled = disjoint_histories(groups, spec.items_per_history, spec.seed)
+    # Dropped after sampling, so that the histories left are the ones drawn without a dev file.
+    candidates = [h for h in sampled if not any(entry.item_id in dev_items for entry in h[1])]
     if not candidates and spec.fraction > 0:
         raise DataError(
             f"data.catalog: no group of {spec.source} catalog items sharing "
@@ -123,6 +126,8 @@ def build_catalog_histories(
         **counts,
         "groups": len(groups),
         "groups_too_small": sum(1 for m in groups.values() if len(m) < spec.items_per_history),
+        "dev_request_items": len(dev_items),
+        "histories_with_dev_items": len(sampled) - len(candidates),
         "histories_available": len(candidates),
         "histories": len(users),
         "train": sum(1 for user in users if user["split"] == "train"),
@@ -132,6 +137,14 @@ def build_catalog_histories(
         "user_histories_dropped": 0 if keep_users else user_histories,
     }
     return CatalogHistories(users, list(items.values()), stats, keep_users)
+
+
+def _dev_items(dev_requests: str | None) -> set[str]:
+    if dev_requests is None:
+        return set()
+    from .dev_requests import dev_item_ids, read_dev_requests
+
+    return dev_item_ids(read_dev_requests(dev_requests))
 
 
 def _test_entries(section: DataSection, fetch: bool) -> tuple[list[CatalogEntry], dict]:
@@ -154,7 +167,8 @@ def collection_folder(section: DataSection) -> Path:
 
 
 def catalog_input_files(section: DataSection) -> list[Path]:
-    """The files catalog histories are read from: the POI catalog and the qrels (ids only)."""
+    """The files catalog histories are read from: the hand-written dev requests (their items are
+    left out), the POI catalog and the qrels (ids only)."""
     spec = section.catalog
     if not spec.enabled or spec.source != "test":
         return []
@@ -163,6 +177,8 @@ def catalog_input_files(section: DataSection) -> list[Path]:
 
     folder = collection_folder(section)
     files: list[Path] = []
+    if spec.dev_requests is not None and Path(spec.dev_requests).is_file():
+        files.append(Path(spec.dev_requests))
     try:
         location = catalog_location(folder)
         files.extend(sorted(location.rglob("*.json")) if location.is_dir() else [location])

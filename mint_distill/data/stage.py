@@ -47,6 +47,13 @@ def _check_catalog(recipe: Recipe) -> list[str]:
     catalog, test = recipe.data.catalog, recipe.data.test
     if not catalog.enabled or catalog.source != "test":
         return []
+    if catalog.dev_requests is not None:
+        from .dev_requests import read_dev_requests
+
+        try:
+            read_dev_requests(catalog.dev_requests)
+        except MintError as error:
+            return [str(error)]
     folder = collection_folder(recipe.data)
     if not folder.is_dir() and not test.download:
         problem = (
@@ -98,4 +105,6 @@ def run_data_stage(ctx: StageContext) -> dict:
         )
         if "judged_in_catalog" in catalog:
             summary["judged_excluded"] = catalog["judged_in_catalog"]
+        if catalog["dev_request_items"]:
+            summary["dev_request_items_excluded"] = catalog["dev_request_items"]
     return summary

@@ -8,7 +8,10 @@ the bi-encoder is the student the paper's ablations are read from, and the cheap
 
 Every bi-encoder is also scored on one synthetic dev split, the main run's (`score_on_main_dev`):
 each variant selected its checkpoint on its own split, made from its own data, so only a shared
-split can choose between data sources or teachers without reading the test collection.
+split can choose between data sources or teachers without reading the test collection. That split
+is written by the main run's teacher; with `data.catalog.dev_requests`, every bi-encoder is also
+scored on requests written for the target catalog outside the pipeline
+(`score_on_dev_requests`), which its teacher did not write.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ STUDENT = "biencoder-mint"
 FULL = "full"
 ZERO_SHOT = "zero-shot"
 DEV_COLUMNS = ("dev loss", "dev MRR@10")
+DEV_REQUEST_MEASURES = ("NDCG@5", "NDCG@10")
 REPORT_FOLDER = "ablations"
 COUNTS = (("generate", "requests"), ("filter", "pairs_kept"))
 
@@ -53,6 +57,17 @@ def variant_recipe(recipe: Recipe, variant: str) -> Recipe:
         return Recipe.model_validate(raw)
     except ValidationError as error:
         raise RecipeError(format_validation_error(error, source=f"ablations.{variant}")) from None
+
+
+def finished_run(root: Path) -> Path:
+    """`root`, if its bi-encoder was trained and evaluated (what a report reads)."""
+    from ..students.outputs import MODEL_DIR
+    from ..students.stage import BIENCODER
+
+    for needed in (root / BIENCODER / MODEL_DIR, root / "evaluate" / "per_query.csv"):
+        if not needed.exists():
+            raise RecipeError(f"{needed} does not exist: run `mint-distill ablate` without --report-only first")
+    return root
 
 
 def read_per_query(evaluate_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
@@ -106,11 +121,72 @@ def score_on_main_dev(
     }
 
 
+def score_on_dev_requests(
+    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe
+) -> dict[str, Any] | None:
+    """The zero-shot encoder, the full run's and each variant's bi-encoder on the recipe's
+    dev requests (`data.catalog.dev_requests`; None without them).
+
+    Each ranks every request's graded pool as the evaluate stage ranks the test pools (its
+    precision and batch size, each model at its own sequence length), and each request's NDCG
+    is compared with the full run's student, paired as in the report.
+    """
+    if recipe.data.catalog.dev_requests is None:
+        return None
+    from ..data.dev_requests import dev_collection, read_dev_requests
+    from ..data.poi_catalog import load_poi_catalog
+    from ..data.pseudo_histories import collection_folder
+    from ..memory import release_freed_memory
+    from ..students.outputs import MODEL_DIR
+    from ..students.stage import BIENCODER
+    from .metrics import evaluate_run
+    from .rankers import DenseRanker
+
+    source = Path(recipe.data.catalog.dev_requests)
+    collection = dev_collection(
+        read_dev_requests(source), recipe.data.test, load_poi_catalog(collection_folder(recipe.data)), source
+    )
+    spec = recipe.evaluation
+    models = {ZERO_SHOT: recipe.students.biencoder.model, FULL: main_root / BIENCODER / MODEL_DIR}
+    models.update({variant: root / BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
+    depth = max(len(pool) for pool in collection.pools.values())
+    per_query = {}
+    for name, model in models.items():
+        ranker = DenseRanker(str(model), batch_size=spec.batch_size, precision=spec.precision)
+        run = ranker.rank(collection, depth)
+        per_query[name] = evaluate_run(run, collection.qrels, DEV_REQUEST_MEASURES, spec.relevance_level)
+        del ranker
+        release_freed_memory()
+    full = per_query[FULL]
+    return {
+        "file": str(source),
+        "requests": len(collection.requests),
+        "judgements": sum(len(grades) for grades in collection.qrels.values()),
+        "scores": {
+            name: {m: sum(values.values()) / len(values) for m, values in scores.items()}
+            for name, scores in per_query.items()
+        },
+        "versus_full": {
+            name: {
+                m: _comparison(compare(scores[m], full[m], spec.significance, spec.resamples), spec.alpha)
+                for m in DEV_REQUEST_MEASURES
+            }
+            for name, scores in per_query.items()
+            if name != FULL
+        },
+    }
+
+
 def compare_variants(
-    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe, dev: dict[str, Any] | None = None
+    main_root: Path,
+    variant_roots: dict[str, Path],
+    recipe: Recipe,
+    dev: dict[str, Any] | None = None,
+    dev_requests: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Each variant's bi-encoder against the reference and against the full run's bi-encoder;
-    `dev`: `score_on_main_dev`'s result, shown beside them."""
+    `dev` and `dev_requests`: `score_on_main_dev`'s and `score_on_dev_requests`' results, shown
+    beside them."""
     spec = recipe.evaluation
     main = read_per_query(main_root / "evaluate")
     if STUDENT not in main:
@@ -133,6 +209,7 @@ def compare_variants(
         "overrides": {FULL: [], **{variant: recipe.ablations[variant] for variant in variant_roots}},
         "rows": rows,
         "dev": dev,
+        "dev_requests": dev_requests,
     }
 
 
@@ -174,6 +251,9 @@ def render_markdown(table: dict[str, Any]) -> str:
     dev = table.get("dev")
     dev_scores = dev["scores"] if dev else {}
     dev_columns = list(DEV_COLUMNS) if dev else []
+    written = table.get("dev_requests")
+    if written:
+        dev_columns += [f"dev requests {m}" for m in DEV_REQUEST_MEASURES]
     lines = [
         f"# Ablations: `{table['student']}` trained on each variant's synthetic data",
         "",
@@ -182,6 +262,7 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"`{table['student']}`; {BETTER} / {WORSE}: significant at p < {table['alpha']} ({table['method']}, paired).",
         "",
         *(_dev_note(dev) if dev else []),
+        *(_dev_requests_note(written) if written else []),
         "| variant | overrides | requests | pairs kept | " + " | ".join(measures + dev_columns) + " |",
         "|---|---|---:|---:|" + "---|" * len(measures) + "---:|" * len(dev_columns),
     ]
@@ -203,6 +284,8 @@ def render_markdown(table: dict[str, Any]) -> str:
                 mark = (WORSE if versus["delta"] > 0 else BETTER) if versus["significant"] else ""
                 loss += f" ({versus['delta']:+.3f}{mark})"
             cells.extend([loss, _dev_cell(scores, "mrr@10", ".3f")])
+        if written:
+            cells.extend(_dev_request_cells(written, variant))
         lines.append(
             f"| {variant} | {overrides} | {_count(counts['generate.requests'])} | "
             f"{_count(counts['filter.pairs_kept'])} | " + " | ".join(cells) + " |"
@@ -223,6 +306,38 @@ def _dev_note(dev: dict[str, Any]) -> list[str]:
         "this split, which flatters its row a little."
     )
     return [note, ""]
+
+
+def _dev_requests_note(written: dict[str, Any]) -> list[str]:
+    zero = written["scores"][ZERO_SHOT]
+    versus = written["versus_full"][ZERO_SHOT]
+    note = (
+        f"Dev-request columns: every bi-encoder ranking the graded pools of {written['requests']} "
+        f"requests written for the target catalog outside the pipeline (`{written['file']}`, "
+        f"{written['judgements']} judgements; not the run's teacher's, and none of their items was a "
+        "training item); in brackets the difference from the full run's student and its p-value, same "
+        "test and marks. The zero-shot encoder: "
+        + ", ".join(f"{m} {zero[m]:.4f} ({_versus_cell(versus[m])})" for m in DEV_REQUEST_MEASURES)
+        + "."
+    )
+    return [note, ""]
+
+
+def _dev_request_cells(written: dict[str, Any], variant: str) -> list[str]:
+    scores = written["scores"].get(variant)
+    if scores is None:
+        return ["n/a"] * len(DEV_REQUEST_MEASURES)
+    versus = written["versus_full"].get(variant)
+    return [
+        f"{scores[m]:.4f}" + (f" ({_versus_cell(versus[m])})" if versus else "") for m in DEV_REQUEST_MEASURES
+    ]
+
+
+def _versus_cell(entry: dict[str, Any]) -> str:
+    from .report import BETTER, WORSE
+
+    mark = (BETTER if entry["delta"] > 0 else WORSE) if entry["significant"] else ""
+    return f"{entry['delta']:+.4f}{mark}, p {entry['p_value']:.2f}"
 
 
 def _dev_cell(scores: dict[str, float], key: str, spec: str) -> str:

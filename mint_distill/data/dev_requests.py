@@ -1,0 +1,135 @@
+"""Hand-written dev requests for the target catalog: a judge that is not the teacher.
+
+The synthetic dev split is written by the teacher the students learn from, so it favours students
+trained on that teacher's requests, and it cannot choose between teachers or data sources. A few
+requests written by people for the catalog that will be searched, each with a pool of its items
+graded 0-3 like the test collection's, judge every student alike without reading the test
+collection (`data.catalog.dev_requests`). Their items are never training items.
+
+One JSON object per line:
+
+    {"request_id": "hw-g01", "city": "Hamburg", "country": "DE", "main_category": "Active Life",
+     "sub_categories": ["lakes"], "description": "We are two families ...",
+     "judgements": {"pointrec:338132": 3, "pointrec:464209": 0, ...}}
+
+A request's text is rendered with the test collection's query template, as a test request's is;
+its pool is the items it grades, rendered with the test collection's item template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import DataError
+from ..io import numbered_jsonl
+from ..recipe.sections.data import TestCollectionSpec
+from .catalog_entries import POINTREC_PREFIX
+from .poi_catalog import PoiCatalog
+from .pointrec import Request, poi_text, rendered
+
+MAX_GRADE = 3
+
+
+class DevRequest(BaseModel):
+    """One hand-written request and the grades of its pool."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1)
+    city: str = Field(min_length=1)
+    country: str = Field(min_length=1)
+    main_category: str = Field(min_length=1)
+    sub_categories: tuple[str, ...] = ()
+    description: str = Field(min_length=1)
+    judgements: dict[str, int]
+
+    @field_validator("judgements")
+    @classmethod
+    def _graded_pool(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {item: grade for item, grade in value.items() if not 0 <= grade <= MAX_GRADE}
+        if bad:
+            raise ValueError(f"grades must be 0-{MAX_GRADE}, got {bad}")
+        if not any(value.values()):
+            raise ValueError("no item is graded above 0")
+        return value
+
+    def request(self, spec: TestCollectionSpec) -> Request:
+        """The request as the test collection's would be: its text from `spec.query_template`."""
+        description = " ".join(self.description.split())
+        plain = Request(
+            self.request_id,
+            "",
+            self.city,
+            self.country,
+            self.main_category,
+            self.sub_categories,
+            description,
+        )
+        return rendered(plain, spec)
+
+
+def read_dev_requests(path: str | Path) -> list[DevRequest]:
+    """Every request of a dev-request file, checked; errors name the file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data.catalog.dev_requests: {path}: file not found")
+    requests, seen = [], set()
+    for number, record in numbered_jsonl(path):
+        try:
+            request = DevRequest.model_validate(record)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(str(part) for part in problem["loc"]) or "record"
+            raise DataError(f"{path}:{number}: `{field}`: {problem['msg']}") from None
+        if request.request_id in seen:
+            raise DataError(f"{path}:{number}: request_id {request.request_id!r} appears twice")
+        seen.add(request.request_id)
+        requests.append(request)
+    if not requests:
+        raise DataError(f"{path}: the file holds no request")
+    return requests
+
+
+def dev_item_ids(requests: list[DevRequest]) -> set[str]:
+    """Every item some dev request grades: none may be a training item."""
+    return {item for request in requests for item in request.judgements}
+
+
+def dev_collection(
+    requests: list[DevRequest], spec: TestCollectionSpec, catalog: PoiCatalog, source: Path
+):
+    """The requests as an `EvalCollection`: each ranks its own graded pool, as the test requests do.
+
+    Items are the test collection's POIs (`pointrec:<poi_id>`), rendered with `spec`'s templates.
+    """
+    from ..evaluation.collection import EvalCollection
+
+    texts = {}
+    for request in requests:
+        for item in request.judgements:
+            record = (
+                catalog.row(item.removeprefix(POINTREC_PREFIX))
+                if item.startswith(POINTREC_PREFIX)
+                else None
+            )
+            if record is None:
+                raise DataError(
+                    f"{source}: request {request.request_id} grades {item!r}, which is not a "
+                    f"`{POINTREC_PREFIX}<poi_id>` of the test collection's POI catalog"
+                )
+            texts[item] = poi_text(record, spec)
+    rendered_requests = {r.request_id: r.request(spec) for r in requests}
+    return EvalCollection(
+        name=f"dev-requests:{source.name}",
+        pool="graded",
+        requests={qid: request.text for qid, request in rendered_requests.items()},
+        items=texts,
+        pools={r.request_id: sorted(r.judgements) for r in requests},
+        qrels={r.request_id: dict(r.judgements) for r in requests},
+        request_info={
+            qid: {"city": request.city, "main_category": request.main_category}
+            for qid, request in rendered_requests.items()
+        },
+    )

@@ -1,0 +1,231 @@
+"""Hand-written dev requests: reading and checking the file, their graded pools as a collection,
+their items kept out of training, and every ablation student scored on them."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import embedded_or_skip
+from fixtures.catalog.catalog_data import poi_records, write_pointrec_folder, write_yelp_folder
+from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
+
+from mint_distill.data.build import prepare_training_data
+from mint_distill.data.catalog_entries import POINTREC_PREFIX
+from mint_distill.data.dev_requests import dev_collection, read_dev_requests
+from mint_distill.data.poi_catalog import load_poi_catalog
+from mint_distill.data.pointrec import poi_text
+from mint_distill.errors import DataError, RecipeError
+from mint_distill.evaluation.ablations import render_markdown, score_on_dev_requests
+from mint_distill.recipe import load_recipe
+from mint_distill.recipe.sections.data import TestCollectionSpec
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """The tiny Pointrec-layout catalog and Yelp source, with the POI-catalog cache in tmp_path."""
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "data"
+    write_pointrec_folder(folder / "pointrec")
+    write_yelp_folder(folder / "yelp", 6)
+    return folder
+
+
+def graded_request(
+    request_id: str, city: str, country: str, wanted: str, grade: int, description: str
+) -> dict:
+    """A request for restaurants in `city` grading the fixture group's unjudged POIs (its first two are
+    judged): `grade` for those whose first sub-category is `wanted`, 0 for the others."""
+    grades = {
+        POINTREC_PREFIX + r["poi_id"]: grade if r["sub_categories"].startswith(wanted) else 0
+        for r in poi_records()
+        if r["city"] == city and r["main_category"] == "Restaurants and Food" and r["snippets"]
+    }
+    judged = sorted(grades)[:2]
+    return {
+        "request_id": request_id,
+        "city": city,
+        "country": country,
+        "main_category": "Restaurants and Food",
+        "description": description,
+        "judgements": {item: g for item, g in grades.items() if item not in judged},
+    }
+
+
+def seafood_request() -> dict:
+    description = "My partner and I want  grilled fish and shellfish by the river, nothing fancy."
+    return {
+        **graded_request("hw-1", "Lisbon", "PT", "Seafood", 3, description),
+        "sub_categories": ["fish"],
+    }
+
+
+def ramen_request() -> dict:
+    description = "A bowl of noodle soup late at night after the temples, what do locals eat?"
+    return graded_request("hw-2", "Kyoto", "JP", "Ramen", 2, description)
+
+
+def write_requests(path: Path, records: list[dict | str]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_requests_render_like_test_requests_and_rank_their_graded_pools(tmp_path, data_dir):
+    path = write_requests(tmp_path / "dev.jsonl", [seafood_request(), ramen_request()])
+    requests = read_dev_requests(path)
+    spec = TestCollectionSpec()
+    collection = dev_collection(requests, spec, load_poi_catalog(data_dir / "pointrec"), path)
+
+    assert collection.requests["hw-1"] == (
+        "Looking for restaurants and food, specifically fish in Lisbon, PT. "
+        "My partner and I want grilled fish and shellfish by the river, nothing fancy.."
+    )
+    assert collection.requests["hw-2"].startswith(
+        "Looking for restaurants and food in Kyoto, JP. A bowl"
+    )
+    assert collection.qrels == {
+        r["request_id"]: r["judgements"] for r in (seafood_request(), ramen_request())
+    }
+    assert {qid: set(pool) for qid, pool in collection.pools.items()} == {
+        qid: set(grades) for qid, grades in collection.qrels.items()
+    }
+    records = {r["poi_id"]: r for r in load_poi_catalog(data_dir / "pointrec").table.to_pylist()}
+    for item, text in collection.items.items():
+        assert text == poi_text(records[item.removeprefix(POINTREC_PREFIX)], spec)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"judgements": {"pointrec:103": 4}}, r"dev\.jsonl:2: `judgements`: .*grades must be 0-3"),
+        (
+            {"judgements": {"pointrec:103": 0}},
+            r"dev\.jsonl:2: `judgements`: .*no item is graded above 0",
+        ),
+        ({"description": ""}, r"dev\.jsonl:2: `description`: "),
+        ({"request_id": "hw-1"}, r"dev\.jsonl:2: request_id 'hw-1' appears twice"),
+        ({"city_name": "Lisbon"}, r"dev\.jsonl:2: `city_name`: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_request_names_the_file_line_and_field(tmp_path, change, message):
+    path = write_requests(
+        tmp_path / "dev.jsonl", [seafood_request(), {**ramen_request(), **change}]
+    )
+    with pytest.raises(DataError, match=message):
+        read_dev_requests(path)
+
+
+def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data_dir):
+    record = {**seafood_request(), "judgements": {"pointrec:999999": 2, "b1": 1}}
+    path = write_requests(tmp_path / "dev.jsonl", [record])
+    catalog = load_poi_catalog(data_dir / "pointrec")
+    with pytest.raises(DataError, match=r"dev\.jsonl: request hw-1 grades 'pointrec:999999'"):
+        dev_collection(read_dev_requests(path), TestCollectionSpec(), catalog, path)
+
+
+def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | None) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        name: dev
+        run_dir: {tmp_path / "runs"}
+        data:
+          data_dir: {data_dir}
+          source: {{format: yelp_academic, path: yelp}}
+          selection: {{min_liked: 3}}
+          test: {{path: pointrec, download: false}}
+          catalog: {{enabled: true, fraction: 0.9, dev_requests: {dev_requests or "null"}}}
+        students:
+          biencoder: {{max_seq_length: 64}}
+        evaluation: {{precision: float32}}
+        """)
+    )
+    return path
+
+
+def shown_histories(recipe: Path) -> list[tuple[str, ...]]:
+    extra = prepare_training_data(load_recipe(recipe).data).catalog_histories
+    return [tuple(item["item_id"] for item in user["items"]) for user in extra.users]
+
+
+def test_dev_items_are_never_training_items_and_other_histories_stay_as_drawn(tmp_path, data_dir):
+    without = shown_histories(write_recipe(tmp_path, data_dir, None))
+    path = write_requests(tmp_path / "dev.jsonl", [seafood_request()])
+    dev_items = set(seafood_request()["judgements"])
+    with_dev = shown_histories(write_recipe(tmp_path, data_dir, path))
+
+    assert any(set(history) & dev_items for history in without)
+    assert not any(set(history) & dev_items for history in with_dev)
+    assert with_dev == [history for history in without if not set(history) & dev_items]
+
+
+def test_dev_requests_only_grade_the_test_catalog(tmp_path, data_dir):
+    path = write_requests(tmp_path / "dev.jsonl", [seafood_request()])
+    with pytest.raises(
+        RecipeError, match=r"data\.catalog.*dev_requests grade the test collection's POIs"
+    ):
+        load_recipe(write_recipe(tmp_path, data_dir, path), ["data.catalog.source=training"])
+
+
+@pytest.fixture
+def minilm_folder() -> Path:
+    """The embedded MiniLM's folder, resolved before a test moves $MINT_DISTILL_HOME."""
+    from mint_distill.models import resolve_model
+
+    return Path(resolve_model(embedded_or_skip("all-minilm-l6-v2")).location)
+
+
+def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
+    tmp_path, minilm_folder, data_dir
+):
+    path = write_requests(tmp_path / "dev.jsonl", [seafood_request(), ramen_request()])
+    recipe = load_recipe(
+        write_recipe(tmp_path, data_dir, path), [f"students.biencoder.model={minilm_folder}"]
+    )
+    main, variant = tmp_path / "runs/dev", tmp_path / "runs/dev-random"
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer(str(minilm_folder), device="cpu").save(str(main / "train-biencoder/model"))
+    save_tiny_sentence_transformer(variant / "train-biencoder/model")
+
+    scored = score_on_dev_requests(main, {"random": variant}, recipe)
+
+    assert scored["requests"] == 2 and scored["judgements"] == 20
+    scores = scored["scores"]
+    # The full run's student is MiniLM itself, so it scores exactly as the zero-shot encoder; the
+    # variant's random encoder ranks the pools in another order.
+    assert scores["full"] == scores["zero-shot"]
+    assert scores["random"] != scores["full"]
+    assert scored["versus_full"]["zero-shot"]["NDCG@5"]["delta"] == 0.0
+    assert scored["versus_full"]["random"]["NDCG@10"]["delta"] == pytest.approx(
+        scores["random"]["NDCG@10"] - scores["full"]["NDCG@10"]
+    )
+
+    table = {
+        "student": "biencoder-mint",
+        "reference": "zeroshot-mpnet",
+        "pool": "judged",
+        "requests": 2,
+        "alpha": 0.05,
+        "method": "randomization",
+        "measures": [],
+        "dev": None,
+        "dev_requests": scored,
+        "overrides": {"full": [], "random": ["x=y"]},
+        "rows": {
+            name: {
+                "means": {},
+                "versus_full": {},
+                "counts": {"generate.requests": None, "filter.pairs_kept": None},
+            }
+            for name in ("full", "random")
+        },
+    }
+    text = render_markdown(table)
+    assert "dev requests NDCG@5" in text and f"{scores['random']['NDCG@5']:.4f} (" in text
+    assert (
+        f"2 requests written for the target catalog outside the pipeline (`{path}`, 20 judgements"
+        in text
+    )
