@@ -17,7 +17,7 @@ from mint_distill.data.catalog_entries import POINTREC_PREFIX
 from mint_distill.data.dev_requests import dev_collection, read_dev_requests
 from mint_distill.data.poi_catalog import load_poi_catalog
 from mint_distill.data.pointrec import poi_text
-from mint_distill.errors import DataError, RecipeError
+from mint_distill.errors import DataError
 from mint_distill.evaluation.ablations import render_markdown, score_on_dev_requests
 from mint_distill.recipe import load_recipe
 from mint_distill.recipe.sections.data import TestCollectionSpec
@@ -159,14 +159,6 @@ def test_dev_items_are_never_training_items_and_other_histories_stay_as_drawn(tm
     assert any(set(history) & dev_items for history in without)
     assert not any(set(history) & dev_items for history in with_dev)
     assert with_dev == [history for history in without if not set(history) & dev_items]
-
-
-def test_dev_requests_only_grade_the_test_catalog(tmp_path, data_dir):
-    path = write_requests(tmp_path / "dev.jsonl", [seafood_request()])
-    with pytest.raises(
-        RecipeError, match=r"data\.catalog.*dev_requests grade the test collection's POIs"
-    ):
-        load_recipe(write_recipe(tmp_path, data_dir, path), ["data.catalog.source=training"])
 
 
 @pytest.fixture

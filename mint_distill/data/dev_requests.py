@@ -4,7 +4,8 @@ The synthetic dev split is written by the teacher the students learn from, so it
 trained on that teacher's requests, and it cannot choose between teachers or data sources. A few
 requests written by people for the catalog that will be searched, each with a pool of its items
 graded 0-3 like the test collection's, judge every student alike without reading the test
-collection (`data.catalog.dev_requests`). Their items are never training items.
+collection (`data.catalog.dev_requests`). They grade the test collection's POIs, which are training
+items only through test-source pseudo-histories, and those never show them.
 
 One JSON object per line:
 

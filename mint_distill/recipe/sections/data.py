@@ -306,17 +306,9 @@ class CatalogSpec(Section):
         None,
         description="hand-written dev requests for the target catalog, each with a graded pool of its "
         "items (JSON lines; mint_distill/data/dev_requests.py): their items are never training "
-        "items, and the ablation report scores every student on them; applies to source: test",
+        "items, and the ablation report scores every student on them",
     )
     seed: int = 0
-
-    @model_validator(mode="after")
-    def _dev_requests_grade_test_items(self) -> CatalogSpec:
-        if self.dev_requests is not None and self.source != "test":
-            raise ValueError(
-                "dev_requests grade the test collection's POIs; with source: training, leave it null"
-            )
-        return self
 
     @field_validator("group_by")
     @classmethod
