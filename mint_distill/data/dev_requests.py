@@ -1,8 +1,9 @@
-"""Hand-written dev requests for the target catalog: a judge that is not the teacher.
+"""Dev requests for the target catalog, written outside the pipeline: a judge that is not the teacher.
 
 The synthetic dev split is written by the teacher the students learn from, so it favours students
 trained on that teacher's requests, and it cannot choose between teachers or data sources. A few
-requests written by people for the catalog that will be searched, each with a pool of its items
+requests written for the catalog that will be searched (by people, or by a stronger model than the
+teacher), each with a pool of its items
 graded 0-3 like the test collection's, judge every student alike without reading the test
 collection (`data.catalog.dev_requests`). They grade the test collection's POIs, which are training
 items only through test-source pseudo-histories, and those never show them.
