@@ -139,7 +139,7 @@ def score_on_dev_requests(
     from ..memory import release_freed_memory
     from ..students.outputs import MODEL_DIR
     from ..students.stage import BIENCODER
-    from .metrics import evaluate_run
+    from .metrics import evaluate_run, mean
     from .rankers import DenseRanker
 
     source = Path(recipe.data.catalog.dev_requests)
@@ -162,10 +162,7 @@ def score_on_dev_requests(
         "file": str(source),
         "requests": len(collection.requests),
         "judgements": sum(len(grades) for grades in collection.qrels.values()),
-        "scores": {
-            name: {m: sum(values.values()) / len(values) for m, values in scores.items()}
-            for name, scores in per_query.items()
-        },
+        "scores": {name: mean(scores) for name, scores in per_query.items()},
         "versus_full": {
             name: {
                 m: _comparison(compare(scores[m], full[m], spec.significance, spec.resamples), spec.alpha)
