@@ -145,20 +145,26 @@ def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | None) -> P
     return path
 
 
-def shown_histories(recipe: Path) -> list[tuple[str, ...]]:
-    extra = prepare_training_data(load_recipe(recipe).data).catalog_histories
-    return [tuple(item["item_id"] for item in user["items"]) for user in extra.users]
+def catalog_histories(recipe: Path):
+    return prepare_training_data(load_recipe(recipe).data).catalog_histories
+
+
+def shown(histories) -> list[tuple[str, ...]]:
+    return [tuple(item["item_id"] for item in user["items"]) for user in histories.users]
 
 
 def test_dev_items_are_never_training_items_and_other_histories_stay_as_drawn(tmp_path, data_dir):
-    without = shown_histories(write_recipe(tmp_path, data_dir, None))
+    without = shown(catalog_histories(write_recipe(tmp_path, data_dir, None)))
     path = write_requests(tmp_path / "dev.jsonl", [seafood_request()])
     dev_items = set(seafood_request()["judgements"])
-    with_dev = shown_histories(write_recipe(tmp_path, data_dir, path))
+    with_dev = catalog_histories(write_recipe(tmp_path, data_dir, path))
 
     assert any(set(history) & dev_items for history in without)
-    assert not any(set(history) & dev_items for history in with_dev)
-    assert with_dev == [history for history in without if not set(history) & dev_items]
+    assert not any(set(history) & dev_items for history in shown(with_dev))
+    assert shown(with_dev) == [history for history in without if not set(history) & dev_items]
+    # Every available history is written at this fraction, so the dropped ones are the difference.
+    assert with_dev.stats["dev_request_items"] == len(dev_items)
+    assert with_dev.stats["histories_with_dev_items"] == len(without) - len(shown(with_dev))
 
 
 @pytest.fixture

@@ -123,6 +123,8 @@ def catalog_table(stats: dict) -> Table:
         ("eligible", "eligible items"),
         ("groups", "groups"),
         ("groups_too_small", f"  with fewer than {catalog['items_per_history']} items (skipped)"),
+        ("dev_request_items", "items graded by the dev requests (never used)"),
+        ("histories_with_dev_items", "  histories holding one (dropped)"),
         ("histories_available", "histories available (each item in one)"),
         ("histories", "catalog histories written"),
         ("items_shown", "  items shown in them"),
