@@ -21,6 +21,7 @@ its pool is the items it grades, rendered with the test collection's item templa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,11 +32,14 @@ from .catalog_entries import POINTREC_PREFIX
 from .poi_catalog import PoiCatalog
 from .pointrec import Request, poi_text, rendered
 
+if TYPE_CHECKING:
+    from ..evaluation.collection import EvalCollection
+
 MAX_GRADE = 3
 
 
 class DevRequest(BaseModel):
-    """One hand-written request and the grades of its pool."""
+    """One dev request and the grades of its pool."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,7 +105,7 @@ def dev_item_ids(requests: list[DevRequest]) -> set[str]:
 
 def dev_collection(
     requests: list[DevRequest], spec: TestCollectionSpec, catalog: PoiCatalog, source: Path
-):
+) -> EvalCollection:
     """The requests as an `EvalCollection`: each ranks its own graded pool, as the test requests do.
 
     Items are the test collection's POIs (`pointrec:<poi_id>`), rendered with `spec`'s templates.
