@@ -167,7 +167,7 @@ def collection_folder(section: DataSection) -> Path:
 
 
 def catalog_input_files(section: DataSection) -> list[Path]:
-    """The files catalog histories are read from: the hand-written dev requests (their items are
+    """The files catalog histories are read from: the dev requests (their items are
     left out), the POI catalog and the qrels (ids only)."""
     spec = section.catalog
     if not spec.enabled or spec.source != "test":

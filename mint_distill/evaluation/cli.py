@@ -54,7 +54,7 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...], 
     the variant leaves unchanged from the main run. Writes <run_dir>/<name>/ablations/report.md
     and ablations.json: each variant's biencoder-mint against the reference and the full run, and
     every bi-encoder's dev loss and MRR@10 on the main run's synthetic dev split and, with
-    data.catalog.dev_requests, its NDCG on those hand-written requests: the figures to choose a
+    data.catalog.dev_requests, its NDCG on those written requests: the figures to choose a
     variant by.
 
     \b

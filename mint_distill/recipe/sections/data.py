@@ -304,9 +304,9 @@ class CatalogSpec(Section):
     )
     dev_requests: str | None = Field(
         None,
-        description="hand-written dev requests for the target catalog, each with a graded pool of its "
-        "items (JSON lines; mint_distill/data/dev_requests.py): their items are never training "
-        "items, and the ablation report scores every student on them",
+        description="dev requests written for the target catalog outside the pipeline, each with "
+        "a graded pool of its items (JSON lines; mint_distill/data/dev_requests.py): their items "
+        "are never training items, and the ablation report scores every student on them",
     )
     seed: int = 0
 
