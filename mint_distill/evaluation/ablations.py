@@ -240,10 +240,6 @@ def _summary(root: Path, stage: str) -> dict[str, Any]:
 def render_markdown(table: dict[str, Any]) -> str:
     from .report import BETTER, WORSE
 
-    def cell(entry: dict[str, Any]) -> str:
-        mark = (BETTER if entry["delta"] > 0 else WORSE) if entry["significant"] else ""
-        return f"{entry['delta']:+.4f}{mark}"
-
     measures = table["measures"]
     dev = table.get("dev")
     dev_scores = dev["scores"] if dev else {}
@@ -266,9 +262,9 @@ def render_markdown(table: dict[str, Any]) -> str:
     for variant, row in table["rows"].items():
         cells = []
         for m in measures:
-            text = f"{row['means'][m]:.4f} (ref {cell(row['versus_reference'][m])}"
+            text = f"{row['means'][m]:.4f} (ref {_delta_cell(row['versus_reference'][m])}"
             if row["versus_full"]:
-                text += f"; full {cell(row['versus_full'][m])}"
+                text += f"; full {_delta_cell(row['versus_full'][m])}"
             cells.append(text + ")")
         overrides = ", ".join(f"`{o}`" for o in table["overrides"][variant]) or "the recipe as is"
         counts = row["counts"]
@@ -330,11 +326,16 @@ def _dev_request_cells(written: dict[str, Any], variant: str) -> list[str]:
     ]
 
 
-def _versus_cell(entry: dict[str, Any]) -> str:
+def _delta_cell(entry: dict[str, Any]) -> str:
+    """A difference, marked when significant (higher is better)."""
     from .report import BETTER, WORSE
 
     mark = (BETTER if entry["delta"] > 0 else WORSE) if entry["significant"] else ""
-    return f"{entry['delta']:+.4f}{mark}, p {entry['p_value']:.2f}"
+    return f"{entry['delta']:+.4f}{mark}"
+
+
+def _versus_cell(entry: dict[str, Any]) -> str:
+    return f"{_delta_cell(entry)}, p {entry['p_value']:.2f}"
 
 
 def _dev_cell(scores: dict[str, float], key: str, spec: str) -> str:
