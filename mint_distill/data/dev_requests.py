@@ -126,16 +126,11 @@ def dev_collection(
                     f"`{POINTREC_PREFIX}<poi_id>` of the test collection's POI catalog"
                 )
             texts[item] = poi_text(record, spec)
-    rendered_requests = {r.request_id: r.request(spec) for r in requests}
     return EvalCollection(
         name=f"dev-requests:{source.name}",
         pool="graded",
-        requests={qid: request.text for qid, request in rendered_requests.items()},
+        requests={r.request_id: r.request(spec).text for r in requests},
         items=texts,
         pools={r.request_id: sorted(r.judgements) for r in requests},
         qrels={r.request_id: dict(r.judgements) for r in requests},
-        request_info={
-            qid: {"city": request.city, "main_category": request.main_category}
-            for qid, request in rendered_requests.items()
-        },
     )
