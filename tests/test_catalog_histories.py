@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from fixtures.catalog.catalog_data import (
     BUSINESSES,
     GROUPS,
     poi_records,
+    write_catalog_recipe,
     write_pointrec_folder,
     write_yelp_folder,
 )
@@ -45,23 +45,6 @@ def data_dir(tmp_path) -> Path:
     return folder
 
 
-def write_recipe(tmp_path: Path, data_dir: Path, catalog: str = "{enabled: true}") -> Path:
-    path = tmp_path / "recipe.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-        name: catalog
-        run_dir: {tmp_path / "runs"}
-        data:
-          data_dir: {data_dir}
-          source: {{format: yelp_academic, path: yelp}}
-          selection: {{min_liked: 3}}
-          test: {{path: pointrec, download: false}}
-          catalog: {catalog}
-        """)
-    )
-    return path
-
-
 def run_data_stage(recipe_path: Path, *overrides: str) -> Path:
     recipe = load_recipe(recipe_path, overrides)
     run_pipeline(recipe, stages=[s for s in all_stages() if s.name == "data"], quiet=True)
@@ -79,7 +62,7 @@ def catalog_users(folder: Path) -> list[dict]:
 
 
 def test_histories_share_their_group_and_never_show_a_judged_poi(tmp_path, data_dir):
-    out = run_data_stage(write_recipe(tmp_path, data_dir), "data.catalog.fraction=0.9")
+    out = run_data_stage(write_catalog_recipe(tmp_path, data_dir), "data.catalog.fraction=0.9")
     users = catalog_users(out)
     judged = judged_in_qrels(data_dir / "pointrec")
     # 4 groups of 12 POIs with snippets, 2 judged each: 10 eligible, so 2 histories of 5 per group
@@ -102,7 +85,7 @@ def test_histories_share_their_group_and_never_show_a_judged_poi(tmp_path, data_
 
 
 def test_catalog_items_carry_the_rankers_poi_text(tmp_path, data_dir):
-    out = run_data_stage(write_recipe(tmp_path, data_dir), "data.catalog.fraction=0.9")
+    out = run_data_stage(write_catalog_recipe(tmp_path, data_dir), "data.catalog.fraction=0.9")
     items = {item["item_id"]: item for item in read_jsonl(out / "items.jsonl")}
     spec = TestCollectionSpec()
     raw = {}
@@ -140,7 +123,7 @@ def test_catalog_history_count(users, fraction, cap, available, expected):
 
 
 def test_fraction_zero_half_and_one_in_the_stage(tmp_path, data_dir):
-    recipe = write_recipe(tmp_path, data_dir)
+    recipe = write_catalog_recipe(tmp_path, data_dir)
     origins = {}
     for fraction in (0, 0.5, 1):
         out = run_data_stage(
@@ -156,7 +139,7 @@ def test_fraction_zero_half_and_one_in_the_stage(tmp_path, data_dir):
 
 
 def test_histories_are_deterministic_given_the_seed(tmp_path, data_dir):
-    recipe = write_recipe(tmp_path, data_dir, "{enabled: true, fraction: 0.5}")
+    recipe = write_catalog_recipe(tmp_path, data_dir, "{enabled: true, fraction: 0.5}")
 
     def histories(seed: int) -> list[list[str]]:
         section = load_recipe(recipe, [f"data.catalog.seed={seed}"]).data
@@ -169,14 +152,14 @@ def test_histories_are_deterministic_given_the_seed(tmp_path, data_dir):
 
 
 def test_disabled_catalog_writes_no_catalog_history(tmp_path, data_dir):
-    out = run_data_stage(write_recipe(tmp_path, data_dir, "{enabled: false}"))
+    out = run_data_stage(write_catalog_recipe(tmp_path, data_dir, "{enabled: false}"))
     assert {u["origin"] for u in read_jsonl(out / "users.jsonl")} == {"history"}
     assert "catalog_histories" not in json.loads((out / "manifest.json").read_text())["summary"]
 
 
 def test_judged_pois_are_used_only_when_exclusion_is_off(tmp_path, data_dir):
     out = run_data_stage(
-        write_recipe(tmp_path, data_dir),
+        write_catalog_recipe(tmp_path, data_dir),
         "data.catalog.exclude_judged=false",
         "data.catalog.fraction=0.9",
     )
@@ -207,7 +190,7 @@ def test_sentences_skip_boilerplate_and_keep_to_the_token_bounds():
 
 def test_training_source_groups_the_training_catalog(tmp_path, data_dir):
     out = run_data_stage(
-        write_recipe(tmp_path, data_dir, "{enabled: true, source: training, items_per_history: 2}")
+        write_catalog_recipe(tmp_path, data_dir, "{enabled: true, source: training, items_per_history: 2}")
     )
     items = {item["item_id"]: item for item in read_jsonl(out / "items.jsonl")}
     users = catalog_users(out)
@@ -227,7 +210,7 @@ def test_data_stats_shows_the_catalog_histories(tmp_path, data_dir):
             "--quiet",
             "data",
             "stats",
-            str(write_recipe(tmp_path, data_dir)),
+            str(write_catalog_recipe(tmp_path, data_dir)),
             "--no-test",
             "--json",
             str(out),
@@ -251,7 +234,7 @@ def test_bad_group_attribute_names_the_key(tmp_path, data_dir):
             "--quiet",
             "data",
             "stats",
-            str(write_recipe(tmp_path, data_dir)),
+            str(write_catalog_recipe(tmp_path, data_dir)),
             "data.catalog.group_by=[street]",
         ],
     )
@@ -266,7 +249,7 @@ def test_no_group_large_enough_is_an_error_naming_the_key(tmp_path, data_dir):
             "--quiet",
             "data",
             "stats",
-            str(write_recipe(tmp_path, data_dir)),
+            str(write_catalog_recipe(tmp_path, data_dir)),
             "data.catalog.items_per_history=50",
             "--no-test",
         ],

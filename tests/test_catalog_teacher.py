@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 from pathlib import Path
 
 import pytest
-from fixtures.catalog.catalog_data import write_pointrec_folder, write_yelp_folder
+from fixtures.catalog.catalog_data import (
+    write_catalog_recipe,
+    write_pointrec_folder,
+    write_yelp_folder,
+)
 from fixtures.teacher.tiny_teacher import SEEDS, save_tiny_teacher
 
 from mint_distill.data.text import render
@@ -77,25 +80,14 @@ def write_recipe(tmp_path: Path, **settings: str) -> Path:
     if not data.exists():
         write_pointrec_folder(data / "pointrec")
         write_yelp_folder(data / "yelp", USERS)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-        name: template
-        run_dir: {tmp_path / "runs"}
-        data:
-          data_dir: {data}
-          source: {{format: yelp_academic, path: yelp}}
-          selection: {{min_liked: 3}}
-          test: {{path: pointrec, download: false}}
-          catalog: {{enabled: true, fraction: 0.5}}
+    sections = f"""
         teacher:
           kind: {settings.get("kind", "template")}
           model: {settings.get("model", tmp_path / "no-such-model")}
           generation: {{seed: 3}}
         filter: {{method: random, keep_fraction: 0.5}}
-        """)
-    )
-    return path
+        """
+    return write_catalog_recipe(tmp_path, data, "{enabled: true, fraction: 0.5}", sections, name="template")
 
 
 def text_stages(recipe):

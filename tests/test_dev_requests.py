@@ -4,12 +4,16 @@ their items kept out of training, and every ablation student scored on them."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import embedded_or_skip
-from fixtures.catalog.catalog_data import poi_records, write_pointrec_folder, write_yelp_folder
+from fixtures.catalog.catalog_data import (
+    poi_records,
+    write_catalog_recipe,
+    write_pointrec_folder,
+    write_yelp_folder,
+)
 from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
 
 from mint_distill.data.build import prepare_training_data
@@ -126,23 +130,13 @@ def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data
 
 
 def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | None) -> Path:
-    path = tmp_path / "recipe.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-        name: dev
-        run_dir: {tmp_path / "runs"}
-        data:
-          data_dir: {data_dir}
-          source: {{format: yelp_academic, path: yelp}}
-          selection: {{min_liked: 3}}
-          test: {{path: pointrec, download: false}}
-          catalog: {{enabled: true, fraction: 0.9, dev_requests: {dev_requests or "null"}}}
+    catalog = f"{{enabled: true, fraction: 0.9, dev_requests: {dev_requests or 'null'}}}"
+    sections = """
         students:
-          biencoder: {{max_seq_length: 64}}
-        evaluation: {{precision: float32}}
-        """)
-    )
-    return path
+          biencoder: {max_seq_length: 64}
+        evaluation: {precision: float32}
+        """
+    return write_catalog_recipe(tmp_path, data_dir, catalog, sections)
 
 
 def catalog_histories(recipe: Path):
