@@ -127,36 +127,46 @@ def score_on_dev_requests(
     """The zero-shot encoder, the full run's and each variant's bi-encoder on the recipe's
     dev requests (`data.catalog.dev_requests`; None without them).
 
-    Each ranks every request's graded pool as the evaluate stage ranks the test pools (its
-    precision and batch size, each model at its own sequence length), and each request's NDCG
-    is compared with the full run's student, paired as in the report.
+    Each ranks every request's graded pool as the evaluate stage ranks the test pools (`produce_runs`
+    with its precision, batch size and encoding cache, each model at its own sequence length; runs in
+    `ablations/dev-requests/`), and each request's NDCG is compared with the full run's student,
+    paired as in the report.
     """
     if recipe.data.catalog.dev_requests is None:
         return None
     from ..data.dev_requests import dev_collection, read_dev_requests
     from ..data.poi_catalog import load_poi_catalog
     from ..data.pseudo_histories import collection_folder
-    from ..memory import release_freed_memory
+    from ..recipe.sections.evaluation import RankerSpec
     from ..students.outputs import MODEL_DIR
     from ..students.stage import BIENCODER
+    from .cache import evaluation_cache_dir
     from .metrics import evaluate_run, mean
-    from .rankers import DenseRanker
+    from .systems import produce_runs
 
     source = Path(recipe.data.catalog.dev_requests)
     collection = dev_collection(
         read_dev_requests(source), recipe.data.test, load_poi_catalog(collection_folder(recipe.data)), source
     )
     spec = recipe.evaluation
-    models = {ZERO_SHOT: recipe.students.biencoder.model, FULL: main_root / BIENCODER / MODEL_DIR}
-    models.update({variant: root / BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
-    depth = max(len(pool) for pool in collection.pools.values())
-    per_query = {}
-    for name, model in models.items():
-        ranker = DenseRanker(str(model), batch_size=spec.batch_size, precision=spec.precision)
-        run = ranker.rank(collection, depth)
-        per_query[name] = evaluate_run(run, collection.qrels, DEV_REQUEST_MEASURES, spec.relevance_level)
-        del ranker
-        release_freed_memory()
+    rankers = [RankerSpec(name=ZERO_SHOT, kind="dense", model=recipe.students.biencoder.model)]
+    rankers += [
+        RankerSpec(name=name, kind="biencoder", model=str(root / BIENCODER / MODEL_DIR))
+        for name, root in {FULL: main_root, **variant_roots}.items()
+    ]
+    runs, _ = produce_runs(
+        collection,
+        rankers,
+        main_root / REPORT_FOLDER / "dev-requests",
+        depth=max(len(pool) for pool in collection.pools.values()),
+        batch_size=spec.batch_size,
+        cache_dir=evaluation_cache_dir(spec.cache_dir),
+        precision=spec.precision,
+    )
+    per_query = {
+        name: evaluate_run(run, collection.qrels, DEV_REQUEST_MEASURES, spec.relevance_level)
+        for name, run in runs.items()
+    }
     full = per_query[FULL]
     return {
         "file": str(source),

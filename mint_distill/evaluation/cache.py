@@ -22,9 +22,10 @@ from ..io import JsonlAppender, atomic_path, read_jsonl, sha256_file, sha256_jso
 from ..models.cache import FILES_RECORD, home
 
 
-def default_cache_dir() -> Path:
-    """$MINT_DISTILL_HOME/evaluation-cache (shared by every run and recipe on this machine)."""
-    return home() / "evaluation-cache"
+def evaluation_cache_dir(configured: str | None) -> Path:
+    """`configured` (`evaluation.cache_dir`), else $MINT_DISTILL_HOME/evaluation-cache (shared by
+    every run and recipe on this machine)."""
+    return Path(configured).expanduser() if configured else home() / "evaluation-cache"
 
 
 def text_key(text: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import MintError
 from ..recipe.sections.evaluation import EvaluationSection, RankerSpec
-from .cache import default_cache_dir
+from .cache import evaluation_cache_dir
 from .collection import EvalCollection
 from .compare import Evaluation, evaluate_runs
 from .report import write_report
@@ -38,10 +37,10 @@ def run_evaluation(
             f"evaluation.reference `{settings.reference}` has no ranker in this evaluation (a student that is "
             f"not trained yet?); systems: {', '.join(ranker.name for ranker in rankers)}"
         )
-    cache_dir = Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
     runs, details = produce_runs(
         collection, rankers, folder,
-        depth=settings.depth, batch_size=settings.batch_size, cache_dir=cache_dir, precision=settings.precision,
+        depth=settings.depth, batch_size=settings.batch_size, cache_dir=evaluation_cache_dir(settings.cache_dir),
+        precision=settings.precision,
         reuse=resume,
     )
     evaluation = evaluate_runs(
