@@ -108,6 +108,29 @@ def test_triplet_loss_lowers_its_hinge_on_cross_topic_triplets(world, tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
+# The tiny encoder's own length is 48 and tiny_spec trains at 32: the saved student must encode at
+# the inference length, not at the (shorter, cheaper) training length.
+@pytest.mark.parametrize(
+    ("finetune", "inference_length", "expected"), [("full", None, 48), ("full", 40, 40), ("lora", None, 48)]
+)
+def test_the_saved_student_encodes_at_its_inference_length(
+    world, tmp_path, finetune, inference_length, expected
+):
+    from sentence_transformers import SentenceTransformer
+
+    spec = {
+        **tiny_spec(world["encoder"], epochs=1, eval_every=0),
+        "finetune": finetune,
+        "inference_max_seq_length": inference_length,
+    }
+    train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
+    saved = SentenceTransformer(str(tmp_path / "out" / "model"), device="cpu")
+    long_text = " ".join(["coffee"] * 200)
+    assert saved.tokenize([long_text])["input_ids"].shape[1] == expected
+    info = json.loads((tmp_path / "out" / "model" / "mint-student.json").read_text())
+    assert (info["max_length"], info["inference_max_length"]) == (32, expected)
+
+
 # bf16: the trained model in memory must compute as its saved copy does, not in the training autocast.
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
 def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path, mixed_precision):

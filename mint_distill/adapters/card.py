@@ -111,12 +111,14 @@ def _how_made(manifest: dict[str, Any], recipe: dict | None) -> str:
         )
         student = _get(recipe, "students.biencoder") or {}
         training = student.get("training") or {}
+        inference_length = student.get("inference_max_seq_length") or "the base model's"
         rows.append(
             (
                 "student training",
                 f"{student.get('loss')} loss, {training.get('epochs')} epoch(s), "
                 f"learning rate {training.get('learning_rate')}, "
-                f"batch size {training.get('batch_size')}, max sequence length {student.get('max_seq_length')}",
+                f"batch size {training.get('batch_size')}, max sequence length {student.get('max_seq_length')} "
+                f"(inference: {inference_length})",
             )
         )
     if not rows:

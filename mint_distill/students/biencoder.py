@@ -92,8 +92,10 @@ class BiEncoderTask:
         batch_size: int = 16,
         dev_catalog: int | None = 1000,
         seed: int = 0,
+        saved_max_seq_length: int | None = None,
     ):
         self.model, self.data, self.examples = model, data, examples
+        self.saved_max_seq_length = saved_max_seq_length
         self.loss_name, self.mnrl_scale, self.triplet_margin = loss, mnrl_scale, triplet_margin
         self.hard_negatives = hard_negatives or {}
         self.batch_size = batch_size
@@ -181,7 +183,13 @@ class BiEncoderTask:
         return ranking_measures((queries @ items.T).cpu(), relevant, excluded, k=10)
 
     def save(self, model, folder: Path) -> None:
-        model.save(str(folder), create_model_card=False)
+        """Save `model`, set to encode `saved_max_seq_length` tokens wherever it is loaded."""
+        training_length = model.max_seq_length
+        model.max_seq_length = self.saved_max_seq_length or training_length
+        try:
+            model.save(str(folder), create_model_card=False)
+        finally:
+            model.max_seq_length = training_length
 
 
 def pair_keys(pair: Pair) -> tuple:
@@ -265,12 +273,9 @@ def train_biencoder(
     examples = sample_examples(data.train, spec.training.max_train_pairs, settings.seed)
     set_seed(settings.seed)
     # Loaded on the CPU: Accelerate moves it to this process's device.
-    model = load_biencoder(
-        spec.model,
-        max_seq_length=spec.max_seq_length,
-        trust_remote_code=spec.trust_remote_code,
-        device="cpu",
-    )
+    model = load_biencoder(spec.model, trust_remote_code=spec.trust_remote_code, device="cpu")
+    inference_length = spec.inference_max_seq_length or model.max_seq_length
+    model.max_seq_length = spec.max_seq_length
     if spec.finetune == "lora":
         add_lora(model, spec.lora)
     hard = (
@@ -289,6 +294,7 @@ def train_biencoder(
         batch_size=settings.batch_size,
         dev_catalog=spec.dev_catalog,
         seed=settings.seed,
+        saved_max_seq_length=inference_length,
     )
     result = train_loop(
         task, settings, out_dir, resume=resume, description="bi-encoder", callbacks=callbacks
@@ -306,6 +312,7 @@ def train_biencoder(
             "lora": spec.lora.model_dump() if spec.finetune == "lora" else None,
             "loss": spec.loss,
             "max_length": spec.max_seq_length,
+            "inference_max_length": inference_length,
             "hard_negatives": spec.hard_negatives.model_dump(),
             "data_counts": counts,
             "training": training_record(result, settings),

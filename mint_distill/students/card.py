@@ -108,7 +108,8 @@ def _training(info: dict[str, Any]) -> str:
     training = info.get("training") or {}
     rows = {
         "loss": info.get("loss"),
-        "max sequence length": info.get("max_length"),
+        "max sequence length (training)": info.get("max_length"),
+        "max sequence length (inference)": info.get("inference_max_length"),
         "fine-tuning": info.get("finetune"),
         "LoRA": json.dumps(info["lora"]) if info.get("lora") else None,
         **{key.replace("_", " "): value for key, value in (training.get("settings") or {}).items()},

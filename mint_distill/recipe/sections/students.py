@@ -91,7 +91,13 @@ class BiEncoderSpec(Section):
         LoraSpec(r=8, alpha=16, dropout=0.1, target_modules="all-linear"),
         description="used when finetune is lora; all-linear fits BERT (query/key/value) and MPNet (q/k/v) alike",
     )
-    max_seq_length: int = Field(256, ge=8, description="tokens per request or item text")
+    max_seq_length: int = Field(256, ge=8, description="tokens per request or item text in training")
+    inference_max_seq_length: int | None = Field(
+        None,
+        ge=8,
+        description="tokens per text the trained student encodes with (evaluation, negatives, export, "
+        "serving); null: the base model's own, as its zero-shot self encodes",
+    )
     dev_catalog: int | None = Field(
         1000,
         ge=1,
