@@ -111,7 +111,7 @@ def _how_made(manifest: dict[str, Any], recipe: dict | None) -> str:
         )
         student = _get(recipe, "students.biencoder") or {}
         training = student.get("training") or {}
-        inference_length = student.get("inference_max_seq_length") or "the base model's"
+        inference_length = student.get("inference_max_seq_length") or "the same"
         rows.append(
             (
                 "student training",

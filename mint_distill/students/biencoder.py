@@ -273,9 +273,13 @@ def train_biencoder(
     examples = sample_examples(data.train, spec.training.max_train_pairs, settings.seed)
     set_seed(settings.seed)
     # Loaded on the CPU: Accelerate moves it to this process's device.
-    model = load_biencoder(spec.model, trust_remote_code=spec.trust_remote_code, device="cpu")
-    inference_length = spec.inference_max_seq_length or model.max_seq_length
-    model.max_seq_length = spec.max_seq_length
+    model = load_biencoder(
+        spec.model,
+        max_seq_length=spec.max_seq_length,
+        trust_remote_code=spec.trust_remote_code,
+        device="cpu",
+    )
+    inference_length = spec.inference_max_seq_length or spec.max_seq_length
     if spec.finetune == "lora":
         add_lora(model, spec.lora)
     hard = (

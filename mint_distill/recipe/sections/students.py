@@ -96,7 +96,7 @@ class BiEncoderSpec(Section):
         None,
         ge=8,
         description="tokens per text the trained student encodes with (evaluation, negatives, export, "
-        "serving); null: the base model's own, as its zero-shot self encodes",
+        "serving); null: max_seq_length, as in training",
     )
     dev_catalog: int | None = Field(
         1000,
