@@ -23,7 +23,7 @@ class ValidationReport:
 def model_references(recipe: Recipe) -> dict[str, str]:
     """Recipe key -> model reference, for every model the recipe would load."""
     references: dict[str, str] = {}
-    if recipe.teacher.kind == "llm":
+    if "llm" in recipe.teacher.kinds(recipe.data.catalog.enabled):
         references["teacher.model"] = recipe.teacher.model
     if recipe.filter.method == "likelihood":
         references["filter.model"] = recipe.filter.model

@@ -190,3 +190,53 @@ def test_llm_requests_carry_the_prefix(tmp_path):
     for record in records:
         assert record["origin"] == "catalog"
         assert record["request"].startswith(prefix) and len(record["request"]) > len(prefix)
+
+
+def test_teacher_kinds_count_catalog_kind_only_with_catalog_histories():
+    mixed = TeacherSection(kind="template", catalog_kind="llm")
+    assert (mixed.kind_for("history"), mixed.kind_for("catalog")) == ("template", "llm")
+    assert mixed.kinds(catalog_enabled=True) == {"template", "llm"}
+    assert mixed.kinds(catalog_enabled=False) == {"template"}
+    assert TeacherSection(kind="llm").kind_for("catalog") == "llm"
+
+
+def test_llm_writes_for_users_and_the_template_for_catalog_histories(tmp_path):
+    teacher = save_tiny_teacher(tmp_path / "teacher")
+    recipe = load_recipe(
+        write_recipe(tmp_path, kind="llm", model=str(teacher)),
+        [
+            "teacher.catalog_kind=template",
+            "teacher.tuning.enabled=false",
+            "teacher.prompt.num_examples=0",
+            "teacher.report.enabled=false",
+            "teacher.generation.max_new_tokens=8",
+            "teacher.generation.min_words=0",
+            "teacher.generation.max_repetition=1.0",
+            "teacher.generation.check_item_names=false",
+            "teacher.generation.max_retries=0",
+        ],
+    )
+    result = run_pipeline(recipe, stages=text_stages(recipe), until="generate", quiet=True)
+    assert result.ran == ["data", "generate"]
+    root = tmp_path / "runs" / "template"
+    users = load_users(root / "data" / "users.jsonl")
+    by_id = {u.user_id: u for u in users}
+    records = list(read_jsonl(root / "generate" / "requests.jsonl"))
+    rejected = list(read_jsonl(root / "generate" / "rejected.jsonl"))
+    catalog = [r for r in records if r["origin"] == "catalog"]
+    assert sorted(r["user_id"] for r in catalog) == sorted(u.user_id for u in users if u.origin == "catalog")
+    for record in catalog:
+        history = by_id[record["user_id"]]
+        sentences = {i.item_id: i.sentence for i in history.items}
+        snippets = " ".join(sentences[item] for item in record["settings"]["snippet_items"])
+        assert record["settings"]["teacher"] == "template"
+        assert record["request"] == f"{render_prefix(PREFIX, history)} {snippets}"
+    written_by_llm = [r for r in records + rejected if r["origin"] == "history"]
+    assert sorted(r["user_id"] for r in written_by_llm) == sorted(u.user_id for u in users if u.origin == "history")
+    assert all(r["settings"]["teacher"] == str(teacher) for r in written_by_llm)
+    order = [u.user_id for u in users]
+    assert [r["user_id"] for r in records] == sorted((r["user_id"] for r in records), key=order.index)
+    summary = json.loads((root / "generate" / "summary.json").read_text())
+    assert summary["teacher_by_origin"] == {"catalog": "template", "history": "llm"}
+    assert summary["requests_by_origin"]["catalog"] == summary["template_requests"] == USERS
+    assert summary["requests"] == len(records) and summary["users"] == len(users)

@@ -16,6 +16,11 @@ from .prompts import PromptBuilder, PromptTemplate, load_template
 _PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
 
 
+def uses_llm(recipe: Recipe) -> bool:
+    """Whether the LLM teacher writes any request (for users, or for catalog pseudo-histories)."""
+    return "llm" in recipe.teacher.kinds(recipe.data.catalog.enabled)
+
+
 def _seeds_file(recipe: Recipe) -> Path:
     return Path(recipe.teacher.tuning.seeds)
 
@@ -29,7 +34,7 @@ def _template(recipe: Recipe) -> PromptTemplate:
 
 
 def _input_files(recipe: Recipe) -> list[Path]:
-    if recipe.teacher.kind == "template":
+    if not uses_llm(recipe):
         return []
     files = [_seeds_file(recipe)]
     if recipe.teacher.prompt.template:
@@ -53,7 +58,7 @@ def _check(recipe: Recipe) -> list[str]:
 
 
 def _check_generate(recipe: Recipe) -> list[str]:
-    if recipe.teacher.kind == "template":
+    if not uses_llm(recipe):
         return []
     problems = _check(recipe)
     if recipe.teacher.report.enabled:
@@ -76,7 +81,7 @@ def _join_other_processes() -> None:
     summary="LoRA-tune the teacher LLM on the seed pairs (loss on the request tokens)",
     config_keys=(*_PROMPT_KEYS, "teacher.tuning"),
     input_files=_input_files,
-    enabled=lambda recipe: recipe.teacher.kind == "llm" and recipe.teacher.tuning.enabled,
+    enabled=lambda recipe: uses_llm(recipe) and recipe.teacher.tuning.enabled,
     check=_check,
 )
 def run_tune_teacher(ctx: StageContext) -> dict:
@@ -118,6 +123,7 @@ def run_tune_teacher(ctx: StageContext) -> dict:
     summary="write synthetic narrative requests for every user with the (tuned) teacher or the template",
     config_keys=(
         *_PROMPT_KEYS,
+        "teacher.catalog_kind",
         "teacher.request_prefix",
         "teacher.template",
         "teacher.tuning.enabled",
@@ -134,9 +140,50 @@ def run_generate(ctx: StageContext) -> dict:
     users = load_users(ctx.upstream("data") / "users.jsonl")[
         : ctx.recipe.teacher.generation.max_users
     ]
-    if ctx.recipe.teacher.kind == "template":
+    teacher = ctx.recipe.teacher
+    by_llm = [user for user in users if teacher.kind_for(user.origin) == "llm"]
+    by_template = [user for user in users if teacher.kind_for(user.origin) == "template"]
+    if not by_llm:
         return _generate_from_template(ctx, users) if process_state().is_main_process else {}
-    return _generate_with_llm(ctx, users)
+    summary = _generate_with_llm(ctx, by_llm)
+    if by_template and process_state().is_main_process:
+        summary = _add_template_requests(ctx, users, by_template, summary)
+    return summary
+
+
+def _add_template_requests(
+    ctx: StageContext, users: list[History], by_template: list[History], llm_summary: dict
+) -> dict:
+    """Add the template teacher's requests for `by_template` to the LLM's, in the order of `users`."""
+    from collections import Counter
+
+    from ..io import read_jsonl
+    from .synthesis import REQUESTS, work_units
+    from .template_teacher import template_records
+
+    teacher = ctx.recipe.teacher
+    units = work_units(users, teacher.generation.requests_per_user)
+    records = [*read_jsonl(ctx.dir / REQUESTS)] + template_records(
+        work_units(by_template, teacher.generation.requests_per_user),
+        spec=teacher.template,
+        request_prefix=teacher.request_prefix,
+        seed=teacher.generation.seed,
+    )
+    order = {unit.request_id: position for position, unit in enumerate(units)}
+    records.sort(key=lambda record: order[record["request_id"]])
+    summary = {
+        **llm_summary,
+        "teacher_by_origin": {origin: teacher.kind_for(origin) for origin in _by_origin(users)},
+        "users": len(users),
+        "users_by_origin": _by_origin(users),
+        "requests_wanted": len(units),
+        "requests": write_jsonl_atomic(ctx.dir / REQUESTS, records),
+        "requests_by_origin": dict(sorted(Counter(record["origin"] for record in records).items())),
+        "template_requests": len(records) - llm_summary["requests"],
+        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
+    }
+    write_json_atomic(ctx.dir / "summary.json", summary)
+    return summary
 
 
 def _generate_from_template(ctx: StageContext, users: list[History]) -> dict:

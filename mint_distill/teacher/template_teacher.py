@@ -50,6 +50,18 @@ def write_template_requests(
     seed: int,
 ) -> dict:
     """Write `requests.jsonl` for every unit; return counts (requests, and per origin)."""
+    records = template_records(units, spec=spec, request_prefix=request_prefix, seed=seed)
+    write_jsonl_atomic(Path(out_dir) / REQUESTS, records)
+    return {
+        "requests": len(records),
+        "requests_by_origin": dict(sorted(Counter(r["origin"] for r in records).items())),
+    }
+
+
+def template_records(
+    units: Sequence[Unit], *, spec: TemplateTeacherSpec, request_prefix: str | None, seed: int
+) -> list[dict]:
+    """One request record per unit, in the shape the LLM path writes."""
     records = []
     for unit in units:
         history = unit.history
@@ -71,8 +83,4 @@ def write_template_requests(
                 },
             }
         )
-    write_jsonl_atomic(Path(out_dir) / REQUESTS, records)
-    return {
-        "requests": len(records),
-        "requests_by_origin": dict(sorted(Counter(r["origin"] for r in records).items())),
-    }
+    return records

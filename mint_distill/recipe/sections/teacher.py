@@ -141,6 +141,11 @@ class TeacherSection(Section):
         "llm",
         description="llm: a (LoRA-tuned) language model; template: `teacher.template.pattern`",
     )
+    catalog_kind: Literal["llm", "template"] | None = Field(
+        None,
+        description="teacher of the catalog pseudo-histories (data.catalog); null: kind. With kind llm "
+        "and catalog_kind template, the LLM writes for users and the pattern for catalog groups",
+    )
     request_prefix: str | None = Field(
         "Looking for {main_category}[, specifically {sub_categories}] in {city}, {country}.",
         description="put before every request, from the history's most common main category, "
@@ -160,3 +165,11 @@ class TeacherSection(Section):
     tuning: TuningSpec = TuningSpec()
     generation: GenerationSpec = GenerationSpec()
     report: ReportSpec = ReportSpec()
+
+    def kind_for(self, origin: str) -> str:
+        """The teacher kind that writes the requests of histories of this origin."""
+        return (self.catalog_kind or self.kind) if origin == "catalog" else self.kind
+
+    def kinds(self, catalog_enabled: bool) -> set[str]:
+        """The teacher kinds a run uses (catalog_kind only counts with catalog histories)."""
+        return {self.kind, self.kind_for("catalog")} if catalog_enabled else {self.kind}
