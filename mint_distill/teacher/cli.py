@@ -56,13 +56,15 @@ def generate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
     teacher_report.md. Killing it and running it again finishes the remaining users. Under
     `accelerate launch` every process generates its share of the users. With
     teacher.kind=template no model is loaded: each request is teacher.template.pattern filled
-    with the request prefix and sentences of the history's items.
+    with the request prefix and sentences of the history's items. teacher.catalog_kind=template
+    keeps the LLM for users and writes catalog pseudo-histories' requests with the pattern.
 
     \b
     Examples:
       mint-distill generate recipes/pointrec.yaml
       mint-distill generate recipes/pointrec.yaml teacher.generation.requests_per_user=2
       mint-distill generate recipes/pointrec.yaml teacher.kind=template
+      mint-distill generate recipes/pointrec.yaml teacher.catalog_kind=template
       accelerate launch --num_processes 2 "$(command -v mint-distill)" generate recipes/pointrec.yaml
     """
     _run(recipe, overrides, "generate", force)

@@ -163,7 +163,7 @@ def _add_template_requests(
 
     teacher = ctx.recipe.teacher
     units = work_units(users, teacher.generation.requests_per_user)
-    records = [*read_jsonl(ctx.dir / REQUESTS)] + template_records(
+    records = list(read_jsonl(ctx.dir / REQUESTS)) + template_records(
         work_units(by_template, teacher.generation.requests_per_user),
         spec=teacher.template,
         request_prefix=teacher.request_prefix,
