@@ -22,8 +22,10 @@ class ValidationReport:
 
 def model_references(recipe: Recipe) -> dict[str, str]:
     """Recipe key -> model reference, for every model the recipe would load."""
+    from .teacher.stage import uses_llm
+
     references: dict[str, str] = {}
-    if "llm" in recipe.teacher.kinds(recipe.data.catalog.enabled):
+    if uses_llm(recipe):
         references["teacher.model"] = recipe.teacher.model
     if recipe.filter.method == "likelihood":
         references["filter.model"] = recipe.filter.model
