@@ -174,13 +174,10 @@ def _add_template_requests(
     summary = {
         **llm_summary,
         "teacher_by_origin": {origin: teacher.kind_for(origin) for origin in _by_origin(users)},
-        "users": len(users),
-        "users_by_origin": _by_origin(users),
-        "requests_wanted": len(units),
+        **_history_counts(users, units, teacher.request_prefix),
         "requests": write_jsonl_atomic(ctx.dir / REQUESTS, records),
         "requests_by_origin": dict(sorted(Counter(record["origin"] for record in records).items())),
         "template_requests": len(records) - llm_summary["requests"],
-        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
     }
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
@@ -201,15 +198,22 @@ def _generate_from_template(ctx: StageContext, users: list[History]) -> dict:
     )
     summary = {
         "teacher": "template",
-        "users": len(users),
-        "users_by_origin": _by_origin(users),
-        "requests_wanted": len(units),
+        **_history_counts(users, units, teacher.request_prefix),
         **counts,
         "rejected": 0,
-        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
     }
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
+
+
+def _history_counts(users: list[History], units: list, request_prefix: str | None) -> dict:
+    """What every generate summary says about the histories it was given."""
+    return {
+        "users": len(users),
+        "users_by_origin": _by_origin(users),
+        "requests_wanted": len(units),
+        "users_without_prefix": _without_prefix(request_prefix, users),
+    }
 
 
 def _by_origin(users: list[History]) -> dict[str, int]:
@@ -338,12 +342,9 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         origins[record["origin"]] = origins.get(record["origin"], 0) + 1
     summary = {
         "teacher": "llm",
-        "users": len(users),
-        "users_by_origin": _by_origin(users),
-        "requests_wanted": len(units),
+        **_history_counts(users, units, teacher.request_prefix),
         **merged,
         "requests_by_origin": dict(sorted(origins.items())),
-        "users_without_prefix": _without_prefix(teacher.request_prefix, users),
         **run_counts,
         "processes": state.num_processes,
         "tokens_per_second_this_run": _rate(
