@@ -99,6 +99,16 @@ def test_card_has_front_matter_and_figures(bundle):
     assert "| filter | kept | 60 |" in text
 
 
+@pytest.mark.parametrize(("finetuned_weight", "said"), [(1.0, False), (0.5, True)])
+def test_card_says_when_the_student_was_averaged_with_its_base(bundle, finetuned_weight, said):
+    from mint_distill.adapters.card import render_card
+
+    recipe = {"students": {"biencoder": {"max_seq_length": 128, "finetuned_weight": finetuned_weight}}}
+    text = render_card(read_manifest(bundle), recipe)
+    assert ("the update scaled by 0.5 (WiSE-FT)" in text) is said
+    assert "max sequence length 128" in text
+
+
 def test_portable_adapter_config_keeps_no_training_machine_path(trained, bundle):
     adapter = json.loads((bundle / "biencoder" / "adapter_config.json").read_text())
     # A local base has no hub id, so the reference itself is kept.

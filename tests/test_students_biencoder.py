@@ -131,6 +131,60 @@ def test_the_saved_student_encodes_at_its_inference_length(
     assert (info["max_length"], info["inference_max_length"]) == (32, expected)
 
 
+# WiSE-FT: same seed, same steps; only what is saved differs. LoRA averages its update (B), the rest stays.
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_a_student_saved_at_weight_one_half_lies_halfway_between_its_base_and_its_trained_self(
+    world, tmp_path, finetune
+):
+    from sentence_transformers import SentenceTransformer
+
+    weights = {}
+    for finetuned_weight in (1.0, 0.5):
+        spec = {
+            **tiny_spec(world["encoder"], epochs=1, eval_every=0),
+            "finetune": finetune,
+            "finetuned_weight": finetuned_weight,
+        }
+        out = tmp_path / str(finetuned_weight)
+        train_biencoder(spec, **_inputs(world), out_dir=out, seed=0)
+        weights[finetuned_weight] = SentenceTransformer(str(out / "model"), device="cpu").state_dict()
+        info = json.loads((out / "model" / "mint-student.json").read_text())
+        assert info["finetuned_weight"] == finetuned_weight
+        card = (out / "model" / "README.md").read_text()
+        assert f"| weight of the fine-tuned model (WiSE-FT) | {finetuned_weight:.4g} |" in card
+    base = SentenceTransformer(str(world["encoder"]), device="cpu").state_dict()
+    trained, averaged = weights[1.0], weights[0.5]
+    assert trained.keys() == averaged.keys()
+    changed = 0
+    for name, value in trained.items():
+        if finetune == "lora":
+            expected = 0.5 * value if "lora_B" in name else value
+        else:
+            expected = 0.5 * (base[name] + value) if value.is_floating_point() else value
+        torch.testing.assert_close(averaged[name], expected, msg=name)
+        changed += not torch.equal(averaged[name], value)
+    assert changed > 0
+
+
+def test_averaging_restores_the_trained_weights_after_the_save(world):
+    from sentence_transformers import SentenceTransformer
+
+    from mint_distill.students.averaging import WeightAverage
+
+    model = SentenceTransformer(str(world["encoder"]), device="cpu")
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    average = WeightAverage(model, finetuned_weight=0.25)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    trained = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with average.applied(model):
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p, start[name] + 0.25, msg=name)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, trained[name]), name
+
+
 # bf16: the trained model in memory must compute as its saved copy does, not in the training autocast.
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
 def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path, mixed_precision):

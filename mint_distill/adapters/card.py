@@ -118,12 +118,19 @@ def _how_made(manifest: dict[str, Any], recipe: dict | None) -> str:
                 f"{student.get('loss')} loss, {training.get('epochs')} epoch(s), "
                 f"learning rate {training.get('learning_rate')}, "
                 f"batch size {training.get('batch_size')}, max sequence length {student.get('max_seq_length')} "
-                f"(inference: {inference_length})",
+                f"(inference: {inference_length})"
+                + _averaging(student.get("finetuned_weight")),
             )
         )
     if not rows:
         return ""
     return "## How it was made\n\n| step | setting |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _averaging(finetuned_weight: float | None) -> str:
+    if finetuned_weight is None or finetuned_weight >= 1.0:
+        return ""
+    return f"; saved averaged with its base, the update scaled by {finetuned_weight} (WiSE-FT)"
 
 
 def _training_data(summaries: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from ..errors import DataError
 from ..recipe.sections.base import LoraSpec
 from ..recipe.sections.students import BiEncoderSpec
+from .averaging import WeightAverage
 from .batching import distinct_key_batches
 from .card import base_model_identity
 from .data import Pair, StudentData, load_student_data
@@ -93,9 +94,11 @@ class BiEncoderTask:
         dev_catalog: int | None = 1000,
         seed: int = 0,
         saved_max_seq_length: int | None = None,
+        finetuned_weight: float = 1.0,
     ):
         self.model, self.data, self.examples = model, data, examples
         self.saved_max_seq_length = saved_max_seq_length
+        self.average = WeightAverage(model, finetuned_weight)
         self.loss_name, self.mnrl_scale, self.triplet_margin = loss, mnrl_scale, triplet_margin
         self.hard_negatives = hard_negatives or {}
         self.batch_size = batch_size
@@ -183,11 +186,12 @@ class BiEncoderTask:
         return ranking_measures((queries @ items.T).cpu(), relevant, excluded, k=10)
 
     def save(self, model, folder: Path) -> None:
-        """Save `model`, set to encode `saved_max_seq_length` tokens wherever it is loaded."""
+        """Save `model`, averaged with its base, set to encode `saved_max_seq_length` tokens wherever it is loaded."""
         training_length = model.max_seq_length
         model.max_seq_length = self.saved_max_seq_length or training_length
         try:
-            model.save(str(folder), create_model_card=False)
+            with self.average.applied(model):
+                model.save(str(folder), create_model_card=False)
         finally:
             model.max_seq_length = training_length
 
@@ -299,6 +303,7 @@ def train_biencoder(
         dev_catalog=spec.dev_catalog,
         seed=settings.seed,
         saved_max_seq_length=inference_length,
+        finetuned_weight=spec.finetuned_weight,
     )
     result = train_loop(
         task, settings, out_dir, resume=resume, description="bi-encoder", callbacks=callbacks
@@ -317,6 +322,7 @@ def train_biencoder(
             "loss": spec.loss,
             "max_length": spec.max_seq_length,
             "inference_max_length": inference_length,
+            "finetuned_weight": spec.finetuned_weight,
             "hard_negatives": spec.hard_negatives.model_dump(),
             "data_counts": counts,
             "training": training_record(result, settings),

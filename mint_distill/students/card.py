@@ -110,6 +110,7 @@ def _training(info: dict[str, Any]) -> str:
         "loss": info.get("loss"),
         "max sequence length (training)": info.get("max_length"),
         "max sequence length (inference)": info.get("inference_max_length"),
+        "weight of the fine-tuned model (WiSE-FT)": info.get("finetuned_weight"),
         "fine-tuning": info.get("finetune"),
         "LoRA": json.dumps(info["lora"]) if info.get("lora") else None,
         **{key.replace("_", " "): value for key, value in (training.get("settings") or {}).items()},
@@ -135,6 +136,8 @@ def _dev(info: dict[str, Any]) -> str:
     else:
         reference, column = dev.get("start") or {}, "before training"
         what = "On the held-out synthetic dev requests (their kept items as relevant), before training and at the kept step."
+        if (info.get("finetuned_weight") or 1.0) < 1.0:
+            what += " Both were measured before the kept step was averaged with the base model."
     lines = ["## Dev measures", "", what, "", f"| measure | {column} | kept step |", "|---|---|---|"]
     lines += [
         f"| {name} | {_fmt(reference.get(name))} | {_fmt(value)} |" for name, value in best.items()

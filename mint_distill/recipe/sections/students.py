@@ -98,6 +98,13 @@ class BiEncoderSpec(Section):
         description="tokens per text the trained student encodes with (evaluation, negatives, export, "
         "serving); null: max_seq_length, as in training",
     )
+    finetuned_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="WiSE-FT: the saved student is base + w * (fine-tuned - base), for LoRA its update "
+        "scaled by w; 1: the fine-tuned student as trained",
+    )
     dev_catalog: int | None = Field(
         1000,
         ge=1,
