@@ -155,10 +155,8 @@ def _add_template_requests(
     ctx: StageContext, users: list[History], by_template: list[History], llm_summary: dict
 ) -> dict:
     """Add the template teacher's requests for `by_template` to the LLM's, in the order of `users`."""
-    from collections import Counter
-
     from ..io import read_jsonl
-    from .synthesis import REQUESTS, work_units
+    from .synthesis import REQUESTS, origin_counts, work_units
     from .template_teacher import template_records
 
     teacher = ctx.recipe.teacher
@@ -171,12 +169,15 @@ def _add_template_requests(
     )
     order = {unit.request_id: position for position, unit in enumerate(units)}
     records.sort(key=lambda record: order[record["request_id"]])
+    history_counts = _history_counts(users, units, teacher.request_prefix)
     summary = {
         **llm_summary,
-        "teacher_by_origin": {origin: teacher.kind_for(origin) for origin in _by_origin(users)},
-        **_history_counts(users, units, teacher.request_prefix),
+        "teacher_by_origin": {
+            origin: teacher.kind_for(origin) for origin in history_counts["users_by_origin"]
+        },
+        **history_counts,
         "requests": write_jsonl_atomic(ctx.dir / REQUESTS, records),
-        "requests_by_origin": dict(sorted(Counter(record["origin"] for record in records).items())),
+        "requests_by_origin": origin_counts(record["origin"] for record in records),
         "template_requests": len(records) - llm_summary["requests"],
     }
     write_json_atomic(ctx.dir / "summary.json", summary)
@@ -208,18 +209,14 @@ def _generate_from_template(ctx: StageContext, users: list[History]) -> dict:
 
 def _history_counts(users: list[History], units: list, request_prefix: str | None) -> dict:
     """What every generate summary says about the histories it was given."""
+    from .synthesis import origin_counts
+
     return {
         "users": len(users),
-        "users_by_origin": _by_origin(users),
+        "users_by_origin": origin_counts(user.origin for user in users),
         "requests_wanted": len(units),
         "users_without_prefix": _without_prefix(request_prefix, users),
     }
-
-
-def _by_origin(users: list[History]) -> dict[str, int]:
-    from collections import Counter
-
-    return dict(sorted(Counter(user.origin for user in users).items()))
 
 
 def _without_prefix(request_prefix: str | None, users: list[History]) -> int:
@@ -234,7 +231,7 @@ def _without_prefix(request_prefix: str | None, users: list[History]) -> int:
 def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     from ..io import read_jsonl
     from .generation import RequestSampler, load_teacher
-    from .synthesis import REQUESTS, merge_shards, synthesize, work_units
+    from .synthesis import REQUESTS, merge_shards, origin_counts, synthesize, work_units
 
     state = process_state()
     teacher, generation = ctx.recipe.teacher, ctx.recipe.teacher.generation
@@ -337,14 +334,11 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     if not state.is_main_process:
         return {}
     merged = merge_shards(ctx.dir, units)
-    origins: dict[str, int] = {}
-    for record in read_jsonl(ctx.dir / REQUESTS):
-        origins[record["origin"]] = origins.get(record["origin"], 0) + 1
     summary = {
         "teacher": "llm",
         **_history_counts(users, units, teacher.request_prefix),
         **merged,
-        "requests_by_origin": dict(sorted(origins.items())),
+        "requests_by_origin": origin_counts(r["origin"] for r in read_jsonl(ctx.dir / REQUESTS)),
         **run_counts,
         "processes": state.num_processes,
         "tokens_per_second_this_run": _rate(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,11 @@ class Unit:
 
 def work_units(users: Sequence[History], requests_per_user: int) -> list[Unit]:
     return [Unit(user, index) for user in users for index in range(requests_per_user)]
+
+
+def origin_counts(origins: Iterable[str]) -> dict[str, int]:
+    """How many histories or requests come from each origin (users, catalog), sorted by origin."""
+    return dict(sorted(Counter(origins).items()))
 
 
 def finished_ids(out_dir: Path) -> set[str]:

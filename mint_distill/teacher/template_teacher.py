@@ -10,7 +10,6 @@ to clear, and a real option without a good LLM. Records have the shape the LLM p
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ..io import write_jsonl_atomic
 from ..recipe.sections.teacher import TemplateTeacherSpec
 from .histories import History, ShownItem
 from .prefix import render_prefix, request_fields
-from .synthesis import REQUESTS, Unit
+from .synthesis import REQUESTS, Unit, origin_counts
 
 
 def template_request(
@@ -54,7 +53,7 @@ def write_template_requests(
     write_jsonl_atomic(Path(out_dir) / REQUESTS, records)
     return {
         "requests": len(records),
-        "requests_by_origin": dict(sorted(Counter(r["origin"] for r in records).items())),
+        "requests_by_origin": origin_counts(r["origin"] for r in records),
     }
 
 
