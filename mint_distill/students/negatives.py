@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..bm25 import import_bm25s
 from ..console import progress_bar
 from .data import Pair
 
@@ -93,7 +94,7 @@ def bm25_rankings(
     queries: Mapping[str, str], items: Mapping[str, str], depth: int
 ) -> dict[str, list[str]]:
     """Request id -> the `depth` best catalog item ids by BM25 (bm25s, English stopwords)."""
-    import bm25s
+    bm25s = import_bm25s()
 
     item_ids = list(items)
     retriever = bm25s.BM25()

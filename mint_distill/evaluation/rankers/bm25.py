@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...bm25 import import_bm25s
 from ..collection import EvalCollection
 from ..trec import Run, ranked
 
@@ -21,7 +22,7 @@ class BM25Ranker:
         self.counters: dict[str, int] = {}
 
     def rank(self, collection: EvalCollection, depth: int) -> Run:
-        import bm25s
+        bm25s = import_bm25s()
 
         stemmer = self._stemmer()
         item_ids = sorted(collection.items)
