@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from mint_distill.data.catalog_entries import POINTREC_PREFIX
+from mint_distill.data.dev_requests import dev_collection, dev_item_ids, read_dev_requests
+from mint_distill.data.poi_catalog import load_poi_catalog
 from mint_distill.io import read_jsonl
 from mint_distill.pipeline import all_stages, run_pipeline
 from mint_distill.recipe import load_recipe
+from mint_distill.recipe.sections.data import TestCollectionSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("private_mint_home")]
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +57,19 @@ def test_pointrec_recipe_with_catalog_histories(shared_data, tmp_path):
     stats = json.loads((out / "stats.json").read_text())["catalog"]
     assert stats["judged_ids"] == 4448 and stats["histories_available"] > 1000
     assert stats["groups"] > 100 and stats["items_added"] == len(shown)
+
+
+def test_shipped_dev_requests_grade_unjudged_catalog_pois_and_the_sets_share_none(shared_data):
+    files = sorted((REPO / "recipes" / "dev").glob("*.jsonl"))
+    assert [f.name for f in files] == ["poi_catalog.jsonl", "poi_catalog_b.jsonl"]
+    catalog = load_poi_catalog(shared_data / "pointrec")
+    qrels = shared_data / "pointrec" / "raw" / "relevance" / "qrels.trec"
+    judged = {POINTREC_PREFIX + line.split()[2] for line in qrels.read_text().splitlines() if line.strip()}
+    pools = []
+    for path in files:
+        requests = read_dev_requests(path)
+        collection = dev_collection(requests, TestCollectionSpec(), catalog, path)  # every POI is in the catalog
+        assert all(len(pool) == 15 for pool in collection.pools.values())
+        pools.append(dev_item_ids(requests))
+    assert not (pools[0] | pools[1]) & judged
+    assert not pools[0] & pools[1]
