@@ -10,6 +10,7 @@ import pytest
 from mint_distill.data.catalog_entries import POINTREC_PREFIX
 from mint_distill.data.dev_requests import dev_collection, dev_item_ids, read_dev_requests
 from mint_distill.data.poi_catalog import load_poi_catalog
+from mint_distill.data.pointrec import qrels_file, read_judged_ids
 from mint_distill.io import read_jsonl
 from mint_distill.pipeline import all_stages, run_pipeline
 from mint_distill.recipe import load_recipe
@@ -63,8 +64,7 @@ def test_shipped_dev_requests_grade_unjudged_catalog_pois_and_the_sets_share_non
     files = sorted((REPO / "recipes" / "dev").glob("*.jsonl"))
     assert [f.name for f in files] == ["poi_catalog.jsonl", "poi_catalog_b.jsonl"]
     catalog = load_poi_catalog(shared_data / "pointrec")
-    qrels = shared_data / "pointrec" / "raw" / "relevance" / "qrels.trec"
-    judged = {POINTREC_PREFIX + line.split()[2] for line in qrels.read_text().splitlines() if line.strip()}
+    judged = {POINTREC_PREFIX + poi for poi in read_judged_ids(qrels_file(shared_data / "pointrec"))}
     pools = []
     for path in files:
         requests = read_dev_requests(path)
