@@ -52,6 +52,11 @@ def _stand_ins(encoders, calls: list[str]) -> list[Stage]:
         shutil.copytree(encoders["trained"], ctx.dir / "model")
         return {"pairs": 60}
 
+    def average(ctx):
+        calls.append("average-biencoder")
+        shutil.copytree(ctx.upstream("train-biencoder") / "model", ctx.dir / "model")
+        return {}
+
     def evaluate(ctx):
         calls.append("evaluate")
         return {"requests": 3, "means": MEANS}
@@ -60,6 +65,9 @@ def _stand_ins(encoders, calls: list[str]) -> list[Stage]:
         Stage("data", data, "stand-in", ("data.source",)),
         Stage("tune-teacher", tune_teacher, "stand-in", ("teacher",), after=("data",)),
         Stage("train-biencoder", train, "stand-in", ("students.biencoder",), after=("data",)),
+        Stage(
+            "average-biencoder", average, "stand-in", ("students.biencoder",), after=("train-biencoder",)
+        ),
         Stage("evaluate", evaluate, "stand-in", ("evaluation",)),
         PACKAGE_STAGE,
     ]
@@ -239,7 +247,7 @@ def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoder
     recipe.data.source.path = "new-catalog.csv"
     calls.clear()
     result = adapt(recipe, stages=stages, quiet=True)
-    assert calls == ["data", "train-biencoder"], "teacher reused, evaluation skipped"
+    assert calls == ["data", "train-biencoder", "average-biencoder"], "teacher reused, evaluation skipped"
     assert result.reused_teacher == tmp_path / "runs" / "toy" / "tune-teacher"
     assert result.bundle == tmp_path / "adapters" / "toy" and verify_bundle(result.bundle) == []
     assert read_manifest(result.bundle)["evaluation"] == {}

@@ -179,8 +179,8 @@ def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
     main, variant = tmp_path / "runs/dev", tmp_path / "runs/dev-random"
     from sentence_transformers import SentenceTransformer
 
-    SentenceTransformer(str(minilm_folder), device="cpu").save(str(main / "train-biencoder/model"))
-    save_tiny_sentence_transformer(variant / "train-biencoder/model")
+    SentenceTransformer(str(minilm_folder), device="cpu").save(str(main / "average-biencoder/model"))
+    save_tiny_sentence_transformer(variant / "average-biencoder/model")
 
     scored = score_on_dev_requests(main, {"random": variant}, recipe)
 

@@ -70,14 +70,14 @@ def test_students_are_picked_up_once_their_stages_finished(tmp_path):
     recipe = load_recipe(RECIPE, [f"run_dir={tmp_path}"])
     run_root = tmp_path / "pointrec"
     assert student_rankers(recipe, run_root) == []
-    (run_root / "train-biencoder" / "model").mkdir(parents=True)  # started, not finished
+    (run_root / "average-biencoder" / "model").mkdir(parents=True)  # started, not finished
     assert student_rankers(recipe, run_root) == []
 
-    _finish_stage(run_root, "train-biencoder")
+    _finish_stage(run_root, "average-biencoder")
     _finish_stage(run_root, "train-crossencoder")
     biencoder, crossencoder = student_rankers(recipe, run_root)
     assert (biencoder.name, biencoder.kind, biencoder.model) == (
-        "biencoder-mint", "biencoder", str(run_root / "train-biencoder" / "model")
+        "biencoder-mint", "biencoder", str(run_root / "average-biencoder" / "model")
     )
     assert (crossencoder.first_stage, crossencoder.top_k) == ("biencoder-mint", recipe.students.crossencoder.rerank_top_k)
     assert crossencoder.fusion_weight is None  # a folder that records no weight: its scores alone
@@ -113,7 +113,7 @@ def test_evaluate_command_reports_and_reruns_when_a_student_appears(shared_data,
     again = runner.invoke(cli, ["--quiet", *arguments])
     assert again.exit_code == 0 and "up to date" in again.output
 
-    _finish_stage(tmp_path / "pointrec", "train-biencoder", save_tiny_sentence_transformer(tmp_path / "student"))
+    _finish_stage(tmp_path / "pointrec", "average-biencoder", save_tiny_sentence_transformer(tmp_path / "student"))
     third = runner.invoke(cli, ["--quiet", *arguments])
     assert third.exit_code == 0, third.output
     metrics = json.loads((folder / "metrics.json").read_text())

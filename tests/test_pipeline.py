@@ -109,6 +109,49 @@ def test_key_read_only_by_last_stage_reruns_only_it(recipe_file):
     assert result.ran == ["total"]
 
 
+def test_a_key_a_stage_excludes_from_its_section_leaves_it_fresh(recipe_file):
+    calls = Calls()
+    registry = StageRegistry()
+
+    @registry.register(
+        "section", summary="reads data.selection but min_liked", config_keys=("data.selection",),
+        config_excluded=("data.selection.min_liked",),
+    )
+    def section(ctx):
+        calls.hit("section")
+        return {}
+
+    stages = registry.ordered()
+    run_pipeline(load_recipe(recipe_file), stages=stages)
+    assert run_pipeline(load_recipe(recipe_file, ["data.selection.min_liked=7"]), stages=stages).ran == []
+    assert run_pipeline(load_recipe(recipe_file, ["data.selection.max_liked=9"]), stages=stages).ran == ["section"]
+    manifest = json.loads((recipe_file.parent / "runs" / "toy" / "section" / "manifest.json").read_text())
+    assert "min_liked" not in manifest["config"]["data.selection"] and manifest["config"]["data.selection"]["max_liked"] == 9
+    assert calls.counts == {"section": 2}
+
+
+def test_an_excluded_key_outside_the_stage_keys_is_refused():
+    from mint_distill.pipeline.manifest import select_config
+
+    with pytest.raises(ValueError, match="teacher.kind"):
+        select_config({"data": {}, "teacher": {"kind": "llm"}}, ("data",), ("teacher.kind",))
+
+
+def test_stages_that_read_nothing_of_each_other_keep_their_modules_order_whatever_was_imported_first():
+    registry = StageRegistry(modules=("textwrap", "json"))  # harmless to import
+
+    def second(ctx):
+        return {}
+
+    def first(ctx):
+        return {}
+
+    second.__module__, first.__module__ = "json", "textwrap"
+    registry.register("second", summary="", config_keys=())(second)
+    registry.register("first", summary="", config_keys=())(first)
+    assert [stage.name for stage in registry.ordered()] == ["first", "second"]
+
+
 def test_force_from_and_until(recipe_file):
     calls = Calls()
     stages = make_stages(calls)

@@ -34,7 +34,7 @@ def _spec(encoder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def main_run(tmp_path_factory):
-    """A finished run's folders as `ablate` finds them: data, generate, filter, train-biencoder."""
+    """A finished run's folders as `ablate` finds them: data, generate, filter, the student."""
     root = tmp_path_factory.mktemp("dev-scoring")
     world = write_toy_world(root / "world", users=24, dev_users=6)
     encoder = save_tiny_encoder(root / "encoder", dropout=0.0)
@@ -50,6 +50,8 @@ def main_run(tmp_path_factory):
         out_dir=run / "train-biencoder",
         seed=0,
     )
+    # What average-biencoder saves at finetuned_weight 1: the trained student as it is.
+    shutil.copytree(run / "train-biencoder" / "model", run / "average-biencoder" / "model")
     return {"run": run, "encoder": encoder, "summary": summary, "world": world}
 
 
@@ -87,7 +89,7 @@ def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_pa
     recipe = load_recipe(recipe_path)
     # A variant whose "student" is the untrained encoder: it must score as the zero-shot row does.
     variant = tmp_path / "variant"
-    shutil.copytree(main_run["encoder"], variant / "train-biencoder" / "model")
+    shutil.copytree(main_run["encoder"], variant / "average-biencoder" / "model")
     dev = score_on_main_dev(main_run["run"], {"untrained": variant}, recipe)
 
     summary = main_run["summary"]

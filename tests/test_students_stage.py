@@ -1,4 +1,4 @@
-"""`mint-distill train`: the three student stages on a run folder, freshness, errors, kill and resume."""
+"""`mint-distill train`: the student stages on a run folder, freshness, errors, kill and resume."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from fixtures.students.toy import save_tiny_encoder, write_toy_world
@@ -115,7 +116,8 @@ def test_train_runs_the_student_stages_then_finds_them_fresh(tmp_path):
 
     again = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
     assert again.exit_code == 0, again.output
-    assert "fresh, skipped: train-biencoder, mine-negatives, train-crossencoder" in again.output
+    skipped = "fresh, skipped: train-biencoder, average-biencoder, mine-negatives, train-crossencoder"
+    assert skipped in " ".join(again.output.split())
 
 
 def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
@@ -187,3 +189,28 @@ def test_train_refuses_a_disabled_student(tmp_path, only):
     )
     assert result.exit_code == 2
     assert "disables" in result.output
+
+
+def test_a_new_weight_or_length_resaves_the_student_without_training_it_again(tmp_path):
+    from safetensors.torch import load_file
+
+    recipe = _run_folder(tmp_path, epochs=0.5, finetune="lora")
+    run_root = tmp_path / "runs" / "toy"
+    first = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), "--only", "biencoder"])
+    assert first.exit_code == 0, first.output
+    trained = load_file(run_root / "train-biencoder" / "model" / "adapter_model.safetensors")
+    checkpoint_hash = _manifest(run_root, "train-biencoder")["output_hash"]
+
+    overrides = ["students.biencoder.finetuned_weight=0.5", "students.biencoder.inference_max_seq_length=40"]
+    second = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), "--only", "biencoder", *overrides])
+    assert second.exit_code == 0, second.output
+    output = " ".join(second.output.split())
+    assert "fresh, skipped: train-biencoder" in output and "done average-biencoder" in output
+    assert _manifest(run_root, "train-biencoder")["output_hash"] == checkpoint_hash
+    averaged = load_file(run_root / "average-biencoder" / "model" / "adapter_model.safetensors")
+    assert averaged.keys() == trained.keys()
+    for name, weights in trained.items():
+        assert torch.equal(averaged[name], 0.5 * weights if "lora_B" in name else weights), name
+    summary = _manifest(run_root, "average-biencoder")["summary"]
+    assert summary == {"finetuned_weight": 0.5, "inference_max_seq_length": 40, "averaged_tensors": summary["averaged_tensors"]}
+    assert summary["averaged_tensors"] == sum("lora_B" in name for name in trained) > 0

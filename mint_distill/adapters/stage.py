@@ -10,11 +10,14 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import read_manifest
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
+from ..students.stage import AVERAGED as BIENCODER_STAGE
+from ..students.stage import BIENCODER as TRAINING_STAGE
+from ..students.stage import CROSSENCODER as CROSSENCODER_STAGE
 from .bundle import ComponentSource, copy_bundle, is_adapter_folder, write_bundle
 
-BIENCODER_STAGE, CROSSENCODER_STAGE, EVALUATE_STAGE = "train-biencoder", "train-crossencoder", "evaluate"
+EVALUATE_STAGE = "evaluate"
 # Stages whose summary counts describe the training data in the manifest and card.
-COUNTED_STAGES = ("data", "tune-teacher", "generate", "filter", BIENCODER_STAGE, CROSSENCODER_STAGE)
+COUNTED_STAGES = ("data", "tune-teacher", "generate", "filter", TRAINING_STAGE, CROSSENCODER_STAGE)
 
 
 def _enabled(recipe: Recipe) -> bool:

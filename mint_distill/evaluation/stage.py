@@ -18,8 +18,8 @@ from ..pipeline.manifest import MANIFEST, read_manifest
 from ..recipe import Recipe
 from ..recipe.sections.evaluation import RankerSpec
 from ..students.fusion import recorded_fusion_weight
-
-BIENCODER_STAGE, CROSSENCODER_STAGE = "train-biencoder", "train-crossencoder"
+from ..students.stage import AVERAGED as BIENCODER_STAGE
+from ..students.stage import CROSSENCODER as CROSSENCODER_STAGE
 
 
 def student_rankers(recipe: Recipe, run_root: Path) -> list[RankerSpec]:

@@ -64,7 +64,7 @@ def export(
 ) -> None:
     """Merge an encoder's LoRA into its base and write compact copies for CPU serving.
 
-    SOURCE is an adapter bundle, a LoRA adapter folder (e.g. runs/NAME/train-biencoder/model),
+    SOURCE is an adapter bundle, a LoRA adapter folder (e.g. runs/NAME/average-biencoder/model),
     or any model reference (embedded:NAME, a folder, a hub id). OUT gets a plain
     sentence-transformers folder and, unless --no-onnx, onnx/model.onnx (+ model_qint8.onnx)
     with onnx_encoder.json for `mint-distill recommend` without torch. Every export prints the
@@ -73,7 +73,7 @@ def export(
     \b
     Examples:
       mint-distill export adapters/poi --out exports/poi
-      mint-distill export runs/pointrec/train-biencoder/model --out exports/pointrec --recipe recipes/pointrec.yaml
+      mint-distill export runs/pointrec/average-biencoder/model --out exports/pointrec --recipe recipes/pointrec.yaml
       mint-distill export embedded:all-minilm-l6-v2 --out exports/minilm --no-int8
     """
     from .exporter import export_encoder

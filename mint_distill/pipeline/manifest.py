@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import platform
 from pathlib import Path
@@ -28,14 +29,27 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def select_config(recipe_dump: dict, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The recipe values under each dotted key (a missing key maps to None)."""
+def select_config(
+    recipe_dump: dict, keys: tuple[str, ...], excluded: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The recipe values under each dotted key (a missing key maps to None), less the `excluded`
+    dotted keys found inside them."""
     selected: dict[str, Any] = {}
     for key in keys:
         node: Any = recipe_dump
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        selected[key] = node
+        selected[key] = copy.deepcopy(node)
+    for key in excluded:
+        owner = next((k for k in keys if key.startswith(f"{k}.")), None)
+        if owner is None:
+            raise ValueError(f"excluded key `{key}` is not inside any of the keys {keys}")
+        *parents, leaf = key[len(owner) + 1 :].split(".")
+        node = selected[owner]
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return selected
 
 

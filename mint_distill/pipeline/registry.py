@@ -2,7 +2,7 @@
 
 A stage names the recipe keys it depends on (dotted paths) and the stages whose outputs it
 reads. Stages are ordered so that every stage comes after the ones it reads, ties broken by
-registration order. Other packages can add stages through the `mint_distill.stages`
+module (in `BUILTIN_STAGE_MODULES` order, plug-ins last), then registration order. Other packages can add stages through the `mint_distill.stages`
 entry-point group (each entry point is a module that calls `register_stage`).
 """
 
@@ -50,12 +50,15 @@ class Stage:
     `mint-distill validate`; `input_files(recipe)` lists files whose content the outputs depend on.
 
     `version` is part of the stage's config hash: bump it when a code change alters outputs.
+    `config_excluded` names keys inside `config_keys` that the stage does not depend on (a later
+    stage applies them), so that changing them leaves the stage fresh.
     """
 
     name: str
     run: Callable[[StageContext], dict[str, Any]]
     summary: str
     config_keys: tuple[str, ...]
+    config_excluded: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     input_files: Callable[[Recipe], list[Path]] = field(default=_no_files)
     enabled: Callable[[Recipe], bool] = field(default=_always)
@@ -101,7 +104,13 @@ class StageRegistry:
             placed.add(stage.name)
             ordered.append(stage)
 
-        for stage in list(self._stages.values()):
+        # Ties go by module (this package's in BUILTIN_STAGE_MODULES order, then plugins), not by
+        # which module a process happened to import first.
+        def module_rank(stage: Stage) -> int:
+            module = stage.run.__module__
+            return self._modules.index(module) if module in self._modules else len(self._modules)
+
+        for stage in sorted(self._stages.values(), key=module_rank):
             place(stage, ())
         return ordered
 

@@ -107,7 +107,8 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
     for path in stage.input_files(recipe):
         path = Path(path)
         files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
-    return fingerprint(select_config(dump, stage.config_keys), stage.version, upstream, files)
+    config = select_config(dump, stage.config_keys, stage.config_excluded)
+    return fingerprint(config, stage.version, upstream, files)
 
 
 def run_pipeline(
@@ -222,7 +223,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     manifest = {
         "stage": stage.name,
         **state.expected,
-        "config": select_config(recipe.model_dump(mode="json"), stage.config_keys),
+        "config": select_config(recipe.model_dump(mode="json"), stage.config_keys, stage.config_excluded),
         "stage_version": stage.version,
         "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST,)),
         "versions": library_versions(),

@@ -2,7 +2,7 @@
 
 - an ONNX export folder (`onnx_encoder.json`): tokenizers + onnxruntime, torch is never imported;
 - an adapter bundle (a folder, or a domain installed under `adapters/`): PyTorch, LoRA merged;
-- a LoRA adapter folder (e.g. runs/NAME/train-biencoder/model): PyTorch, on its base;
+- a LoRA adapter folder (e.g. runs/NAME/average-biencoder/model): PyTorch, on its base;
 - any other model reference (`embedded:NAME`, a sentence-transformers folder, a hub id).
 
 The fingerprint identifies everything that decides the embeddings (weights, tokenizer, pooling,

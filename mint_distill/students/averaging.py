@@ -5,49 +5,92 @@ better than either on text unlike the training data, which is the case of a stud
 synthetic requests and served on real ones. The saved weights are `base + w * (trained - base)`;
 for a LoRA student that is its update `B·A` scaled by `w` (B starts at zero), so only `lora_B` is
 averaged and the adapter stays an adapter.
+
+This is its own stage (`average-biencoder`) after training, so that changing the weight or the
+length the student encodes at re-saves the trained student instead of training it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+import json
+import shutil
+from pathlib import Path
+
+from ..adapters.bundle import is_adapter_folder
+from .card import write_model_card
+
+STUDENT_INFO = "mint-student.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
-class WeightAverage:
-    """The student's starting weights, kept so that saves can average towards them."""
-
-    def __init__(self, model: Any, finetuned_weight: float = 1.0):
-        self.finetuned_weight = finetuned_weight
-        self.start = (
-            {name: p.detach().to("cpu", copy=True) for name, p in _update_parameters(model)}
-            if finetuned_weight < 1.0
-            else {}
-        )
-
-    @contextmanager
-    def applied(self, model: Any) -> Iterator[None]:
-        """Within the block, `model` holds the averaged weights; its trained ones come back after."""
-        if not self.start:
-            yield
-            return
-        import torch
-
-        parameters = dict(_update_parameters(model))
-        trained = {name: parameters[name].detach().clone() for name in self.start}
-        with torch.no_grad():
-            for name, start in self.start.items():
-                start = start.to(trained[name].device, trained[name].dtype)
-                parameters[name].copy_(start + self.finetuned_weight * (trained[name] - start))
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, weights in trained.items():
-                    parameters[name].copy_(weights)
+def save_averaged_student(
+    trained: Path,
+    out: Path,
+    *,
+    base_model: str,
+    finetuned_weight: float,
+    inference_max_seq_length: int | None = None,
+    trust_remote_code: bool = False,
+) -> int:
+    """Copy the student in `trained` to `out`, averaged with `base_model` and set to encode
+    `inference_max_seq_length` tokens (its training length when None). Returns how many tensors
+    the averaging changed (0 at `finetuned_weight` 1)."""
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(trained, staging)
+    changed = 0
+    if finetuned_weight < 1.0:
+        if is_adapter_folder(staging):
+            changed = _scale_lora_update(staging / ADAPTER_WEIGHTS, finetuned_weight)
+        else:
+            changed = _average_full_model(staging, base_model, finetuned_weight, trust_remote_code)
+    info = json.loads((staging / STUDENT_INFO).read_text(encoding="utf-8"))
+    length = inference_max_seq_length or info["max_length"]
+    _set_encoding_length(staging, length)
+    info.update(inference_max_length=length, finetuned_weight=finetuned_weight)
+    write_model_card(staging, info)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return changed
 
 
-def _update_parameters(model: Any) -> list[tuple[str, Any]]:
-    """The parameters that carry what training changed: LoRA's `B` matrices, else every trained one."""
-    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    return [(name, p) for name, p in trained if "lora_B" in name] or trained
+def _scale_lora_update(weights_file: Path, finetuned_weight: float) -> int:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(weights_file), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(weights_file))
+    scaled = [name for name in tensors if "lora_B" in name]
+    for name in scaled:
+        tensors[name] = tensors[name] * finetuned_weight
+    save_file(tensors, str(weights_file), metadata=metadata)
+    return len(scaled)
+
+
+def _average_full_model(
+    folder: Path, base_model: str, finetuned_weight: float, trust_remote_code: bool
+) -> int:
+    import torch
+
+    from .biencoder import load_biencoder
+
+    model = load_biencoder(str(folder), trust_remote_code=trust_remote_code, device="cpu")
+    base = load_biencoder(base_model, trust_remote_code=trust_remote_code, device="cpu").state_dict()
+    changed = 0
+    with torch.no_grad():
+        for name, weights in model.state_dict().items():
+            if weights.is_floating_point():
+                weights.copy_(base[name] + finetuned_weight * (weights - base[name]))
+                changed += 1
+    model.save(str(folder), create_model_card=False)
+    return changed
+
+
+def _set_encoding_length(folder: Path, length: int) -> None:
+    """Sentence-transformers truncates at its tokenizer's `model_max_length`, saved with the tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.model_max_length = length
+    tokenizer.save_pretrained(str(folder))

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from ..errors import DataError
 from ..recipe.sections.base import LoraSpec
 from ..recipe.sections.students import BiEncoderSpec
-from .averaging import WeightAverage
 from .batching import distinct_key_batches
 from .card import base_model_identity
 from .data import Pair, StudentData, load_student_data
@@ -93,12 +92,8 @@ class BiEncoderTask:
         batch_size: int = 16,
         dev_catalog: int | None = 1000,
         seed: int = 0,
-        saved_max_seq_length: int | None = None,
-        finetuned_weight: float = 1.0,
     ):
         self.model, self.data, self.examples = model, data, examples
-        self.saved_max_seq_length = saved_max_seq_length
-        self.average = WeightAverage(model, finetuned_weight)
         self.loss_name, self.mnrl_scale, self.triplet_margin = loss, mnrl_scale, triplet_margin
         self.hard_negatives = hard_negatives or {}
         self.batch_size = batch_size
@@ -186,14 +181,7 @@ class BiEncoderTask:
         return ranking_measures((queries @ items.T).cpu(), relevant, excluded, k=10)
 
     def save(self, model, folder: Path) -> None:
-        """Save `model`, averaged with its base, set to encode `saved_max_seq_length` tokens wherever it is loaded."""
-        training_length = model.max_seq_length
-        model.max_seq_length = self.saved_max_seq_length or training_length
-        try:
-            with self.average.applied(model):
-                model.save(str(folder), create_model_card=False)
-        finally:
-            model.max_seq_length = training_length
+        model.save(str(folder), create_model_card=False)
 
 
 def pair_keys(pair: Pair) -> tuple:
@@ -283,7 +271,6 @@ def train_biencoder(
         trust_remote_code=spec.trust_remote_code,
         device="cpu",
     )
-    inference_length = spec.inference_max_seq_length or spec.max_seq_length
     if spec.finetune == "lora":
         add_lora(model, spec.lora)
     hard = (
@@ -302,8 +289,6 @@ def train_biencoder(
         batch_size=settings.batch_size,
         dev_catalog=spec.dev_catalog,
         seed=settings.seed,
-        saved_max_seq_length=inference_length,
-        finetuned_weight=spec.finetuned_weight,
     )
     result = train_loop(
         task, settings, out_dir, resume=resume, description="bi-encoder", callbacks=callbacks
@@ -321,8 +306,6 @@ def train_biencoder(
             "lora": spec.lora.model_dump() if spec.finetune == "lora" else None,
             "loss": spec.loss,
             "max_length": spec.max_seq_length,
-            "inference_max_length": inference_length,
-            "finetuned_weight": spec.finetuned_weight,
             "hard_negatives": spec.hard_negatives.model_dump(),
             "data_counts": counts,
             "training": training_record(result, settings),

@@ -21,11 +21,11 @@ import click
 def train(recipe: Path, overrides: tuple[str, ...], only: str | None, force: bool) -> None:
     """Train the students on the filtered pairs of a recipe's run folder.
 
-    Runs train-biencoder, mine-negatives and train-crossencoder, skipping fresh ones; needs the
-    data, generate and filter stages finished (`mint-distill run RECIPE --until filter`). An
-    interrupted training resumes from its last checkpoint when run again. Under
-    `accelerate launch --multi_gpu --num_processes N` every process trains (in-batch negatives
-    are gathered across processes) and only the main process writes; on a machine without GPUs
+    Runs train-biencoder, average-biencoder, mine-negatives and train-crossencoder, skipping
+    fresh ones; needs the data, generate and filter stages finished (`mint-distill run RECIPE
+    --until filter`). An interrupted training resumes from its last checkpoint when run again.
+    Under `accelerate launch --multi_gpu --num_processes N` every process trains (in-batch
+    negatives are gathered across processes) and only the main process writes; on a machine without GPUs
     the processes train on the CPU over gloo. (`accelerate launch --cpu --num_processes N`
     starts one process unless accelerate is configured to use mpirun.)
 

@@ -11,11 +11,11 @@ from ..pipeline.manifest import read_manifest
 from ..pipeline.runner import run_root_of
 from ..recipe import Recipe
 from .job import follow, release_followers
-from .stage import BIENCODER, CROSSENCODER, NEGATIVES, STUDENT_STAGES
+from .stage import AVERAGED, BIENCODER, CROSSENCODER, NEGATIVES, STUDENT_STAGES
 
 STAGES_OF = {
-    None: (BIENCODER, NEGATIVES, CROSSENCODER),
-    "biencoder": (BIENCODER,),
+    None: (BIENCODER, AVERAGED, NEGATIVES, CROSSENCODER),
+    "biencoder": (BIENCODER, AVERAGED),
     "crossencoder": (NEGATIVES, CROSSENCODER),
 }
 

@@ -1,4 +1,4 @@
-"""Stages `train-biencoder`, `mine-negatives` and `train-crossencoder`.
+"""Stages `train-biencoder`, `average-biencoder`, `mine-negatives` and `train-crossencoder`.
 
 Training stages dispatch their job through `students.job`, so under `mint-distill train`
 launched with `accelerate launch` every process trains while only the main process runs the
@@ -19,6 +19,10 @@ from ..recipe import Recipe
 from .data import DEV_RANKINGS_FILE, ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
 
 BIENCODER, NEGATIVES, CROSSENCODER = "train-biencoder", "mine-negatives", "train-crossencoder"
+# The bi-encoder as later stages use it and serving gets it (`<run>/average-biencoder/model`).
+AVERAGED = "average-biencoder"
+# Applied to the trained student by AVERAGED: changing them does not retrain it.
+SAVE_TIME_KEYS = ("students.biencoder.finetuned_weight", "students.biencoder.inference_max_seq_length")
 TEXT_STAGES = ("data", "generate", "filter")
 
 
@@ -29,7 +33,7 @@ def seed_of(recipe: Recipe, training_seed: int | None) -> int:
 def provenance(ctx: StageContext) -> dict[str, Any]:
     """Recipe name, sha256 of the whole recipe, and this stage's config hash (as in its manifest)."""
     dump = ctx.recipe.model_dump(mode="json")
-    config = select_config(dump, ctx.stage.config_keys)
+    config = select_config(dump, ctx.stage.config_keys, ctx.stage.config_excluded)
     return {
         "recipe_name": ctx.recipe.name,
         "recipe_sha256": sha256_json(dump),
@@ -71,6 +75,8 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
     BIENCODER,
     summary="train the bi-encoder student (BiEnc-Mint) on the kept pairs; dev selection, checkpoints",
     config_keys=("seed", "students.biencoder"),
+    config_excluded=SAVE_TIME_KEYS,
+    version=2,  # 2: saves the trained weights at the training length; AVERAGED applies SAVE_TIME_KEYS
     after=TEXT_STAGES,
     enabled=lambda recipe: recipe.students.biencoder.enabled,
 )
@@ -94,11 +100,40 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 @_stage(
+    AVERAGED,
+    summary="the trained bi-encoder averaged with its base (WiSE-FT) and set to its inference length",
+    config_keys=("students.biencoder.model", "students.biencoder.trust_remote_code", *SAVE_TIME_KEYS),
+    after=(BIENCODER,),
+    enabled=lambda recipe: recipe.students.biencoder.enabled,
+)
+def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
+    from .averaging import save_averaged_student
+    from .outputs import MODEL_DIR
+
+    spec = ctx.recipe.students.biencoder
+    changed = save_averaged_student(
+        ctx.upstream(BIENCODER) / MODEL_DIR,
+        ctx.dir / MODEL_DIR,
+        base_model=spec.model,
+        finetuned_weight=spec.finetuned_weight,
+        inference_max_seq_length=spec.inference_max_seq_length,
+        trust_remote_code=spec.trust_remote_code,
+    )
+    if changed:
+        ctx.log.info("averaged %d tensors with the base at weight %g", changed, spec.finetuned_weight)
+    return {
+        "finetuned_weight": spec.finetuned_weight,
+        "inference_max_seq_length": spec.inference_max_seq_length or spec.max_seq_length,
+        "averaged_tensors": changed,
+    }
+
+
+@_stage(
     NEGATIVES,
     summary="rank the catalog with the trained bi-encoder; negatives for each kept pair from a rank window",
     config_keys=("seed", "students.negatives"),
     version=2,  # 2: also writes the dev requests' scored rankings
-    after=(*TEXT_STAGES, BIENCODER),
+    after=(*TEXT_STAGES, AVERAGED),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
     check=_crossencoder_problems,
 )
@@ -113,7 +148,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     data = load_student_data(inputs["pairs"], inputs["requests"], inputs["items"])
     pairs = data.train + data.dev
     window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
-    model = load_encoder(ctx.upstream(BIENCODER) / "model", merge=True)  # full or LoRA-tuned
+    model = load_encoder(ctx.upstream(AVERAGED) / "model", merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
     with autocast(spec.precision, model.device.type):
         scored = dense_rankings(
@@ -198,5 +233,10 @@ def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
 
 STUDENT_STAGES: dict[str, Stage] = {
     stage.name: stage
-    for stage in (train_biencoder_stage, mine_negatives_stage, train_crossencoder_stage)
+    for stage in (
+        train_biencoder_stage,
+        average_biencoder_stage,
+        mine_negatives_stage,
+        train_crossencoder_stage,
+    )
 }

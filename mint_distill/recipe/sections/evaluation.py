@@ -82,7 +82,7 @@ class EvaluationSection(Section):
     students: bool = Field(
         True,
         description="also evaluate the trained students found in the run folder: biencoder-mint "
-        "(train-biencoder/model) and crossencoder-mint (train-crossencoder/model, reranking "
+        "(average-biencoder/model) and crossencoder-mint (train-crossencoder/model, reranking "
         "biencoder-mint's top students.crossencoder.rerank_top_k)",
     )
     reference: str = Field("zeroshot-mpnet", description="the system every other is compared with")

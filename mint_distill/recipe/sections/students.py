@@ -96,14 +96,16 @@ class BiEncoderSpec(Section):
         None,
         ge=8,
         description="tokens per text the trained student encodes with (evaluation, negatives, export, "
-        "serving); null: max_seq_length, as in training",
+        "serving); null: max_seq_length, as in training. Applied by the average-biencoder stage: "
+        "changing it does not retrain the student",
     )
     finetuned_weight: float = Field(
         1.0,
         gt=0.0,
         le=1.0,
         description="WiSE-FT: the saved student is base + w * (fine-tuned - base), for LoRA its update "
-        "scaled by w; 1: the fine-tuned student as trained",
+        "scaled by w; 1: the fine-tuned student as trained. Applied by the average-biencoder stage: "
+        "changing it does not retrain the student",
     )
     dev_catalog: int | None = Field(
         1000,
