@@ -17,9 +17,8 @@ import shutil
 from pathlib import Path
 
 from ..adapters.bundle import is_adapter_folder
-from .card import write_model_card
+from .card import INFO_FILE, write_model_card
 
-STUDENT_INFO = "mint-student.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
@@ -44,7 +43,7 @@ def save_averaged_student(
             changed = _scale_lora_update(staging / ADAPTER_WEIGHTS, finetuned_weight)
         else:
             changed = _average_full_model(staging, base_model, finetuned_weight, trust_remote_code)
-    info = json.loads((staging / STUDENT_INFO).read_text(encoding="utf-8"))
+    info = json.loads((staging / INFO_FILE).read_text(encoding="utf-8"))
     length = inference_max_seq_length or info["max_length"]
     _set_encoding_length(staging, length)
     info.update(inference_max_length=length, finetuned_weight=finetuned_weight)
