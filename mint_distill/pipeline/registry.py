@@ -2,8 +2,9 @@
 
 A stage names the recipe keys it depends on (dotted paths) and the stages whose outputs it
 reads. Stages are ordered so that every stage comes after the ones it reads, ties broken by
-module (in `BUILTIN_STAGE_MODULES` order, plug-ins last), then registration order. Other packages can add stages through the `mint_distill.stages`
-entry-point group (each entry point is a module that calls `register_stage`).
+module (in `BUILTIN_STAGE_MODULES` order, plug-ins last), then registration order. Other
+packages can add stages through the `mint_distill.stages` entry-point group (each entry point
+is a module that calls `register_stage`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .manifest import select_config
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
@@ -64,6 +67,10 @@ class Stage:
     enabled: Callable[[Recipe], bool] = field(default=_always)
     check: Callable[[Recipe], list[str]] = field(default=_no_problems)
     version: int = 1
+
+    def config(self, recipe_dump: dict) -> dict[str, Any]:
+        """The recipe values this stage depends on: its keys, less the excluded ones."""
+        return select_config(recipe_dump, self.config_keys, self.config_excluded)
 
 
 class StageRegistry:

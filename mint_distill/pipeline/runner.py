@@ -27,7 +27,6 @@ from .manifest import (
     library_versions,
     matches,
     read_manifest,
-    select_config,
 )
 from .registry import Stage, all_stages
 
@@ -107,8 +106,7 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
     for path in stage.input_files(recipe):
         path = Path(path)
         files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
-    config = select_config(dump, stage.config_keys, stage.config_excluded)
-    return fingerprint(config, stage.version, upstream, files)
+    return fingerprint(stage.config(dump), stage.version, upstream, files)
 
 
 def run_pipeline(
@@ -223,7 +221,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     manifest = {
         "stage": stage.name,
         **state.expected,
-        "config": select_config(recipe.model_dump(mode="json"), stage.config_keys, stage.config_excluded),
+        "config": stage.config(recipe.model_dump(mode="json")),
         "stage_version": stage.version,
         "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST,)),
         "versions": library_versions(),

@@ -16,10 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..adapters.bundle import is_adapter_folder
+from ..adapters.bundle import ADAPTER_WEIGHTS, is_adapter_folder, replace_folder
 from .card import INFO_FILE, write_model_card
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def save_averaged_student(
@@ -48,8 +46,7 @@ def save_averaged_student(
     _set_encoding_length(staging, length)
     info.update(inference_max_length=length, finetuned_weight=finetuned_weight)
     write_model_card(staging, info)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    replace_folder(staging, out)
     return changed
 
 

@@ -25,9 +25,9 @@ def train(recipe: Path, overrides: tuple[str, ...], only: str | None, force: boo
     fresh ones; needs the data, generate and filter stages finished (`mint-distill run RECIPE
     --until filter`). An interrupted training resumes from its last checkpoint when run again.
     Under `accelerate launch --multi_gpu --num_processes N` every process trains (in-batch
-    negatives are gathered across processes) and only the main process writes; on a machine without GPUs
-    the processes train on the CPU over gloo. (`accelerate launch --cpu --num_processes N`
-    starts one process unless accelerate is configured to use mpirun.)
+    negatives are gathered across processes) and only the main process writes; on a machine
+    without GPUs the processes train on the CPU over gloo. (`accelerate launch --cpu
+    --num_processes N` starts one process unless accelerate is configured to use mpirun.)
 
     \b
     Examples:

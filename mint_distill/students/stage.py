@@ -13,7 +13,7 @@ from typing import Any
 
 from ..io import sha256_json, write_jsonl_atomic
 from ..pipeline import StageContext, register_stage
-from ..pipeline.manifest import fingerprint, select_config
+from ..pipeline.manifest import fingerprint
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
 from .data import DEV_RANKINGS_FILE, ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
@@ -33,7 +33,7 @@ def seed_of(recipe: Recipe, training_seed: int | None) -> int:
 def provenance(ctx: StageContext) -> dict[str, Any]:
     """Recipe name, sha256 of the whole recipe, and this stage's config hash (as in its manifest)."""
     dump = ctx.recipe.model_dump(mode="json")
-    config = select_config(dump, ctx.stage.config_keys, ctx.stage.config_excluded)
+    config = ctx.stage.config(dump)
     return {
         "recipe_name": ctx.recipe.name,
         "recipe_sha256": sha256_json(dump),
