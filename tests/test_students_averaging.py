@@ -50,14 +50,14 @@ def test_the_saved_student_encodes_at_its_inference_length(
 ):
     assert _load(trained[finetune]).tokenize([LONG_TEXT])["input_ids"].shape[1] == 32
     out = tmp_path / "model"
-    changed = save_averaged_student(
+    saved = save_averaged_student(
         trained[finetune],
         out,
         base_model=str(trained["encoder"]),
         finetuned_weight=1.0,
         inference_max_seq_length=inference_length,
     )
-    assert changed == 0
+    assert saved == (0, expected)
     assert _load(out).tokenize([LONG_TEXT])["input_ids"].shape[1] == expected
     info = _info(out)
     assert (info["max_length"], info["inference_max_length"]) == (32, expected)

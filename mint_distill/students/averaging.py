@@ -15,9 +15,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from ..adapters.bundle import ADAPTER_WEIGHTS, is_adapter_folder, replace_folder
 from .card import INFO_FILE, write_model_card
+
+
+class SavedStudent(NamedTuple):
+    averaged_tensors: int  # 0 at finetuned_weight 1
+    inference_max_length: int
 
 
 def save_averaged_student(
@@ -28,10 +34,9 @@ def save_averaged_student(
     finetuned_weight: float,
     inference_max_seq_length: int | None = None,
     trust_remote_code: bool = False,
-) -> int:
+) -> SavedStudent:
     """Copy the student in `trained` to `out`, averaged with `base_model` and set to encode
-    `inference_max_seq_length` tokens (its training length when None). Returns how many tensors
-    the averaging changed (0 at `finetuned_weight` 1)."""
+    `inference_max_seq_length` tokens (its training length when None)."""
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(trained, staging)
@@ -47,7 +52,7 @@ def save_averaged_student(
     info.update(inference_max_length=length, finetuned_weight=finetuned_weight)
     write_model_card(staging, info)
     replace_folder(staging, out)
-    return changed
+    return SavedStudent(changed, length)
 
 
 def _scale_lora_update(weights_file: Path, finetuned_weight: float) -> int:

@@ -111,7 +111,7 @@ def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
     from .outputs import MODEL_DIR
 
     spec = ctx.recipe.students.biencoder
-    changed = save_averaged_student(
+    saved = save_averaged_student(
         ctx.upstream(BIENCODER) / MODEL_DIR,
         ctx.dir / MODEL_DIR,
         base_model=spec.model,
@@ -119,12 +119,14 @@ def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
         inference_max_seq_length=spec.inference_max_seq_length,
         trust_remote_code=spec.trust_remote_code,
     )
-    if changed:
-        ctx.log.info("averaged %d tensors with the base at weight %g", changed, spec.finetuned_weight)
+    if saved.averaged_tensors:
+        ctx.log.info(
+            "averaged %d tensors with the base at weight %g", saved.averaged_tensors, spec.finetuned_weight
+        )
     return {
         "finetuned_weight": spec.finetuned_weight,
-        "inference_max_seq_length": spec.inference_max_seq_length or spec.max_seq_length,
-        "averaged_tensors": changed,
+        "inference_max_seq_length": saved.inference_max_length,
+        "averaged_tensors": saved.averaged_tensors,
     }
 
 
