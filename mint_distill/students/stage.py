@@ -144,13 +144,14 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     from ..models.precision import autocast
     from .data import load_student_data
     from .negatives import dense_rankings, effective_window, mine_negatives
+    from .outputs import MODEL_DIR
 
     spec = ctx.recipe.students.negatives
     inputs = text_inputs(ctx)
     data = load_student_data(inputs["pairs"], inputs["requests"], inputs["items"])
     pairs = data.train + data.dev
     window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
-    model = load_encoder(ctx.upstream(AVERAGED) / "model", merge=True)  # full or LoRA-tuned
+    model = load_encoder(ctx.upstream(AVERAGED) / MODEL_DIR, merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
     with autocast(spec.precision, model.device.type):
         scored = dense_rankings(
