@@ -10,14 +10,13 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import read_manifest
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
-from ..students.stage import AVERAGED as BIENCODER_STAGE
-from ..students.stage import BIENCODER as TRAINING_STAGE
-from ..students.stage import CROSSENCODER as CROSSENCODER_STAGE
+from ..students.outputs import MODEL_DIR
+from ..students.stage import AVERAGE_BIENCODER, TRAIN_BIENCODER, TRAIN_CROSSENCODER
 from .bundle import ComponentSource, copy_bundle, is_adapter_folder, write_bundle
 
 EVALUATE_STAGE = "evaluate"
 # Stages whose summary counts describe the training data in the manifest and card.
-COUNTED_STAGES = ("data", "tune-teacher", "generate", "filter", TRAINING_STAGE, CROSSENCODER_STAGE)
+COUNTED_STAGES = ("data", "tune-teacher", "generate", "filter", TRAIN_BIENCODER, TRAIN_CROSSENCODER)
 
 
 def _enabled(recipe: Recipe) -> bool:
@@ -40,7 +39,7 @@ def _check(recipe: Recipe) -> list[str]:
 def run_package(ctx: StageContext) -> dict[str, Any]:
     """Write the bundle to <run folder>/package/<domain> (and copy it to package.bundle_dir)."""
     recipe, spec = ctx.recipe, ctx.recipe.package
-    biencoder = ctx.upstream(BIENCODER_STAGE) / "model"
+    biencoder = ctx.upstream(AVERAGE_BIENCODER) / MODEL_DIR
     if not is_adapter_folder(biencoder):
         raise MintError(
             f"{biencoder}: the trained bi-encoder is not a LoRA adapter; set students.biencoder.finetune=lora "
@@ -75,7 +74,7 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
 
 def _crossencoder_source(ctx: StageContext) -> ComponentSource | None:
     recipe = ctx.recipe
-    folder = ctx.run_root / CROSSENCODER_STAGE / "model"
+    folder = ctx.run_root / TRAIN_CROSSENCODER / MODEL_DIR
     if not (recipe.package.include_crossencoder and recipe.students.crossencoder.enabled and folder.is_dir()):
         return None
     if not is_adapter_folder(folder):
@@ -110,7 +109,7 @@ def _export(ctx: StageContext, bundle: Path) -> dict[str, Any]:
 STAGE_OPTIONS: dict[str, Any] = {
     "summary": "domain adapter bundle: the LoRA student(s), manifest with hashes and figures, model card",
     "config_keys": ("name", "description", "package", "students.biencoder.model", "students.crossencoder.model"),
-    "after": (BIENCODER_STAGE, EVALUATE_STAGE),
+    "after": (AVERAGE_BIENCODER, EVALUATE_STAGE),
     "enabled": _enabled,
     "check": _check,
 }

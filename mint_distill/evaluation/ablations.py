@@ -62,9 +62,9 @@ def variant_recipe(recipe: Recipe, variant: str) -> Recipe:
 def finished_run(root: Path) -> Path:
     """`root`, if its bi-encoder was trained and evaluated (what a report reads)."""
     from ..students.outputs import MODEL_DIR
-    from ..students.stage import AVERAGED
+    from ..students.stage import AVERAGE_BIENCODER
 
-    for needed in (root / AVERAGED / MODEL_DIR, root / "evaluate" / "per_query.csv"):
+    for needed in (root / AVERAGE_BIENCODER / MODEL_DIR, root / "evaluate" / "per_query.csv"):
         if not needed.exists():
             raise RecipeError(f"{needed} does not exist: run `mint-distill ablate` without --report-only first")
     return root
@@ -94,12 +94,12 @@ def score_on_main_dev(
     """
     from ..students.dev_scoring import run_dev_data, score_on_dev
     from ..students.outputs import MODEL_DIR
-    from ..students.stage import AVERAGED
+    from ..students.stage import AVERAGE_BIENCODER
 
     data = run_dev_data(main_root)
     spec = recipe.students.biencoder
-    models = {ZERO_SHOT: spec.model, FULL: main_root / AVERAGED / MODEL_DIR}
-    models.update({variant: root / AVERAGED / MODEL_DIR for variant, root in variant_roots.items()})
+    models = {ZERO_SHOT: spec.model, FULL: main_root / AVERAGE_BIENCODER / MODEL_DIR}
+    models.update({variant: root / AVERAGE_BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
     scored = {name: score_on_dev(str(model), data, spec, recipe.seed) for name, model in models.items()}
     full = scored[FULL]
     test = recipe.evaluation
@@ -140,7 +140,7 @@ def score_on_dev_requests(
     from ..data.pseudo_histories import collection_folder
     from ..recipe.sections.evaluation import RankerSpec
     from ..students.outputs import MODEL_DIR
-    from ..students.stage import AVERAGED
+    from ..students.stage import AVERAGE_BIENCODER
     from .cache import evaluation_cache_dir
     from .metrics import evaluate_run, mean
     from .systems import produce_runs
@@ -152,7 +152,7 @@ def score_on_dev_requests(
     spec = recipe.evaluation
     rankers = [RankerSpec(name=ZERO_SHOT, kind="dense", model=recipe.students.biencoder.model)]
     rankers += [
-        RankerSpec(name=name, kind="biencoder", model=str(root / AVERAGED / MODEL_DIR))
+        RankerSpec(name=name, kind="biencoder", model=str(root / AVERAGE_BIENCODER / MODEL_DIR))
         for name, root in {FULL: main_root, **variant_roots}.items()
     ]
     runs, _ = produce_runs(

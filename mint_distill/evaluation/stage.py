@@ -18,8 +18,8 @@ from ..pipeline.manifest import MANIFEST, read_manifest
 from ..recipe import Recipe
 from ..recipe.sections.evaluation import RankerSpec
 from ..students.fusion import recorded_fusion_weight
-from ..students.stage import AVERAGED as BIENCODER_STAGE
-from ..students.stage import CROSSENCODER as CROSSENCODER_STAGE
+from ..students.outputs import MODEL_DIR
+from ..students.stage import AVERAGE_BIENCODER, TRAIN_CROSSENCODER
 
 
 def student_rankers(recipe: Recipe, run_root: Path) -> list[RankerSpec]:
@@ -27,19 +27,21 @@ def student_rankers(recipe: Recipe, run_root: Path) -> list[RankerSpec]:
     if not recipe.evaluation.students:
         return []
     specs: list[RankerSpec] = []
-    biencoder = run_root / BIENCODER_STAGE
+    biencoder = run_root / AVERAGE_BIENCODER
     if recipe.students.biencoder.enabled and _finished(biencoder):
-        specs.append(RankerSpec(name="biencoder-mint", kind="biencoder", model=str(biencoder / "model")))
-    crossencoder = run_root / CROSSENCODER_STAGE
+        specs.append(
+            RankerSpec(name="biencoder-mint", kind="biencoder", model=str(biencoder / MODEL_DIR))
+        )
+    crossencoder = run_root / TRAIN_CROSSENCODER
     if recipe.students.crossencoder.enabled and _finished(crossencoder):
         specs.append(
             RankerSpec(
                 name="crossencoder-mint",
                 kind="crossencoder",
-                model=str(crossencoder / "model"),
+                model=str(crossencoder / MODEL_DIR),
                 first_stage="biencoder-mint" if specs else _first_stage_without_biencoder(recipe),
                 top_k=recipe.students.crossencoder.rerank_top_k,
-                fusion_weight=recorded_fusion_weight(crossencoder / "model"),
+                fusion_weight=recorded_fusion_weight(crossencoder / MODEL_DIR),
             )
         )
     return specs
@@ -54,7 +56,7 @@ def _first_stage_without_biencoder(recipe: Recipe) -> str:
 
 
 def _finished(stage_dir: Path) -> bool:
-    return (stage_dir / MANIFEST).is_file() and (stage_dir / "model").is_dir()
+    return (stage_dir / MANIFEST).is_file() and (stage_dir / MODEL_DIR).is_dir()
 
 
 def _collection_folder(recipe: Recipe) -> Path:
@@ -123,7 +125,7 @@ STAGE_OPTIONS: dict[str, Any] = {
         "students.crossencoder.enabled",
         "students.crossencoder.rerank_top_k",
     ),
-    "after": (BIENCODER_STAGE, CROSSENCODER_STAGE),
+    "after": (AVERAGE_BIENCODER, TRAIN_CROSSENCODER),
     "input_files": _input_files,
     "check": _check,
 }

@@ -11,12 +11,18 @@ from ..pipeline.manifest import read_manifest
 from ..pipeline.runner import run_root_of
 from ..recipe import Recipe
 from .job import follow, release_followers
-from .stage import AVERAGED, BIENCODER, CROSSENCODER, NEGATIVES, STUDENT_STAGES
+from .stage import (
+    AVERAGE_BIENCODER,
+    MINE_NEGATIVES,
+    STUDENT_STAGES,
+    TRAIN_BIENCODER,
+    TRAIN_CROSSENCODER,
+)
 
 STAGES_OF = {
-    None: (BIENCODER, AVERAGED, NEGATIVES, CROSSENCODER),
-    "biencoder": (BIENCODER, AVERAGED),
-    "crossencoder": (NEGATIVES, CROSSENCODER),
+    None: (TRAIN_BIENCODER, AVERAGE_BIENCODER, MINE_NEGATIVES, TRAIN_CROSSENCODER),
+    "biencoder": (TRAIN_BIENCODER, AVERAGE_BIENCODER),
+    "crossencoder": (MINE_NEGATIVES, TRAIN_CROSSENCODER),
 }
 
 

@@ -18,10 +18,12 @@ from ..pipeline.registry import Stage
 from ..recipe import Recipe
 from .data import DEV_RANKINGS_FILE, ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
 
-BIENCODER, NEGATIVES, CROSSENCODER = "train-biencoder", "mine-negatives", "train-crossencoder"
+TRAIN_BIENCODER = "train-biencoder"
 # The bi-encoder as later stages use it and serving gets it (`<run>/average-biencoder/model`).
-AVERAGED = "average-biencoder"
-# Applied to the trained student by AVERAGED: changing them does not retrain it.
+AVERAGE_BIENCODER = "average-biencoder"
+MINE_NEGATIVES = "mine-negatives"
+TRAIN_CROSSENCODER = "train-crossencoder"
+# Applied to the trained student by AVERAGE_BIENCODER: changing them does not retrain it.
 SAVE_TIME_KEYS = ("students.biencoder.finetuned_weight", "students.biencoder.inference_max_seq_length")
 TEXT_STAGES = ("data", "generate", "filter")
 
@@ -72,11 +74,11 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
 
 
 @_stage(
-    BIENCODER,
+    TRAIN_BIENCODER,
     summary="train the bi-encoder student (BiEnc-Mint) on the kept pairs; dev selection, checkpoints",
     config_keys=("seed", "students.biencoder"),
     config_excluded=SAVE_TIME_KEYS,
-    version=2,  # 2: saves the trained weights at the training length; AVERAGED applies SAVE_TIME_KEYS
+    version=2,  # 2: saves the trained weights at the training length; the next stage averages them
     after=TEXT_STAGES,
     enabled=lambda recipe: recipe.students.biencoder.enabled,
 )
@@ -100,10 +102,10 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 @_stage(
-    AVERAGED,
+    AVERAGE_BIENCODER,
     summary="the trained bi-encoder averaged with its base (WiSE-FT) and set to its inference length",
     config_keys=("students.biencoder.model", "students.biencoder.trust_remote_code", *SAVE_TIME_KEYS),
-    after=(BIENCODER,),
+    after=(TRAIN_BIENCODER,),
     enabled=lambda recipe: recipe.students.biencoder.enabled,
 )
 def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 
     spec = ctx.recipe.students.biencoder
     saved = save_averaged_student(
-        ctx.upstream(BIENCODER) / MODEL_DIR,
+        ctx.upstream(TRAIN_BIENCODER) / MODEL_DIR,
         ctx.dir / MODEL_DIR,
         base_model=spec.model,
         finetuned_weight=spec.finetuned_weight,
@@ -131,11 +133,11 @@ def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 @_stage(
-    NEGATIVES,
+    MINE_NEGATIVES,
     summary="rank the catalog with the trained bi-encoder; negatives for each kept pair from a rank window",
     config_keys=("seed", "students.negatives"),
     version=2,  # 2: also writes the dev requests' scored rankings
-    after=(*TEXT_STAGES, AVERAGED),
+    after=(*TEXT_STAGES, AVERAGE_BIENCODER),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
     check=_crossencoder_problems,
 )
@@ -151,7 +153,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     data = load_student_data(inputs["pairs"], inputs["requests"], inputs["items"])
     pairs = data.train + data.dev
     window = effective_window(spec.rank_start, spec.rank_end, len(data.items), spec.per_positive)
-    model = load_encoder(ctx.upstream(AVERAGED) / MODEL_DIR, merge=True)  # full or LoRA-tuned
+    model = load_encoder(ctx.upstream(AVERAGE_BIENCODER) / MODEL_DIR, merge=True)  # full or LoRA-tuned
     requests = {p.request_id: data.requests[p.request_id] for p in pairs}
     with autocast(spec.precision, model.device.type):
         scored = dense_rankings(
@@ -206,11 +208,11 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 @_stage(
-    CROSSENCODER,
+    TRAIN_CROSSENCODER,
     summary="train the cross-encoder student (CrEnc-Mint) on kept pairs and mined negatives",
     config_keys=("seed", "students.crossencoder"),
     version=2,  # 2: dev MRR@10 / Recall@10 rerank the bi-encoder's top k
-    after=(*TEXT_STAGES, NEGATIVES),
+    after=(*TEXT_STAGES, MINE_NEGATIVES),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
 )
 def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
@@ -223,8 +225,8 @@ def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
             "arguments": {
                 "spec": spec.model_dump(mode="json"),
                 **text_inputs(ctx),
-                "negatives": str(ctx.upstream(NEGATIVES) / NEGATIVES_FILE),
-                "dev_rankings": str(ctx.upstream(NEGATIVES) / DEV_RANKINGS_FILE),
+                "negatives": str(ctx.upstream(MINE_NEGATIVES) / NEGATIVES_FILE),
+                "dev_rankings": str(ctx.upstream(MINE_NEGATIVES) / DEV_RANKINGS_FILE),
                 "out_dir": str(ctx.dir),
                 "seed": seed_of(ctx.recipe, spec.training.seed),
                 "resume": ctx.resuming,
