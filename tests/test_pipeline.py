@@ -306,3 +306,23 @@ def test_sibling_run_reuses_stages_with_the_same_fingerprint(recipe_file):
     assert run_pipeline(load_recipe(recipe_file, ["name=variant", "teacher.generation.seed=7"]), stages=stages).ran == []
     isolated = run_pipeline(load_recipe(recipe_file, ["name=isolated", "reuse_stages=false"]), stages=stages)
     assert isolated.ran == ["words", "lengths", "total"]
+
+
+def test_registering_the_builtin_stages_does_not_import_torch():
+    # `mint-distill validate` and every run list the stages first; importing torch costs seconds.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from mint_distill.pipeline import all_stages\n"
+        "names = [stage.name for stage in all_stages()]\n"
+        "print(','.join(names), 'torch' in sys.modules)\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    names, torch_loaded = finished.stdout.split()
+    assert {"train-biencoder", "evaluate", "package"} <= set(names.split(","))
+    assert torch_loaded == "False"
