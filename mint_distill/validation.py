@@ -27,7 +27,7 @@ def model_references(recipe: Recipe) -> dict[str, str]:
     references: dict[str, str] = {}
     if uses_llm(recipe):
         references["teacher.model"] = recipe.teacher.model
-    if recipe.filter.method == "likelihood":
+    if recipe.filter.method in ("likelihood", "encoder"):
         references["filter.model"] = recipe.filter.model
     if recipe.students.biencoder.enabled:
         references["students.biencoder.model"] = recipe.students.biencoder.model

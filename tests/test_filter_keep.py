@@ -49,9 +49,9 @@ def test_min_keep_raises_the_count_but_never_above_the_items_there_are():
     assert [rule.keep_count(n) for n in (1, 2, 3, 4, 10, 40)] == [1, 2, 3, 3, 3, 4]
 
 
-@pytest.mark.parametrize("method", ["likelihood", "random", "none"])
+@pytest.mark.parametrize("method", ["likelihood", "encoder", "random", "none"])
 def test_a_single_item_is_always_kept(method):
-    scores = [-12.5] if method == "likelihood" else None
+    scores = [-12.5] if method in ("likelihood", "encoder") else None
     decisions = KeepRule(method, keep_fraction=0.1).decide("u1#0", 1, scores)
     assert [(d.rank, d.kept) for d in decisions] == [(1, True)]
 
@@ -60,6 +60,13 @@ def test_likelihood_keeps_the_highest_scores_and_ranks_in_shown_order():
     scores = [-30.0, -10.0, -25.0, -5.0, -40.0]
     decisions = KeepRule(keep_fraction=0.4).decide("u1#0", 5, scores)
     assert [d.rank for d in decisions] == [4, 2, 3, 1, 5]
+    assert [d.kept for d in decisions] == [False, True, False, True, False]
+
+
+def test_encoder_keeps_the_most_similar_items_as_likelihood_keeps_the_likeliest():
+    similarities = [0.12, 0.83, -0.05, 0.41, 0.40]
+    decisions = KeepRule("encoder", keep_fraction=0.4).decide("u1#0", 5, similarities)
+    assert [d.rank for d in decisions] == [4, 1, 5, 2, 3]
     assert [d.kept for d in decisions] == [False, True, False, True, False]
 
 
@@ -93,3 +100,5 @@ def test_bad_rules_and_missing_scores_are_refused():
         KeepRule(min_keep=0)
     with pytest.raises(ValueError, match="one score per item"):
         KeepRule().decide("u1#0", 3, [-1.0, -2.0])
+    with pytest.raises(ValueError, match="method `encoder` needs one score per item"):
+        KeepRule("encoder").decide("u1#0", 2)

@@ -12,10 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import accelerate_on_two_cpu_processes, run_on_cpu
+from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
 from fixtures.tiny_lm import save_tiny_llama
 
 from mint_distill.cli import cli
-from mint_distill.errors import DataError
+from mint_distill.errors import DataError, RecipeError
 from mint_distill.filtering import KeepRule
 from mint_distill.filtering.stage import SCORE_CACHE, run_filter_stage
 from mint_distill.io import read_json, read_jsonl
@@ -66,7 +67,12 @@ def tiny_llama(tmp_path_factory):
     return save_tiny_llama(tmp_path_factory.mktemp("llama"))
 
 
-def write_run(root: Path, model: Path, **filter_keys) -> Path:
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    return save_tiny_sentence_transformer(tmp_path_factory.mktemp("encoder") / "model")
+
+
+def write_run(root: Path, model: Path | str, **filter_keys) -> Path:
     """A recipe and the upstream outputs the filter reads, written by hand in the documented formats."""
     keys = {"model": str(model), "batch_size": 2, **filter_keys}
     root.mkdir(parents=True, exist_ok=True)
@@ -183,6 +189,42 @@ def test_random_and_none_never_load_a_model(tmp_path, method):
         assert [(p["rank"], p["kept"]) for p in own] == [(d.rank, d.kept) for d in decisions]
     assert summary["pairs_kept"] == (10 if method == "none" else 6)
     assert "pairs_scored_now" not in summary
+
+
+def test_the_encoder_method_keeps_the_items_the_bi_encoder_finds_closest(tmp_path, tiny_encoder):
+    from sentence_transformers import SentenceTransformer
+
+    recipe = write_run(tmp_path, tiny_encoder, method="encoder")
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    pairs, summary = outputs(recipe)
+
+    model = SentenceTransformer(str(tiny_encoder), device="cpu")
+    rule = KeepRule("encoder", keep_fraction=0.5)
+    for rid, _, _, text, ids in REQUESTS[:3]:
+        own = [p for p in pairs if p["request_id"] == rid]
+        documents = model.encode_document([ITEMS[item_id][1] for item_id in ids])
+        expected = model.similarity(model.encode_query([text]), documents)[0].tolist()
+        assert [p["score"] for p in own] == pytest.approx(expected, abs=1e-5)
+        closest = sorted(range(len(ids)), key=lambda i: -expected[i])[: rule.keep_count(len(ids))]
+        assert {p["item_id"] for p in own if p["kept"]} == {ids[i] for i in closest}
+    assert summary["method"] == "encoder" and summary["pairs_kept"] == 2 + 1 + 3
+    assert summary["texts_encoded_now"] == len(ITEMS) + 3  # each distinct item and request once
+
+    rerun = run_filter_stage(load_recipe(recipe, ["filter.keep_fraction=0.3"]), quiet=True)
+    assert rerun.ran == ["filter"]
+    assert outputs(recipe)[1]["texts_encoded_now"] == 0
+    assert [p["score"] for p in outputs(recipe)[0]] == [p["score"] for p in pairs]
+
+
+@pytest.mark.parametrize(
+    ("method", "model", "needed"),
+    [("encoder", "embedded:smollm2-135m-instruct", "sentence-transformer"),
+     ("likelihood", "embedded:all-mpnet-base-v2", "causal-lm")],
+)
+def test_a_filter_model_of_the_wrong_kind_is_refused_with_its_key(tmp_path, method, model, needed):
+    recipe = write_run(tmp_path, model, method=method)
+    with pytest.raises(RecipeError, match=rf"filter(.|\n)*`{model}`(.|\n)*needs a {needed}"):
+        load_recipe(recipe)
 
 
 def test_an_interrupted_stage_resumes_from_the_scores_it_committed(tmp_path, tiny_llama):

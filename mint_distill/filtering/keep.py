@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from ..recipe.sections.filtering import FilterSection
 
-Method = Literal["likelihood", "random", "none"]
+Method = Literal["likelihood", "encoder", "random", "none"]
+SCORED_METHODS: frozenset[str] = frozenset({"likelihood", "encoder"})
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Decision:
 class KeepRule:
     """Per request, keep the top `keep_fraction` of the items shown to the teacher.
 
-    - `likelihood`: rank by score, highest first; equal scores keep their shown order.
+    - `likelihood`, `encoder`: rank by score, highest first; equal scores keep their shown order.
     - `random`: rank by a permutation seeded by (`seed`, request id): the paper's control,
       the same on every run and in every process.
     - `none`: keep every item, ranked in shown order.
@@ -48,6 +49,11 @@ class KeepRule:
         if self.min_keep < 1:
             raise ValueError(f"min_keep must be at least 1, got {self.min_keep}")
 
+    @property
+    def scored(self) -> bool:
+        """Whether this rule ranks items by a model's scores."""
+        return self.method in SCORED_METHODS
+
     @classmethod
     def from_section(cls, section: FilterSection) -> KeepRule:
         return cls(section.method, section.keep_fraction, section.min_keep, section.mint_compat, section.seed)
@@ -61,10 +67,10 @@ class KeepRule:
         return min(n, max(count, self.min_keep))
 
     def decide(self, request_id: str, n_items: int, scores: Sequence[float] | None = None) -> list[Decision]:
-        """One decision per item, in the order the items were shown (`scores` only for `likelihood`)."""
-        if self.method == "likelihood":
+        """One decision per item, in the order the items were shown (`scores` only for scored methods)."""
+        if self.scored:
             if scores is None or len(scores) != n_items:
-                raise ValueError(f"method `likelihood` needs one score per item ({n_items})")
+                raise ValueError(f"method `{self.method}` needs one score per item ({n_items})")
             order = sorted(range(n_items), key=lambda i: (-scores[i], i))
         else:
             order = list(range(n_items))

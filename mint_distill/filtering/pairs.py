@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from .keep import KeepRule
 from .records import CatalogItem, SyntheticRequest
 
-if TYPE_CHECKING:
-    from ..scoring import LikelihoodScorer
+
+class PairScorer(Protocol):
+    """Scores (item, request) pairs, higher for an item that explains its request better."""
+
+    def score(self, items: list[str], requests: list[str]) -> Sequence[float]: ...
 
 
 def pair_texts(requests: list[SyntheticRequest], items: dict[str, CatalogItem]) -> tuple[list[str], list[str]]:
@@ -25,16 +29,16 @@ def filter_requests(
     requests: list[SyntheticRequest],
     items: dict[str, CatalogItem],
     rule: KeepRule,
-    scorer: LikelihoodScorer | None = None,
+    scorer: PairScorer | None = None,
 ) -> list[dict]:
     """`pairs.jsonl` records: one per (request, shown item), with score (null unless scored), rank and kept.
 
-    Method `likelihood` needs a scorer; `random` and `none` never load a model.
+    Methods `likelihood` and `encoder` need a scorer; `random` and `none` never load a model.
     """
     scores: list[float | None]
-    if rule.method == "likelihood":
+    if rule.scored:
         if scorer is None:
-            raise ValueError("method `likelihood` needs a LikelihoodScorer")
+            raise ValueError(f"method `{rule.method}` needs a scorer")
         scores = list(scorer.score(*pair_texts(requests, items)))
     else:
         scores = [None] * sum(len(request.item_ids) for request in requests)
@@ -42,7 +46,7 @@ def filter_requests(
     for request in requests:
         own = scores[start:start + len(request.item_ids)]
         start += len(request.item_ids)
-        decisions = rule.decide(request.request_id, len(own), own if rule.method == "likelihood" else None)
+        decisions = rule.decide(request.request_id, len(own), own if rule.scored else None)
         for item_id, score, decision in zip(request.item_ids, own, decisions):
             records.append({
                 "request_id": request.request_id, "user_id": request.user_id, "split": request.split,

@@ -1,9 +1,9 @@
 """The `filter` stage: `pairs.jsonl` (every shown item with its score, rank and decision) and `summary.json`.
 
-Scores live in the run folder's `.cache/` rather than the stage folder: the runner clears a stale
-stage folder, and a changed keep rule must not cost a second scoring pass. The cache commits
-every batch, so an interrupted stage resumes where it stopped; the small outputs are then
-written atomically in one go.
+Scores (method `likelihood`) and vectors (method `encoder`) live in the run folder's `.cache/`
+rather than the stage folder: the runner clears a stale stage folder, and a changed keep rule must
+not cost a second scoring pass. The caches commit every batch, so an interrupted stage resumes
+where it stopped; the small outputs are then written atomically in one go.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from ..recipe import Recipe
     from ..recipe.sections.filtering import FilterSection
     from ..scoring import LikelihoodScorer
+    from .encoder import EncoderScorer
 
 log = logging.getLogger("mint_distill.filter")
 
 FILTER = "filter"
-SCORE_CACHE = Path(".cache") / "likelihood-scores.sqlite"
+CACHE = Path(".cache")
+SCORE_CACHE = CACHE / "likelihood-scores.sqlite"
 EXAMPLES = 3
 
 
@@ -41,6 +43,15 @@ def build_scorer(section: FilterSection, run_root: Path) -> LikelihoodScorer:
         batch_size=section.batch_size, trust_remote_code=section.trust_remote_code, prompt=section.prompt,
         cache=run_root / SCORE_CACHE, max_item_tokens=section.max_item_tokens,
         max_request_tokens=section.max_request_tokens, precision=section.precision,
+    )
+
+
+def build_encoder_scorer(section: FilterSection, run_root: Path) -> EncoderScorer:
+    """The recipe's filter bi-encoder, caching its vectors in the run folder (`.cache/encodings/`)."""
+    from .encoder import EncoderScorer
+
+    return EncoderScorer(
+        section.model, batch_size=section.batch_size, precision=section.precision, cache_dir=run_root / CACHE
     )
 
 
@@ -102,10 +113,13 @@ def run_filter(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.filter
     requests, items = load_inputs(ctx.upstream("generate"), ctx.upstream("data"))
     rule = KeepRule.from_section(section)
-    scorer, scored_now = None, 0
+    scorer: LikelihoodScorer | EncoderScorer | None = None
+    scored_now = 0
     if rule.method == "likelihood":
         scorer = build_scorer(section, ctx.run_root)
         scored_now = scorer.precompute(*pair_texts(requests, items))
+    elif rule.method == "encoder":
+        scorer = build_encoder_scorer(section, ctx.run_root)
     try:
         records = filter_requests(requests, items, rule, scorer)
     finally:
@@ -116,13 +130,15 @@ def run_filter(ctx: StageContext) -> dict[str, Any]:
     if rule.method == "likelihood":
         summary["pairs_scored_now"] = scored_now
         summary["pairs_from_cache"] = summary["pairs_in"] - scored_now
+    elif rule.method == "encoder":
+        summary["texts_encoded_now"] = scorer.encoded
     write_json_atomic(ctx.dir / "summary.json", summary)
     ctx.log.info("kept %d of %d pairs (%d requests)", summary["pairs_kept"], summary["pairs_in"], summary["requests"])
     return {key: value for key, value in summary.items() if key != "examples"}
 
 
 _OPTIONS: dict[str, Any] = {
-    "summary": "score each request's shown items with an LM and keep the ones that best explain it",
+    "summary": "score each request's shown items (LM likelihood or bi-encoder similarity) and keep the ones that best explain it",
     "config_keys": (FILTER,),
     "after": ("data", "generate"),
 }
@@ -134,8 +150,9 @@ def run_filter_stage(recipe: Recipe, *, force: bool = False, quiet: bool = False
     """Run the recipe's filter stage alone (skipped when fresh unless `force`).
 
     Under `accelerate launch` every process first scores its share of the pairs into the run's
-    score cache; the main process then runs the stage, which finds every score cached. Returns
-    the run result on the main process and None on the others.
+    score cache (method `likelihood`; the `encoder` method runs on the main process alone); the
+    main process then runs the stage, which finds every score cached. Returns the run result on
+    the main process and None on the others.
     """
     from ..pipeline import run_pipeline, stage_states
     from ..scoring import process_state

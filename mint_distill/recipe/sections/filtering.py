@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from ...models.embedded import EMBEDDED
 from ...models.precision import Precision
 from ...scoring import DEFAULT_PROMPT, ITEM_PLACEHOLDER
 from .base import Section
 
 
 class FilterSection(Section):
-    method: Literal["likelihood", "random", "none"] = Field(
+    method: Literal["likelihood", "encoder", "random", "none"] = Field(
         "likelihood",
         description="likelihood: keep the items the LM finds most likely to have led to the request; "
-        "random: keep a seeded random subset of the same size (the paper's control); none: keep every item",
+        "encoder: keep the items a bi-encoder scores closest to the request (round-trip consistency, "
+        "as in Promptagator); random: keep a seeded random subset of the same size (the paper's "
+        "control); none: keep every item",
     )
-    model: str = "embedded:smollm2-135m-instruct"
+    model: str = Field(
+        "embedded:smollm2-135m-instruct",
+        description="likelihood: a causal or seq2seq LM; encoder: a sentence-transformers bi-encoder "
+        "(e.g. embedded:all-mpnet-base-v2, encoding at its own max_seq_length)",
+    )
     model_type: Literal["auto", "causal", "seq2seq"] = "auto"
     quantization: Literal["none", "8bit", "4bit"] = Field("none", description="bitsandbytes loading of the filter LM")
     precision: Precision = Field("float32", description="bfloat16: autocast, ~2x faster on CPUs with AVX512-BF16")
@@ -31,7 +38,7 @@ class FilterSection(Section):
     mint_compat: bool = Field(
         False, description="keep floor(n * keep_fraction) + 1 items, as the authors' code does (an off-by-one)"
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="pairs per LM forward pass, or texts per encoder batch")
     seed: int = Field(0, description="seed of the random subsets of method `random`")
 
     @field_validator("prompt")
@@ -40,3 +47,15 @@ class FilterSection(Section):
         if prompt.count(ITEM_PLACEHOLDER) != 1:
             raise ValueError(f"must contain {ITEM_PLACEHOLDER} exactly once, where the item text goes")
         return prompt
+
+    @model_validator(mode="after")
+    def _model_fits_method(self) -> FilterSection:
+        needed = {"likelihood": "causal-lm", "encoder": "sentence-transformer"}.get(self.method)
+        embedded = EMBEDDED.get(self.model.removeprefix("embedded:")) if self.model.startswith("embedded:") else None
+        if needed and embedded and embedded.kind != needed:
+            wanted = [f"embedded:{name}" for name, model in EMBEDDED.items() if model.kind == needed]
+            raise ValueError(
+                f"model `{self.model}` is a {embedded.kind}; method `{self.method}` needs a {needed} "
+                f"(set filter.model to one, e.g. {' or '.join(wanted)})"
+            )
+        return self
