@@ -44,4 +44,4 @@ class EncoderScorer:
         return self._ranker.model.similarity_pairwise(request_vectors, item_vectors).tolist()
 
     def close(self) -> None:
-        """Nothing to release: the cache commits as it goes (the same call as the LM scorer's)."""
+        """Nothing to release (the cache commits as it goes); the stage closes every scorer alike."""
