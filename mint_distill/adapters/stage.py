@@ -10,6 +10,7 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import read_manifest
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
+from ..students.data import MODEL_DIR
 from ..students.stage import AVERAGE_BIENCODER, TRAIN_BIENCODER, TRAIN_CROSSENCODER
 from .bundle import ComponentSource, copy_bundle, is_adapter_folder, write_bundle
 
@@ -37,8 +38,6 @@ def _check(recipe: Recipe) -> list[str]:
 
 def run_package(ctx: StageContext) -> dict[str, Any]:
     """Write the bundle to <run folder>/package/<domain> (and copy it to package.bundle_dir)."""
-    from ..students.outputs import MODEL_DIR  # imports torch: not at start-up
-
     recipe, spec = ctx.recipe, ctx.recipe.package
     biencoder = ctx.upstream(AVERAGE_BIENCODER) / MODEL_DIR
     if not is_adapter_folder(biencoder):
@@ -74,8 +73,6 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
 
 
 def _crossencoder_source(ctx: StageContext) -> ComponentSource | None:
-    from ..students.outputs import MODEL_DIR
-
     recipe = ctx.recipe
     folder = ctx.run_root / TRAIN_CROSSENCODER / MODEL_DIR
     if not (recipe.package.include_crossencoder and recipe.students.crossencoder.enabled and folder.is_dir()):

@@ -61,7 +61,7 @@ def variant_recipe(recipe: Recipe, variant: str) -> Recipe:
 
 def finished_run(root: Path) -> Path:
     """`root`, if its bi-encoder was trained and evaluated (what a report reads)."""
-    from ..students.outputs import MODEL_DIR
+    from ..students.data import MODEL_DIR
     from ..students.stage import AVERAGE_BIENCODER
 
     for needed in (root / AVERAGE_BIENCODER / MODEL_DIR, root / "evaluate" / "per_query.csv"):
@@ -92,8 +92,8 @@ def score_on_main_dev(
     Each dev loss is compared with the full run's: the difference of the two dev losses, and the
     report's paired test over the dev pairs' own loss terms.
     """
+    from ..students.data import MODEL_DIR
     from ..students.dev_scoring import run_dev_data, score_on_dev
-    from ..students.outputs import MODEL_DIR
     from ..students.stage import AVERAGE_BIENCODER
 
     data = run_dev_data(main_root)
@@ -139,7 +139,7 @@ def score_on_dev_requests(
     from ..data.poi_catalog import load_poi_catalog
     from ..data.pseudo_histories import collection_folder
     from ..recipe.sections.evaluation import RankerSpec
-    from ..students.outputs import MODEL_DIR
+    from ..students.data import MODEL_DIR
     from ..students.stage import AVERAGE_BIENCODER
     from .cache import evaluation_cache_dir
     from .metrics import evaluate_run, mean

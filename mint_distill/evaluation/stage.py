@@ -17,14 +17,13 @@ from ..pipeline import Stage, StageContext, register_stage
 from ..pipeline.manifest import MANIFEST, read_manifest
 from ..recipe import Recipe
 from ..recipe.sections.evaluation import RankerSpec
+from ..students.data import MODEL_DIR
 from ..students.fusion import recorded_fusion_weight
 from ..students.stage import AVERAGE_BIENCODER, TRAIN_CROSSENCODER
 
 
 def student_rankers(recipe: Recipe, run_root: Path) -> list[RankerSpec]:
     """Rankers for the students whose training stage finished in `run_root`."""
-    from ..students.outputs import MODEL_DIR  # imports torch: not at start-up
-
     if not recipe.evaluation.students:
         return []
     specs: list[RankerSpec] = []
@@ -57,8 +56,6 @@ def _first_stage_without_biencoder(recipe: Recipe) -> str:
 
 
 def _finished(stage_dir: Path) -> bool:
-    from ..students.outputs import MODEL_DIR
-
     return (stage_dir / MANIFEST).is_file() and (stage_dir / MODEL_DIR).is_dir()
 
 

@@ -18,6 +18,7 @@ REQUESTS_FILE = "requests.jsonl"
 ITEMS_FILE = "items.jsonl"
 NEGATIVES_FILE = "negatives.jsonl"
 DEV_RANKINGS_FILE = "dev_rankings.jsonl"
+MODEL_DIR = "model"  # the folder in each student stage's output that holds its model
 
 
 @dataclass(frozen=True)

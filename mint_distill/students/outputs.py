@@ -8,10 +8,10 @@ from typing import Any
 
 from ..errors import MintError
 from .card import write_model_card
+from .data import MODEL_DIR
 from .loop import LoopSettings, TrainingResult
 from .plots import plot_training_log
 
-MODEL_DIR = "model"
 LOSS_PNG = "loss.png"
 
 

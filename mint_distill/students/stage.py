@@ -16,7 +16,14 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import fingerprint
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
-from .data import DEV_RANKINGS_FILE, ITEMS_FILE, NEGATIVES_FILE, PAIRS_FILE, REQUESTS_FILE
+from .data import (
+    DEV_RANKINGS_FILE,
+    ITEMS_FILE,
+    MODEL_DIR,
+    NEGATIVES_FILE,
+    PAIRS_FILE,
+    REQUESTS_FILE,
+)
 
 TRAIN_BIENCODER = "train-biencoder"
 # The bi-encoder as later stages use it and serving gets it (`<run>/average-biencoder/model`).
@@ -110,7 +117,6 @@ def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 )
 def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
     from .averaging import save_averaged_student
-    from .outputs import MODEL_DIR
 
     spec = ctx.recipe.students.biencoder
     saved = save_averaged_student(
@@ -146,7 +152,6 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     from ..models.precision import autocast
     from .data import load_student_data
     from .negatives import dense_rankings, effective_window, mine_negatives
-    from .outputs import MODEL_DIR
 
     spec = ctx.recipe.students.negatives
     inputs = text_inputs(ctx)
