@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import MintError
+from .filtering.keep import SCORED_METHODS
 from .models import resolve_model
 from .pipeline import all_stages
 from .recipe import Recipe
@@ -27,7 +28,7 @@ def model_references(recipe: Recipe) -> dict[str, str]:
     references: dict[str, str] = {}
     if uses_llm(recipe):
         references["teacher.model"] = recipe.teacher.model
-    if recipe.filter.method in ("likelihood", "encoder"):
+    if recipe.filter.method in SCORED_METHODS:
         references["filter.model"] = recipe.filter.model
     if recipe.students.biencoder.enabled:
         references["students.biencoder.model"] = recipe.students.biencoder.model

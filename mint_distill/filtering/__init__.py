@@ -1,4 +1,4 @@
-"""The Mint filter: keep the items that best explain each synthetic request (query likelihood)."""
+"""The Mint filter: keep the items that best explain each synthetic request (query likelihood, or a bi-encoder's similarity)."""
 
 from .keep import Decision, KeepRule
 from .pairs import filter_requests, pair_texts

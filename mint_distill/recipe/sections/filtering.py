@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...models.embedded import EMBEDDED
 from ...models.precision import Precision
+from ...models.resolver import EMBEDDED_PREFIX
 from ...scoring import DEFAULT_PROMPT, ITEM_PLACEHOLDER
 from .base import Section
 
@@ -51,9 +52,9 @@ class FilterSection(Section):
     @model_validator(mode="after")
     def _model_fits_method(self) -> FilterSection:
         needed = {"likelihood": "causal-lm", "encoder": "sentence-transformer"}.get(self.method)
-        embedded = EMBEDDED.get(self.model.removeprefix("embedded:")) if self.model.startswith("embedded:") else None
+        embedded = EMBEDDED.get(self.model.removeprefix(EMBEDDED_PREFIX)) if self.model.startswith(EMBEDDED_PREFIX) else None
         if needed and embedded and embedded.kind != needed:
-            wanted = [f"embedded:{name}" for name, model in EMBEDDED.items() if model.kind == needed]
+            wanted = [f"{EMBEDDED_PREFIX}{name}" for name, model in EMBEDDED.items() if model.kind == needed]
             raise ValueError(
                 f"model `{self.model}` is a {embedded.kind}; method `{self.method}` needs a {needed} "
                 f"(set filter.model to one, e.g. {' or '.join(wanted)})"
