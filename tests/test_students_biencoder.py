@@ -217,3 +217,41 @@ def test_bm25_hard_negatives_are_never_shown_items_and_join_the_loss(world, tmp_
     assert len(task.columns(data.train[:4])) == 4  # requests, positives, two hard negatives
     summary = train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
     assert summary["steps"] >= 1 and (tmp_path / "out" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("grouping", ["none", "city"])
+def test_city_grouping_fills_each_training_batch_from_one_city(
+    world, tmp_path, grouping, monkeypatch
+):
+    from mint_distill.students.biencoder import BiEncoderTask
+
+    paths = dict(_inputs(world))
+    north = {"jazz", "sushi", "coffee", "pizza"}
+    items = _records(paths["items"])
+    for item in items:
+        item["city"] = "Northville" if item["item_id"].split("-")[0] in north else "Southville"
+    paths["items"] = tmp_path / "items.jsonl"
+    paths["items"].write_text("".join(json.dumps(r) + "\n" for r in items))
+    city = {item["item_id"]: item["city"] for item in items}
+
+    seen_batches = []
+    real_loss = BiEncoderTask.loss
+
+    def spying_loss(self, wrapped, indices, gather):
+        seen_batches.append({city[self.examples[i].item_id] for i in indices})
+        return real_loss(self, wrapped, indices, gather)
+
+    monkeypatch.setattr(BiEncoderTask, "loss", spying_loss)
+    spec = tiny_spec(world["encoder"], epochs=2, eval_every=0)
+    spec["batch_grouping"] = grouping
+    summary = train_biencoder(spec, **paths, out_dir=tmp_path / "out", seed=0)
+
+    single_city = sum(len(cities) == 1 for cities in seen_batches)
+    assert len(seen_batches) == summary["steps"] >= 16  # 40 train pairs, batches of 4, 2 epochs
+    if grouping == "city":
+        # what the two cities leave over is batched mixed (here a batch an epoch at most)
+        assert single_city >= len(seen_batches) - 2
+    else:
+        assert single_city < len(seen_batches) / 2
+    info = json.loads((tmp_path / "out" / "model" / "mint-student.json").read_text())
+    assert info["batch_grouping"] == grouping

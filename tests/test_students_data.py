@@ -10,7 +10,12 @@ from fixtures.students.toy import write_toy_world
 
 from mint_distill.errors import DataError
 from mint_distill.students.batching import BatchSchedule, process_share
-from mint_distill.students.data import Pair, load_negatives, load_student_data
+from mint_distill.students.data import (
+    Pair,
+    load_item_cities,
+    load_negatives,
+    load_student_data,
+)
 from mint_distill.students.dev_metrics import ranking_measures
 from mint_distill.students.negatives import (
     bm25_rankings,
@@ -108,6 +113,44 @@ def test_batches_replay_exactly_and_never_repeat_a_request_or_item():
             assert len({pairs[i].item_id for i in batch}) == 8
             assert seen.isdisjoint(batch)
             seen.update(batch)
+
+
+def test_grouped_batches_keep_each_city_together_where_it_can_fill_one():
+    # 40 pairs in Vienna, 20 in Osaka, 5 in Porto (too few for a batch of 8), 7 without a city.
+    cities = ["Vienna"] * 40 + ["Osaka"] * 20 + ["Porto"] * 5 + [None] * 7
+    pairs = [Pair(f"r{i}", f"i{i}") for i in range(len(cities))]
+    keys = lambda i: (("request", pairs[i].request_id), ("item", pairs[i].item_id))
+    grouped = BatchSchedule(len(pairs), 8, seed=3, keys=keys, groups=lambda i: cities[i])
+    mixed = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
+
+    def single_city(batch):
+        return len({cities[i] for i in batch}) == 1 and cities[batch[0]] is not None
+
+    for epoch in range(2):
+        batches = grouped.epoch(epoch)
+        assert [len(b) for b in batches] == [8] * (len(pairs) // 8)
+        assert len({i for b in batches for i in b}) == 8 * len(batches)
+        whole = [cities[b[0]] for b in batches if single_city(b)]
+        assert sorted(whole) == ["Osaka"] * 2 + ["Vienna"] * 5
+        leftovers = {cities[i] for b in batches if not single_city(b) for i in b}
+        assert leftovers <= {"Osaka", "Porto", None}
+        # the groups' batches come shuffled, not Vienna's first
+        assert whole != sorted(whole, key=["Vienna", "Osaka"].index)
+        assert sum(map(single_city, mixed.epoch(epoch))) < 2
+    again = BatchSchedule(len(pairs), 8, seed=3, keys=keys, groups=lambda i: cities[i])
+    assert [again.locate(p) for p in range(16)] == [grouped.locate(p) for p in range(16)]
+
+
+def test_item_cities_are_read_where_items_name_one(tmp_path):
+    path = tmp_path / "items.jsonl"
+    records = [
+        {"item_id": "a", "city": "Vienna", "region": "9", "country": "AT", "text": "x"},
+        {"item_id": "b", "city": "Vienna", "region": "", "country": "US", "text": "y"},
+        {"item_id": "c", "text": "no city"},
+        {"item_id": "d", "city": " ", "text": "blank city"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert load_item_cities(path) == {"a": ("AT", "9", "Vienna"), "b": ("US", "", "Vienna")}
 
 
 def test_process_shares_partition_a_global_batch():

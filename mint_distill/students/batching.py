@@ -2,7 +2,10 @@
 
 A global batch is what one forward pass sees across all processes; each process takes its
 contiguous share. With `keys`, no two examples of a batch share a key (the same request or
-the same item), so in-batch negatives are never another positive of the same request.
+the same item), so in-batch negatives are never another positive of the same request. With
+`groups`, batches are topic-aware (TAS-B, Hofstätter et al. 2021): each group fills batches of
+its own where it can, so in-batch negatives come from the same group (for the bi-encoder: the
+same city, where a place in the request would otherwise tell most negatives apart).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import torch
 from ..errors import MintError
 
 Keys = Callable[[int], Iterable[Hashable]]
+Groups = Callable[[int], Hashable | None]
 
 
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """A permutation of range(num_examples) that depends only on (seed, epoch)."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def epoch_order(num_examples: int, seed: int, epoch: int, stream: int = 0) -> list[int]:
+    """A permutation of range(num_examples) that depends only on (seed, epoch, stream)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + stream * 7_919)
     return torch.randperm(num_examples, generator=generator).tolist()
 
 
@@ -52,27 +56,55 @@ def distinct_key_batches(order: list[int], batch_size: int, keys: Keys | None) -
     return batches
 
 
+def grouped_batches(
+    order: list[int], batch_size: int, keys: Keys | None, group_of: Groups
+) -> list[list[int]]:
+    """Batches of one group each where the group can fill them (`distinct_key_batches` within it,
+    in `order`); the examples no group batch took, and those whose group is None, are then
+    batched together in `order`. Groups' batches come out together: shuffle them before use."""
+    members: dict[Hashable, list[int]] = {}
+    for index in order:
+        group = group_of(index)
+        if group is not None:
+            members.setdefault(group, []).append(index)
+    batches: list[list[int]] = []
+    for group_members in members.values():
+        batches.extend(distinct_key_batches(group_members, batch_size, keys))
+    taken = {index for batch in batches for index in batch}
+    rest = [index for index in order if index not in taken]
+    return batches + distinct_key_batches(rest, batch_size, keys)
+
+
 class BatchSchedule:
     """Global batches over several epochs, computed lazily epoch by epoch, indexable by position."""
 
-    def __init__(self, num_examples: int, batch_size: int, seed: int, keys: Keys | None = None):
+    def __init__(
+        self,
+        num_examples: int,
+        batch_size: int,
+        seed: int,
+        keys: Keys | None = None,
+        groups: Groups | None = None,
+    ):
         if num_examples < batch_size:
             raise MintError(
                 f"{num_examples} training examples cannot fill one batch of {batch_size}; "
                 "lower the student's training.batch_size"
             )
-        self.num_examples, self.batch_size, self.seed, self.keys = (
-            num_examples,
-            batch_size,
-            seed,
-            keys,
-        )
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self.keys, self.groups = keys, groups
         self._epochs: list[list[list[int]]] = []
 
     def epoch(self, epoch: int) -> list[list[int]]:
         while len(self._epochs) <= epoch:
-            order = epoch_order(self.num_examples, self.seed, len(self._epochs))
-            batches = distinct_key_batches(order, self.batch_size, self.keys)
+            epoch_number = len(self._epochs)
+            order = epoch_order(self.num_examples, self.seed, epoch_number)
+            if self.groups is None:
+                batches = distinct_key_batches(order, self.batch_size, self.keys)
+            else:
+                batches = grouped_batches(order, self.batch_size, self.keys, self.groups)
+                shuffled = epoch_order(len(batches), self.seed, epoch_number, stream=1)
+                batches = [batches[position] for position in shuffled]
             if not batches:
                 raise MintError(
                     f"no batch of {self.batch_size} examples with distinct requests and items can be formed; "

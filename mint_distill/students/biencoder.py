@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from ..recipe.sections.base import LoraSpec
 from ..recipe.sections.students import BiEncoderSpec
 from .batching import distinct_key_batches
 from .card import base_model_identity
-from .data import Pair, StudentData, load_student_data
+from .data import Pair, StudentData, load_item_cities, load_student_data
 from .dev_metrics import ranking_measures
 from .loop import LoopSettings, TrainerState, train_loop
 from .losses import mnrl_loss, triplet_loss
@@ -89,6 +89,7 @@ class BiEncoderTask:
         mnrl_scale: float = 20.0,
         triplet_margin: float = 1.0,
         hard_negatives: dict[Pair, list[str]] | None = None,
+        item_groups: dict[str, Hashable] | None = None,
         batch_size: int = 16,
         dev_catalog: int | None = 1000,
         seed: int = 0,
@@ -96,6 +97,7 @@ class BiEncoderTask:
         self.model, self.data, self.examples = model, data, examples
         self.loss_name, self.mnrl_scale, self.triplet_margin = loss, mnrl_scale, triplet_margin
         self.hard_negatives = hard_negatives or {}
+        self.item_groups = item_groups
         self.batch_size = batch_size
         self.dev_items = dev_catalog_items(data, dev_catalog, seed)
 
@@ -104,6 +106,12 @@ class BiEncoderTask:
 
     def batch_keys(self) -> Callable[[int], tuple]:
         return lambda index: pair_keys(self.examples[index])
+
+    def batch_groups(self) -> Callable[[int], Hashable | None] | None:
+        """A pair's group is its item's (`item_groups`); pairs of ungrouped items go mixed."""
+        if self.item_groups is None:
+            return None
+        return lambda index: self.item_groups.get(self.examples[index].item_id)
 
     def columns(self, pairs: Sequence[Pair], with_hard_negatives: bool = True) -> list[list[str]]:
         """Texts per column: requests, positives, then one column per hard negative."""
@@ -286,6 +294,7 @@ def train_biencoder(
         mnrl_scale=spec.mnrl_scale,
         triplet_margin=spec.triplet_margin,
         hard_negatives=hard,
+        item_groups=load_item_cities(items) if spec.batch_grouping == "city" else None,
         batch_size=settings.batch_size,
         dev_catalog=spec.dev_catalog,
         seed=settings.seed,
@@ -307,6 +316,7 @@ def train_biencoder(
             "loss": spec.loss,
             "max_length": spec.max_seq_length,
             "hard_negatives": spec.hard_negatives.model_dump(),
+            "batch_grouping": spec.batch_grouping,
             "data_counts": counts,
             "training": training_record(result, settings),
             "dev": {"start": result.state.start_metrics, "best": result.state.best_metrics},

@@ -132,6 +132,9 @@ class CrossEncoderTask:
     def batch_keys(self) -> None:
         return None
 
+    def batch_groups(self) -> None:
+        return None
+
     def scores(self, wrapped, pairs: list[tuple[str, str]]):
         from sentence_transformers.util import batch_to_device
 

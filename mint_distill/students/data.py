@@ -80,6 +80,19 @@ def load_texts(path: str | os.PathLike, id_key: str, text_key: str) -> dict[str,
     return texts
 
 
+def load_item_cities(path: str | os.PathLike) -> dict[str, tuple[str, str, str]]:
+    """item id -> (country, region, city) from `items.jsonl`, for items whose record names a city."""
+    path = Path(path)
+    places: dict[str, tuple[str, str, str]] = {}
+    for number, record in numbered_jsonl(path):
+        city = record.get("city")
+        if isinstance(city, str) and city.strip():
+            item_id = field_of(record, "item_id", path, number)
+            country, region = (str(record.get(key) or "") for key in ("country", "region"))
+            places[item_id] = (country, region, city)
+    return places
+
+
 def load_student_data(
     pairs: str | os.PathLike, requests: str | os.PathLike, items: str | os.PathLike
 ) -> StudentData:

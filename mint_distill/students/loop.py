@@ -79,6 +79,10 @@ class Task(Protocol):
     def batch_keys(self) -> Callable[[int], Iterable[Hashable]] | None:
         """Keys no two examples of one batch may share (None: any examples may meet)."""
 
+    def batch_groups(self) -> Callable[[int], Hashable | None] | None:
+        """Each example's group, for batches drawn from one group where it can fill them
+        (None: batches mix every example)."""
+
     def loss(self, model: Any, indices: list[int], gather: bool) -> Any:
         """Loss on this process's examples; `model` may be wrapped (DDP); `gather`: share across processes."""
 
@@ -199,7 +203,11 @@ def train_loop(
 
     set_seed(settings.seed)
     schedule = BatchSchedule(
-        task.num_examples(), settings.batch_size, settings.seed, task.batch_keys()
+        task.num_examples(),
+        settings.batch_size,
+        settings.seed,
+        task.batch_keys(),
+        task.batch_groups(),
     )
     accumulation = settings.gradient_accumulation
     total_steps = schedule.total_batches(settings.epochs) // accumulation

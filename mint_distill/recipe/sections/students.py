@@ -86,6 +86,12 @@ class BiEncoderSpec(Section):
         1.0, gt=0.0, description="margin of the triplet loss (euclidean distance)"
     )
     hard_negatives: HardNegativesSpec = HardNegativesSpec()
+    batch_grouping: Literal["none", "city"] = Field(
+        "none",
+        description="city: topic-aware batches (TAS-B); each training batch is filled with pairs whose "
+        "items share a city (country, region, city in items.jsonl) where that city has enough distinct "
+        "requests and items, the rest mixed, so in-batch negatives differ in what is asked, not where",
+    )
     finetune: Literal["full", "lora"] = "full"
     lora: LoraSpec = Field(
         LoraSpec(r=8, alpha=16, dropout=0.1, target_modules="all-linear"),
