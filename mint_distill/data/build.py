@@ -58,11 +58,15 @@ def load_catalog(source: ReviewSource, report: ReadReport) -> ItemCatalog:
 
 
 def prepare_training_data(
-    section: DataSection, review_sink: Callable[[Review], None] | None = None, fetch: bool = True
+    section: DataSection,
+    review_sink: Callable[[Review], None] | None = None,
+    fetch: bool = True,
+    cache_dir: Path | None = None,
 ) -> TrainingData:
     """Read the source, select users and collect everything `write_training_data` writes.
 
-    `review_sink` receives every review of the selected users (the `reviews.jsonl` table).
+    `review_sink` receives every review of the selected users (the `reviews.jsonl` table);
+    `cache_dir` keeps the item vectors of `data.catalog.similar_by` (None: not kept).
     """
     source = open_source(section.source, data_dir(section.data_dir), fetch=fetch)
     item_report, review_report = ReadReport(), ReadReport()
@@ -97,7 +101,9 @@ def prepare_training_data(
     stats["items"]["written"] = stats["items"]["catalog"] - stats["items"]["blocklisted"]
     extra = None
     if section.catalog.enabled:
-        extra = build_catalog_histories(section, catalog, len(selection.users), fetch=fetch)
+        extra = build_catalog_histories(
+            section, catalog, len(selection.users), fetch=fetch, cache_dir=cache_dir
+        )
         stats["catalog"] = extra.stats
         stats["items"]["written"] += len(extra.items)
     return TrainingData(source, catalog, scan, selection, stats, extra)
@@ -112,7 +118,7 @@ def _why_nothing(report: ReadReport) -> str:
     return "; ".join(parts)
 
 
-def write_training_data(section: DataSection, out_dir: Path) -> dict:
+def write_training_data(section: DataSection, out_dir: Path, cache_dir: Path | None = None) -> dict:
     """Write users.jsonl, items.jsonl, reviews.jsonl and stats.json into `out_dir`; return the stats."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "reviews.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as handle:
@@ -120,7 +126,7 @@ def write_training_data(section: DataSection, out_dir: Path) -> dict:
         def sink(review: Review) -> None:
             handle.write(json.dumps(review.as_record(), ensure_ascii=False) + "\n")
 
-        data = prepare_training_data(section, review_sink=sink)
+        data = prepare_training_data(section, review_sink=sink, cache_dir=cache_dir)
     write_jsonl_atomic(out_dir / "users.jsonl", data.user_records(section.item_text))
     blocked = blocklist(section.selection.category_blocklist)
     write_jsonl_atomic(out_dir / "items.jsonl", data.item_records(section.item_text, blocked))

@@ -9,10 +9,13 @@ the count formula; `docs/pipeline.md` for the records.
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import DataError
 from ..recipe.sections.data import DataSection
@@ -57,20 +60,59 @@ def group_entries(
     return groups
 
 
+History = tuple[GroupKey, tuple[CatalogEntry, ...]]
+Encode = Callable[[list[str]], np.ndarray]
+
+
 def disjoint_histories(
     groups: dict[GroupKey, list[CatalogEntry]], items_per_history: int, seed: int
-) -> list[tuple[GroupKey, tuple[CatalogEntry, ...]]]:
+) -> list[History]:
     """Every group's items, shuffled and cut into histories of `items_per_history` (the rest of a
     group is left over), then all histories shuffled: a seeded order that does not depend on the
     order the catalog was read in. Each item is in at most one history."""
     histories = []
-    for key in sorted(groups, key=_sortable):
-        members = sorted(groups[key], key=lambda entry: entry.item_id)
-        random.Random(f"{seed}:group:{_sortable(key)}").shuffle(members)
+    for key, members in _seeded_groups(groups, items_per_history, seed):
         for start in range(0, len(members) - items_per_history + 1, items_per_history):
             histories.append((key, tuple(members[start : start + items_per_history])))
     random.Random(f"{seed}:histories").shuffle(histories)
     return histories
+
+
+def similar_histories(
+    groups: dict[GroupKey, list[CatalogEntry]], items_per_history: int, seed: int, encode: Encode
+) -> list[History]:
+    """As `disjoint_histories` (the same number per group, the same seeded orders), but each
+    history is the group's next unused item and its `items_per_history - 1` nearest unused
+    neighbours by the cosine of their `encode`d texts: items that share a theme."""
+    seeded = _seeded_groups(groups, items_per_history, seed)
+    every = encode([entry.text for _, members in seeded for entry in members])
+    every = every / np.maximum(np.linalg.norm(every, axis=1, keepdims=True), 1e-12)
+    histories, offset = [], 0
+    for key, members in seeded:
+        vectors, offset = every[offset : offset + len(members)], offset + len(members)
+        unused = list(range(len(members)))
+        while len(unused) >= items_per_history:
+            anchor, others = unused[0], np.array(unused[1:])
+            nearest = others[np.argsort(-(vectors[others] @ vectors[anchor]), kind="stable")]
+            chosen = [anchor, *nearest[: items_per_history - 1].tolist()]
+            histories.append((key, tuple(members[i] for i in chosen)))
+            unused = [i for i in unused if i not in chosen]
+    random.Random(f"{seed}:histories").shuffle(histories)
+    return histories
+
+
+def _seeded_groups(
+    groups: dict[GroupKey, list[CatalogEntry]], items_per_history: int, seed: int
+) -> list[tuple[GroupKey, list[CatalogEntry]]]:
+    """The groups that can fill a history, in key order, each one's items in a seeded order."""
+    ordered = []
+    for key in sorted(groups, key=_sortable):
+        if len(groups[key]) < items_per_history:
+            continue
+        members = sorted(groups[key], key=lambda entry: entry.item_id)
+        random.Random(f"{seed}:group:{_sortable(key)}").shuffle(members)
+        ordered.append((key, members))
+    return ordered
 
 
 def _sortable(key: GroupKey) -> tuple[str, ...]:
@@ -78,9 +120,15 @@ def _sortable(key: GroupKey) -> tuple[str, ...]:
 
 
 def build_catalog_histories(
-    section: DataSection, training_catalog: ItemCatalog, user_histories: int, fetch: bool = True
+    section: DataSection,
+    training_catalog: ItemCatalog,
+    user_histories: int,
+    fetch: bool = True,
+    cache_dir: str | os.PathLike | None = None,
 ) -> CatalogHistories:
-    """Sample the pseudo-histories `section.catalog` asks for, given `user_histories` selected users."""
+    """Sample the pseudo-histories `section.catalog` asks for, given `user_histories` selected users.
+
+    With `similar_by`, item vectors are cached under `cache_dir` (None: not kept)."""
     spec = section.catalog
     if spec.source == "test":
         entries, counts = _test_entries(section, fetch)
@@ -90,7 +138,13 @@ def build_catalog_histories(
         new_items = False
     groups = group_entries(entries, spec.group_by)
     dev_items = _dev_items(spec.dev_requests)
-    sampled = disjoint_histories(groups, spec.items_per_history, spec.seed)
+    if spec.similar_by is None:
+        sampled = disjoint_histories(groups, spec.items_per_history, spec.seed)
+    else:
+        from ..evaluation.rankers.dense import DenseRanker
+
+        encoder = DenseRanker(spec.similar_by, cache_dir=cache_dir)
+        sampled = similar_histories(groups, spec.items_per_history, spec.seed, encoder.encode_items)
     # Dropped after sampling, so that the histories left are the ones drawn without a dev file.
     candidates = [h for h in sampled if not any(entry.item_id in dev_items for entry in h[1])]
     if not candidates and spec.fraction > 0:
@@ -121,6 +175,8 @@ def build_catalog_histories(
     stats = {
         "source": spec.source,
         "group_by": list(spec.group_by),
+        # only when set: the stats of runs made before the key existed stay byte for byte
+        **({"similar_by": spec.similar_by} if spec.similar_by else {}),
         "items_per_history": spec.items_per_history,
         "fraction": spec.fraction,
         **counts,

@@ -85,7 +85,8 @@ def _check_catalog(recipe: Recipe) -> list[str]:
 def run_data_stage(ctx: StageContext) -> dict:
     from .build import write_training_data
 
-    stats = write_training_data(ctx.recipe.data, ctx.dir)
+    # Vectors of `data.catalog.similar_by` go to the run folder's cache, as the encoder filter's do.
+    stats = write_training_data(ctx.recipe.data, ctx.dir, cache_dir=ctx.run_root / ".cache")
     users = stats["selection"]["users"]
     summary = {
         "reviews": stats["source"]["reviews"],

@@ -2,6 +2,23 @@
 
 from pydantic import BaseModel, ConfigDict
 
+from ...models.embedded import EMBEDDED
+from ...models.resolver import EMBEDDED_PREFIX
+
+
+def check_embedded_kind(reference: str, needed: str, key: str, use: str) -> None:
+    """Refuse an embedded model of another kind than `needed` at `key` (other models are not
+    loaded to check); `use` says what the model is for, in the message."""
+    if not reference.startswith(EMBEDDED_PREFIX):
+        return
+    embedded = EMBEDDED.get(reference.removeprefix(EMBEDDED_PREFIX))
+    if embedded and embedded.kind != needed:
+        wanted = [f"{EMBEDDED_PREFIX}{name}" for name, m in EMBEDDED.items() if m.kind == needed]
+        raise ValueError(
+            f"model `{reference}` is a {embedded.kind}; {use} needs a {needed} "
+            f"(set {key} to one, e.g. {' or '.join(wanted)})"
+        )
+
 
 class Section(BaseModel):
     """A recipe section. Unknown keys are errors; values are validated on assignment too."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section
+from .base import Section, check_embedded_kind
 
 # Fields a template may name; `[...]` marks an optional part, dropped when a field in it is empty.
 ITEM_TEMPLATE_FIELDS = frozenset(
@@ -293,6 +293,13 @@ class CatalogSpec(Section):
         + ", ".join(CATALOG_GROUP_FIELDS),
     )
     items_per_history: int = Field(5, ge=1, description="groups smaller than this are skipped")
+    similar_by: str | None = Field(
+        None,
+        description="a sentence-transformers model (e.g. embedded:all-minilm-l6-v2): each history is "
+        "a seeded anchor item and its nearest unused neighbours in its group by this model's "
+        "embeddings of the items' text, so that the items share a theme, not only the group's "
+        "attributes; null: the group's members in seeded random order",
+    )
     fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="share of catalog pseudo-histories among all histories"
     )
@@ -321,6 +328,14 @@ class CatalogSpec(Section):
         if len(set(value)) != len(value):
             raise ValueError("an attribute is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _similar_by_encoder(self) -> CatalogSpec:
+        if self.similar_by is not None:
+            check_embedded_kind(
+                self.similar_by, "sentence-transformer", "data.catalog.similar_by", "similar_by"
+            )
+        return self
 
 
 class DataSection(Section):

@@ -6,11 +6,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...models.embedded import EMBEDDED
 from ...models.precision import Precision
-from ...models.resolver import EMBEDDED_PREFIX
 from ...scoring import DEFAULT_PROMPT, ITEM_PLACEHOLDER
-from .base import Section
+from .base import Section, check_embedded_kind
 
 
 class FilterSection(Section):
@@ -52,11 +50,6 @@ class FilterSection(Section):
     @model_validator(mode="after")
     def _model_fits_method(self) -> FilterSection:
         needed = {"likelihood": "causal-lm", "encoder": "sentence-transformer"}.get(self.method)
-        embedded = EMBEDDED.get(self.model.removeprefix(EMBEDDED_PREFIX)) if self.model.startswith(EMBEDDED_PREFIX) else None
-        if needed and embedded and embedded.kind != needed:
-            wanted = [f"{EMBEDDED_PREFIX}{name}" for name, model in EMBEDDED.items() if model.kind == needed]
-            raise ValueError(
-                f"model `{self.model}` is a {embedded.kind}; method `{self.method}` needs a {needed} "
-                f"(set filter.model to one, e.g. {' or '.join(wanted)})"
-            )
+        if needed:
+            check_embedded_kind(self.model, needed, "filter.model", f"method `{self.method}`")
         return self
