@@ -66,6 +66,14 @@ def test_each_history_is_its_anchor_and_the_nearest_unused_items_of_its_group():
         assert random_firsts & anchors
 
 
+def test_groups_too_small_for_a_history_encode_nothing():
+    def refuse(texts: list[str]) -> np.ndarray:
+        raise AssertionError(f"encoded {len(texts)} texts")
+
+    groups = group_entries([entry(n, "Lisbon", "jazz") for n in range(4)], ["city"])
+    assert similar_histories(groups, 5, seed=0, encode=refuse) == []
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     folder = tmp_path / "data"

@@ -85,6 +85,8 @@ def similar_histories(
     history is the group's next unused item and its `items_per_history - 1` nearest unused
     neighbours by the cosine of their `encode`d texts: items that share a theme."""
     seeded = _seeded_groups(groups, items_per_history, seed)
+    if not seeded:
+        return []  # nothing to encode; the caller says which key to change
     every = encode([entry.text for _, members in seeded for entry in members])
     every = every / np.maximum(np.linalg.norm(every, axis=1, keepdims=True), 1e-12)
     histories, offset = [], 0
