@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MintError
-from ..pipeline import StageContext, register_stage
+from ..pipeline import RUN_CACHE, StageContext, register_stage
 from ..recipe import Recipe
 from .download import KNOWN_DATASETS
 from .paths import data_dir, under
@@ -86,7 +86,7 @@ def run_data_stage(ctx: StageContext) -> dict:
     from .build import write_training_data
 
     # Vectors of `data.catalog.similar_by` go to the run folder's cache, as the encoder filter's do.
-    stats = write_training_data(ctx.recipe.data, ctx.dir, cache_dir=ctx.run_root / ".cache")
+    stats = write_training_data(ctx.recipe.data, ctx.dir, cache_dir=ctx.run_root / RUN_CACHE)
     users = stats["selection"]["users"]
     summary = {
         "reviews": stats["source"]["reviews"],

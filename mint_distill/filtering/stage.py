@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..io import write_json_atomic, write_jsonl_atomic
-from ..pipeline import register_stage
+from ..pipeline import RUN_CACHE, register_stage
 from ..pipeline.registry import Stage
 from .keep import KeepRule
 from .pairs import filter_requests, pair_texts
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mint_distill.filter")
 
 FILTER = "filter"
-CACHE = Path(".cache")
-SCORE_CACHE = CACHE / "likelihood-scores.sqlite"
+SCORE_CACHE = Path(RUN_CACHE) / "likelihood-scores.sqlite"
 EXAMPLES = 3
 
 
@@ -51,7 +50,7 @@ def build_encoder_scorer(section: FilterSection, run_root: Path) -> EncoderScore
     from .encoder import EncoderScorer
 
     return EncoderScorer(
-        section.model, batch_size=section.batch_size, precision=section.precision, cache_dir=run_root / CACHE
+        section.model, batch_size=section.batch_size, precision=section.precision, cache_dir=run_root / RUN_CACHE
     )
 
 

@@ -12,6 +12,8 @@ from ..io import read_json, sha256_file, sha256_json, write_json_atomic
 
 MANIFEST = "manifest.json"
 IN_PROGRESS = ".in_progress.json"
+# The run folder's caches that outlive a stage folder (scores, item vectors), shared by its stages.
+RUN_CACHE = ".cache"
 
 _TRACKED_PACKAGES = (
     "mint-distill", "torch", "transformers", "sentence-transformers", "peft", "accelerate",
