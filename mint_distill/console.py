@@ -27,8 +27,25 @@ _state = {"quiet": False}
 T = TypeVar("T")
 
 
+class _DropMissingKernelHint(logging.Filter):
+    """bitsandbytes, imported by peft, looks for an optional 4-bit kernel on the model hub on CPUs
+    with AVX512-BF16 and warns at every import when it is missing. Its built-in CPU kernels serve
+    instead, and the hint it gives (`pip install kernels`) would still need the hub."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+
+
+_MISSING_KERNEL_HINT = _DropMissingKernelHint()
+
+
 def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     _state["quiet"] = quiet
+    bitsandbytes_cpu = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if debug:
+        bitsandbytes_cpu.removeFilter(_MISSING_KERNEL_HINT)
+    else:
+        bitsandbytes_cpu.addFilter(_MISSING_KERNEL_HINT)
     logger = logging.getLogger("mint_distill")
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.handlers = [h for h in logger.handlers if not isinstance(h, RichHandler)]
