@@ -20,8 +20,8 @@ def restored_logging():
     logger = logging.getLogger(BITSANDBYTES_CPU)
     filters = list(logger.filters)
     yield logger
+    setup_logging()  # the CLI's defaults again (the debug test leaves DEBUG)
     logger.filters = filters
-    setup_logging()
 
 
 def test_bitsandbytes_missing_kernel_hint_is_dropped_other_warnings_kept(restored_logging, caplog):
