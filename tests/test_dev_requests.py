@@ -18,10 +18,15 @@ from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
 
 from mint_distill.data.build import prepare_training_data
 from mint_distill.data.catalog_entries import POINTREC_PREFIX
-from mint_distill.data.dev_requests import dev_collection, read_dev_requests
+from mint_distill.data.dev_requests import (
+    dev_collection,
+    pooled_dev_collection,
+    read_dev_request_files,
+    read_dev_requests,
+)
 from mint_distill.data.poi_catalog import load_poi_catalog
 from mint_distill.data.pointrec import poi_text
-from mint_distill.errors import DataError
+from mint_distill.errors import DataError, RecipeError
 from mint_distill.evaluation.ablations import render_markdown, score_on_dev_requests
 from mint_distill.recipe import load_recipe
 from mint_distill.recipe.sections.data import TestCollectionSpec
@@ -129,8 +134,9 @@ def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data
         dev_collection(read_dev_requests(path), TestCollectionSpec(), catalog, path)
 
 
-def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | None) -> Path:
-    catalog = f"{{enabled: true, fraction: 0.9, dev_requests: {dev_requests or 'null'}}}"
+def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | list[Path] | None) -> Path:
+    files = json.dumps([str(p) for p in dev_requests]) if isinstance(dev_requests, list) else dev_requests
+    catalog = f"{{enabled: true, fraction: 0.9, dev_requests: {files or 'null'}}}"
     sections = """
         students:
           biencoder: {max_seq_length: 64}
@@ -159,6 +165,44 @@ def test_dev_items_are_never_training_items_and_other_histories_stay_as_drawn(tm
     # Every available history is written at this fraction, so the dropped ones are the difference.
     assert with_dev.stats["dev_request_items"] == len(dev_items)
     assert with_dev.stats["histories_with_dev_items"] == len(without) - len(shown(with_dev))
+
+
+def test_the_items_of_every_dev_request_file_are_kept_out_of_training(tmp_path, data_dir):
+    without = shown(catalog_histories(write_recipe(tmp_path, data_dir, None)))
+    first = write_requests(tmp_path / "a.jsonl", [seafood_request()])
+    second = write_requests(tmp_path / "b.jsonl", [ramen_request()])
+    dev_items = set(seafood_request()["judgements"]) | set(ramen_request()["judgements"])
+    with_both = catalog_histories(write_recipe(tmp_path, data_dir, [first, second]))
+
+    assert any(set(history) & set(ramen_request()["judgements"]) for history in without)
+    assert shown(with_both) == [history for history in without if not set(history) & dev_items]
+    assert with_both.stats["dev_request_items"] == len(dev_items)
+
+
+def test_dev_request_files_are_pooled_and_a_request_id_may_be_in_one_only(tmp_path, data_dir):
+    first = write_requests(tmp_path / "a.jsonl", [seafood_request()])
+    second = write_requests(tmp_path / "b.jsonl", [ramen_request()])
+    catalog = load_poi_catalog(data_dir / "pointrec")
+    pooled = pooled_dev_collection([first, second], TestCollectionSpec(), catalog)
+    together = write_requests(tmp_path / "ab.jsonl", [seafood_request(), ramen_request()])
+    both = dev_collection(read_dev_requests(together), TestCollectionSpec(), catalog, together)
+    for field in ("requests", "pools", "qrels", "items"):
+        assert getattr(pooled, field) == getattr(both, field)
+    assert pooled.name == "dev-requests:a.jsonl+b.jsonl"
+
+    again = write_requests(tmp_path / "c.jsonl", [ramen_request()])
+    with pytest.raises(DataError, match=r"c\.jsonl: request_id 'hw-2' is also in .*b\.jsonl"):
+        read_dev_request_files([first, second, again])
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [("[]", "an empty list"), ("[a.jsonl, a.jsonl]", "a file is listed twice")],
+)
+def test_a_bad_list_of_dev_request_files_names_the_key(tmp_path, data_dir, files, message):
+    recipe = write_recipe(tmp_path, data_dir, None)
+    with pytest.raises(RecipeError, match=rf"(?s)data\.catalog\.dev_requests.*{message}"):
+        load_recipe(recipe, [f"data.catalog.dev_requests={files}"])
 
 
 @pytest.fixture

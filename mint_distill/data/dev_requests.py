@@ -98,6 +98,25 @@ def read_dev_requests(path: str | Path) -> list[DevRequest]:
     return requests
 
 
+def read_dev_request_files(paths: list[str] | list[Path]) -> list[DevRequest]:
+    """The requests of several dev-request files, in order; a request id may appear in one only."""
+    return [request for _, requests in _read_files(paths) for request in requests]
+
+
+def _read_files(paths: list[str] | list[Path]) -> list[tuple[Path, list[DevRequest]]]:
+    sources, first_file = [], {}
+    for path in map(Path, paths):
+        requests = read_dev_requests(path)
+        for request in requests:
+            if request.request_id in first_file:
+                raise DataError(
+                    f"{path}: request_id {request.request_id!r} is also in {first_file[request.request_id]}"
+                )
+            first_file[request.request_id] = path
+        sources.append((path, requests))
+    return sources
+
+
 def dev_item_ids(requests: list[DevRequest]) -> set[str]:
     """Every item some dev request grades: none may be a training item."""
     return {item for request in requests for item in request.judgements}
@@ -110,8 +129,43 @@ def dev_collection(
 
     Items are the test collection's POIs (`pointrec:<poi_id>`), rendered with `spec`'s templates.
     """
+    return _collection(f"dev-requests:{source.name}", [(source, requests)], spec, catalog)
+
+
+def pooled_dev_collection(
+    paths: list[str] | list[Path], spec: TestCollectionSpec, catalog: PoiCatalog
+) -> EvalCollection:
+    """The requests of every file in `paths` as one `EvalCollection`, as `dev_collection` makes it."""
+    sources = _read_files(paths)
+    name = "dev-requests:" + "+".join(source.name for source, _ in sources)
+    return _collection(name, sources, spec, catalog)
+
+
+def _collection(
+    name: str,
+    sources: list[tuple[Path, list[DevRequest]]],
+    spec: TestCollectionSpec,
+    catalog: PoiCatalog,
+) -> EvalCollection:
     from ..evaluation.collection import EvalCollection
 
+    texts = {}
+    requests = [request for _, file_requests in sources for request in file_requests]
+    for source, file_requests in sources:
+        texts.update(_pool_texts(file_requests, spec, catalog, source))
+    return EvalCollection(
+        name=name,
+        pool="graded",
+        requests={r.request_id: r.request(spec).text for r in requests},
+        items=texts,
+        pools={r.request_id: sorted(r.judgements) for r in requests},
+        qrels={r.request_id: dict(r.judgements) for r in requests},
+    )
+
+
+def _pool_texts(
+    requests: list[DevRequest], spec: TestCollectionSpec, catalog: PoiCatalog, source: Path
+) -> dict[str, str]:
     texts = {}
     for request in requests:
         for item in request.judgements:
@@ -126,11 +180,4 @@ def dev_collection(
                     f"`{POINTREC_PREFIX}<poi_id>` of the test collection's POI catalog"
                 )
             texts[item] = poi_text(record, spec)
-    return EvalCollection(
-        name=f"dev-requests:{source.name}",
-        pool="graded",
-        requests={r.request_id: r.request(spec).text for r in requests},
-        items=texts,
-        pools={r.request_id: sorted(r.judgements) for r in requests},
-        qrels={r.request_id: dict(r.judgements) for r in requests},
-    )
+    return texts

@@ -139,7 +139,7 @@ def build_catalog_histories(
         entries, counts = training_entries(training_catalog, section.item_text, section.selection)
         new_items = False
     groups = group_entries(entries, spec.group_by)
-    dev_items = _dev_items(spec.dev_requests)
+    dev_items = _dev_items(spec.dev_request_files)
     if spec.similar_by is None:
         sampled = disjoint_histories(groups, spec.items_per_history, spec.seed)
     else:
@@ -197,12 +197,10 @@ def build_catalog_histories(
     return CatalogHistories(users, list(items.values()), stats, keep_users)
 
 
-def _dev_items(dev_requests: str | None) -> set[str]:
-    if dev_requests is None:
-        return set()
-    from .dev_requests import dev_item_ids, read_dev_requests
+def _dev_items(dev_request_files: list[str]) -> set[str]:
+    from .dev_requests import dev_item_ids, read_dev_request_files
 
-    return dev_item_ids(read_dev_requests(dev_requests))
+    return dev_item_ids(read_dev_request_files(dev_request_files))
 
 
 def _test_entries(section: DataSection, fetch: bool) -> tuple[list[CatalogEntry], dict]:
@@ -235,8 +233,7 @@ def catalog_input_files(section: DataSection) -> list[Path]:
 
     folder = collection_folder(section)
     files: list[Path] = []
-    if spec.dev_requests is not None and Path(spec.dev_requests).is_file():
-        files.append(Path(spec.dev_requests))
+    files.extend(Path(path) for path in spec.dev_request_files if Path(path).is_file())
     try:
         location = catalog_location(folder)
         files.extend(sorted(location.rglob("*.json")) if location.is_dir() else [location])

@@ -48,10 +48,10 @@ def _check_catalog(recipe: Recipe) -> list[str]:
     if not catalog.enabled or catalog.source != "test":
         return []
     if catalog.dev_requests is not None:
-        from .dev_requests import read_dev_requests
+        from .dev_requests import read_dev_request_files
 
         try:
-            read_dev_requests(catalog.dev_requests)
+            read_dev_request_files(catalog.dev_request_files)
         except MintError as error:
             return [str(error)]
     folder = collection_folder(recipe.data)

@@ -126,7 +126,7 @@ def score_on_dev_requests(
     main_root: Path, variant_roots: dict[str, Path], recipe: Recipe
 ) -> dict[str, Any] | None:
     """The zero-shot encoder, the full run's and each variant's bi-encoder on the recipe's
-    dev requests (`data.catalog.dev_requests`; None without them).
+    dev requests (`data.catalog.dev_requests`, every file's pooled; None without them).
 
     Each ranks every request's graded pool as the evaluate stage ranks the test pools (`produce_runs`
     with its precision, batch size and encoding cache, each model at its own sequence length; runs in
@@ -135,7 +135,7 @@ def score_on_dev_requests(
     """
     if recipe.data.catalog.dev_requests is None:
         return None
-    from ..data.dev_requests import dev_collection, read_dev_requests
+    from ..data.dev_requests import pooled_dev_collection
     from ..data.poi_catalog import load_poi_catalog
     from ..data.pseudo_histories import collection_folder
     from ..recipe.sections.evaluation import RankerSpec
@@ -145,9 +145,9 @@ def score_on_dev_requests(
     from .metrics import evaluate_run, mean
     from .systems import produce_runs
 
-    source = Path(recipe.data.catalog.dev_requests)
-    collection = dev_collection(
-        read_dev_requests(source), recipe.data.test, load_poi_catalog(collection_folder(recipe.data)), source
+    files = recipe.data.catalog.dev_request_files
+    collection = pooled_dev_collection(
+        files, recipe.data.test, load_poi_catalog(collection_folder(recipe.data))
     )
     spec = recipe.evaluation
     rankers = [RankerSpec(name=ZERO_SHOT, kind="dense", model=recipe.students.biencoder.model)]
@@ -170,7 +170,7 @@ def score_on_dev_requests(
     }
     full = per_query[FULL]
     return {
-        "file": str(source),
+        "files": files,
         "requests": len(collection.requests),
         "judgements": sum(len(grades) for grades in collection.qrels.values()),
         "scores": {name: mean(scores) for name, scores in per_query.items()},
@@ -315,9 +315,10 @@ def _dev_note(dev: dict[str, Any]) -> list[str]:
 def _dev_requests_note(written: dict[str, Any]) -> list[str]:
     zero = written["scores"][ZERO_SHOT]
     versus = written["versus_full"][ZERO_SHOT]
+    files = ", ".join(f"`{file}`" for file in written["files"])
     note = (
         f"Dev-request columns: every bi-encoder ranking the graded pools of {written['requests']} "
-        f"requests written for the target catalog outside the pipeline (`{written['file']}`, "
+        f"requests written for the target catalog outside the pipeline ({files}, "
         f"{written['judgements']} judgements; not the run's teacher's, and none of their items was a "
         "training item); in brackets the difference from the full run's student and its p-value, same "
         "test and marks. The zero-shot encoder: "

@@ -309,13 +309,31 @@ class CatalogSpec(Section):
         description="never use items judged in the test collection (only their ids are read); "
         "applies to source: test",
     )
-    dev_requests: str | None = Field(
+    dev_requests: str | list[str] | None = Field(
         None,
         description="dev requests written for the target catalog outside the pipeline, each with "
-        "a graded pool of its items (JSON lines; mint_distill/data/dev_requests.py): their items "
-        "are never training items, and the ablation report scores every student on them",
+        "a graded pool of its items (JSON lines; mint_distill/data/dev_requests.py), in one file "
+        "or a list of files: their items are never training items, and the ablation report "
+        "scores every student on all of them, pooled",
     )
     seed: int = 0
+
+    @field_validator("dev_requests")
+    @classmethod
+    def _distinct_files(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list: name at least one file, or null")
+            if len(set(value)) != len(value):
+                raise ValueError("a file is listed twice")
+        return value
+
+    @property
+    def dev_request_files(self) -> list[str]:
+        """`dev_requests` as a list (a single file is kept as written, so its runs stay fresh)."""
+        if self.dev_requests is None:
+            return []
+        return [self.dev_requests] if isinstance(self.dev_requests, str) else list(self.dev_requests)
 
     @field_validator("group_by")
     @classmethod
