@@ -12,9 +12,11 @@ from mint_distill.errors import RecipeError
 from mint_distill.evaluation.ablations import (
     compare_variants,
     render_markdown,
+    training_seed,
     variant_recipe,
     write_ablation_report,
 )
+from mint_distill.evaluation.significance import compare
 from mint_distill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +82,12 @@ def test_variants_are_compared_with_the_reference_and_the_full_run(tmp_path):
     _write_evaluation(tmp_path / "random", {"zeroshot-mpnet": reference, "biencoder-mint": worse})
 
     table = compare_variants(
-        tmp_path / "main", {"filter-none": tmp_path / "none", "filter-random": tmp_path / "random"}, recipe
+        {
+            "full": {13: tmp_path / "main"},
+            "filter-none": {13: tmp_path / "none"},
+            "filter-random": {13: tmp_path / "random"},
+        },
+        recipe,
     )
     assert list(table["rows"]) == ["full", "filter-none", "filter-random"]
     assert table["measures"] == MEASURES
@@ -94,6 +101,7 @@ def test_variants_are_compared_with_the_reference_and_the_full_run(tmp_path):
     assert none_row["versus_full"]["NDCG@5"]["delta"] == pytest.approx(-0.2)
     assert random_row["versus_full"]["MRR"]["delta"] == pytest.approx(-0.15)
     assert table["overrides"]["filter-random"] == ["filter.method=random"]
+    assert table["seeds"] == [13]
 
     report = write_ablation_report(table, tmp_path / "main" / "ablations")
     text = report.read_text()
@@ -106,4 +114,78 @@ def test_the_main_run_must_have_an_evaluated_student(tmp_path):
     recipe = load_recipe(_recipe(tmp_path, {"filter-none": ["filter.method=none"]}))
     _write_evaluation(tmp_path / "main", {"zeroshot-mpnet": [0.1, 0.2]})
     with pytest.raises(RecipeError, match="no evaluated `biencoder-mint`"):
-        compare_variants(tmp_path / "main", {}, recipe)
+        compare_variants({"full": {13: tmp_path / "main"}}, recipe)
+
+
+def test_another_training_seed_is_a_bi_encoder_run_of_its_own(tmp_path):
+    recipe = load_recipe(_recipe(tmp_path, {"filter-none": ["filter.method=none"]}))
+    assert training_seed(recipe) == recipe.seed == 13
+    assert variant_recipe(recipe, "full") is recipe and variant_recipe(recipe, "full", 13) is recipe
+    full = variant_recipe(recipe, "full", 1)
+    assert full.name == "toy-seed1" and full.students.biencoder.training.seed == 1
+    assert full.students.crossencoder.enabled is False and full.filter == recipe.filter
+    variant = variant_recipe(recipe, "filter-none", 2)
+    assert variant.name == "toy-filter-none-seed2" and variant.filter.method == "none"
+    assert variant.students.biencoder.training.seed == 2
+    assert variant_recipe(recipe, "filter-none", 13).name == "toy-filter-none"
+    # Only the bi-encoder's training changes: every stage before it is shared with the seed-13 run.
+    assert variant.data == recipe.data and variant.teacher == recipe.teacher
+
+
+def test_an_arm_trained_with_several_seeds_is_judged_by_its_students_per_request_means(tmp_path):
+    recipe = load_recipe(_recipe(tmp_path, {"more": ["data.catalog.fraction=0.75"]}))
+    reference = [0.2, 0.3, 0.4, 0.5, 0.6, 0.3, 0.2, 0.4]
+    full_seeds = ([0.5, 0.5, 0.6, 0.7, 0.8, 0.4, 0.4, 0.6], [0.3, 0.5, 0.4, 0.5, 0.6, 0.6, 0.4, 0.4])
+    more_seeds = ([0.6, 0.7, 0.5, 0.8, 0.7, 0.5, 0.6, 0.5], [0.8, 0.5, 0.7, 0.6, 0.9, 0.7, 0.4, 0.7])
+    runs = {"f13": full_seeds[0], "f1": full_seeds[1], "m13": more_seeds[0], "m1": more_seeds[1]}
+    for name, scores in runs.items():
+        _write_evaluation(tmp_path / name, {"zeroshot-mpnet": reference, "biencoder-mint": scores})
+    arms = {
+        "full": {13: tmp_path / "f13", 1: tmp_path / "f1"},
+        "more": {13: tmp_path / "m13", 1: tmp_path / "m1"},
+    }
+    table = compare_variants(arms, recipe)
+
+    def mean_of(seeds):
+        return [sum(pair) / 2 for pair in zip(*seeds)]
+
+    full, more = mean_of(full_seeds), mean_of(more_seeds)
+    rows = table["rows"]
+    assert rows["full"]["means"]["NDCG@5"] == pytest.approx(sum(full) / len(full))
+    assert rows["more"]["versus_full"]["NDCG@5"]["delta"] == pytest.approx((sum(more) - sum(full)) / len(full))
+    # Paired over the requests' seed means: the same test as comparing those means directly.
+    expected = compare(
+        {f"q{i}": score for i, score in enumerate(more)},
+        {f"q{i}": score for i, score in enumerate(full)},
+        recipe.evaluation.significance,
+        recipe.evaluation.resamples,
+    )
+    assert rows["more"]["versus_full"]["NDCG@5"]["p_value"] == pytest.approx(expected.p_value)
+    assert rows["more"]["runs"] == {"13": str(tmp_path / "m13"), "1": str(tmp_path / "m1")}
+    assert table["seeds"] == [13, 1]
+    assert "trained with seeds 13, 1" in render_markdown(table)
+
+
+def test_an_ablation_may_not_be_called_full(tmp_path):
+    with pytest.raises(RecipeError, match=r"ablations.*`full` names the recipe's own run"):
+        load_recipe(_recipe(tmp_path, {"full": ["filter.method=none"]}))
+
+
+def test_ablate_reads_each_seeds_run_and_checks_its_seeds(tmp_path):
+    from click.testing import CliRunner
+
+    from mint_distill.cli import cli
+
+    recipe = _recipe(tmp_path, {"filter-none": ["filter.method=none"]})
+    main = tmp_path / "runs" / "toy"
+    (main / "average-biencoder" / "model").mkdir(parents=True)
+    _write_evaluation(main, {"zeroshot-mpnet": [0.5], "biencoder-mint": [0.6]})
+
+    result = CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "13,1", "--report-only"])
+    assert result.exit_code != 0
+    assert f"{tmp_path / 'runs' / 'toy-seed1' / 'average-biencoder' / 'model'} does not exist" in result.output
+
+    result = CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "13,one", "--report-only"])
+    assert result.exit_code == 2 and "give integers separated by commas" in result.output
+    result = CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "1,1", "--report-only"])
+    assert result.exit_code == 2 and "a seed is listed twice" in result.output

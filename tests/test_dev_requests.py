@@ -226,7 +226,9 @@ def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
     SentenceTransformer(str(minilm_folder), device="cpu").save(str(main / "average-biencoder/model"))
     save_tiny_sentence_transformer(variant / "average-biencoder/model")
 
-    scored = score_on_dev_requests(main, {"random": variant}, recipe)
+    scored = score_on_dev_requests({"full": {13: main}, "random": {13: variant}}, recipe)
+    # The same two students as one arm of two training seeds: each request scores their mean.
+    seeded = score_on_dev_requests({"full": {13: main}, "both": {13: main, 1: variant}}, recipe)
 
     assert scored["requests"] == 2 and scored["judgements"] == 20
     scores = scored["scores"]
@@ -238,6 +240,10 @@ def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
     assert scored["versus_full"]["random"]["NDCG@10"]["delta"] == pytest.approx(
         scores["random"]["NDCG@10"] - scores["full"]["NDCG@10"]
     )
+    for measure in ("NDCG@5", "NDCG@10"):
+        mean = (scores["full"][measure] + scores["random"][measure]) / 2
+        assert seeded["scores"]["both"][measure] == pytest.approx(mean)
+        assert seeded["per_seed"]["both"][1][measure] == pytest.approx(scores["random"][measure])
 
     table = {
         "student": "biencoder-mint",

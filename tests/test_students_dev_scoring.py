@@ -90,7 +90,7 @@ def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_pa
     # A variant whose "student" is the untrained encoder: it must score as the zero-shot row does.
     variant = tmp_path / "variant"
     shutil.copytree(main_run["encoder"], variant / "average-biencoder" / "model")
-    dev = score_on_main_dev(main_run["run"], {"untrained": variant}, recipe)
+    dev = score_on_main_dev({"full": {13: main_run["run"]}, "untrained": {13: variant}}, recipe)
 
     summary = main_run["summary"]
     assert dev["requests"] == summary["dev_requests"] and dev["pairs"] == summary["dev_pairs"]
@@ -103,9 +103,15 @@ def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_pa
     delta = scores["untrained"]["loss"] - scores["full"]["loss"]
     assert versus["untrained"]["delta"] == pytest.approx(delta, abs=1e-5) and delta > 0
 
+    # An arm of two students (the trained one and the untrained encoder) scores their means.
+    two = score_on_main_dev({"full": {13: main_run["run"]}, "two": {13: main_run["run"], 1: variant}}, recipe)
+    two_scores = two["scores"]["two"]
+    assert two_scores["loss"] == pytest.approx((scores["full"]["loss"] + scores["untrained"]["loss"]) / 2)
+    assert two["loss_versus_full"]["two"]["delta"] == pytest.approx(delta / 2, abs=1e-5)
+
     _write_evaluation(main_run["run"], [0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
     _write_evaluation(variant, [0.4, 0.5, 0.6], [0.4, 0.5, 0.6])
-    table = compare_variants(main_run["run"], {"untrained": variant}, recipe, dev)
+    table = compare_variants({"full": {13: main_run["run"]}, "untrained": {13: variant}}, recipe, dev)
     text = render_markdown(table)
     assert "dev loss | dev MRR@10 |" in text
     untrained = scores["untrained"]

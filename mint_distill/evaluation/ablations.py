@@ -12,6 +12,11 @@ split can choose between data sources or teachers without reading the test colle
 is written by the main run's teacher; with `data.catalog.dev_requests`, every bi-encoder is also
 scored on requests written for the target catalog outside the pipeline
 (`score_on_dev_requests`), which its teacher did not write.
+
+Two trainings of the same pairs with different seeds land further apart on a few dozen requests
+than most variants do from the recipe, so an arm (the full run, or a variant) may be trained with
+several seeds (`students.biencoder.training.seed`): its runs are `<run>-seed<N>`, and every figure
+of the arm is the per-request (per-pair) mean over its students, compared paired as before.
 """
 
 from __future__ import annotations
@@ -34,20 +39,38 @@ DEV_REQUEST_MEASURES = ("NDCG@5", "NDCG@10")
 REPORT_FOLDER = "ablations"
 COUNTS = (("generate", "requests"), ("filter", "pairs_kept"))
 
+# An arm's run folder per training seed: {arm: {seed: run root}}, the full run's arm first.
+Arms = dict[str, dict[int, Path]]
 
-def variant_recipe(recipe: Recipe, variant: str) -> Recipe:
-    """The recipe of one ablation run: the main recipe, the variant's overrides, no cross-encoder."""
+
+def training_seed(recipe: Recipe) -> int:
+    """The seed the recipe trains its bi-encoder with."""
+    from ..students.stage import seed_of
+
+    return seed_of(recipe, recipe.students.biencoder.training.seed)
+
+
+def variant_recipe(recipe: Recipe, variant: str, seed: int | None = None) -> Recipe:
+    """The recipe of one ablation run: the main recipe, the variant's overrides (none for `full`),
+    no cross-encoder; with a `seed` other than the recipe's training seed, the bi-encoder is trained
+    with it in a run of its own. `full` at the recipe's training seed is the recipe itself."""
     from pydantic import ValidationError
 
     from ..recipe.loading import apply_override, format_validation_error
 
+    other_seed = seed is not None and seed != training_seed(recipe)
+    if variant == FULL and not other_seed:
+        return recipe
     raw = recipe.model_dump(mode="json")
-    for override in recipe.ablations[variant]:
+    for override in [] if variant == FULL else recipe.ablations[variant]:
         try:
             apply_override(raw, override)
         except RecipeError as error:
             raise RecipeError(f"ablations.{variant}: {error}") from None
-    raw["name"] = f"{recipe.name}-{variant}"
+    raw["name"] = recipe.name if variant == FULL else f"{recipe.name}-{variant}"
+    if other_seed:
+        raw["students"]["biencoder"]["training"]["seed"] = seed
+        raw["name"] += f"-seed{seed}"
     raw["ablations"] = {}
     raw["students"]["crossencoder"]["enabled"] = False
     raw["package"]["enabled"] = False
@@ -61,10 +84,7 @@ def variant_recipe(recipe: Recipe, variant: str) -> Recipe:
 
 def finished_run(root: Path) -> Path:
     """`root`, if its bi-encoder was trained and evaluated (what a report reads)."""
-    from ..students.data import MODEL_DIR
-    from ..students.stage import AVERAGE_BIENCODER
-
-    for needed in (root / AVERAGE_BIENCODER / MODEL_DIR, root / "evaluate" / "per_query.csv"):
+    for needed in (student_model(root), root / "evaluate" / "per_query.csv"):
         if not needed.exists():
             raise RecipeError(f"{needed} does not exist: run `mint-distill ablate` without --report-only first")
     return root
@@ -81,26 +101,26 @@ def read_per_query(evaluate_dir: Path) -> dict[str, dict[str, dict[str, float]]]
     return systems
 
 
-def score_on_main_dev(
-    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe
-) -> dict[str, Any]:
-    """The zero-shot encoder, the full run's and each variant's bi-encoder on the main run's dev split.
+def score_on_main_dev(arms: Arms, recipe: Recipe) -> dict[str, Any]:
+    """The zero-shot encoder and every arm's bi-encoders on the full run's synthetic dev split.
 
-    Each student as `average-biencoder` saved it, scored as the main run's `train-biencoder` scores
+    Each student as `average-biencoder` saved it, scored as the full run's `train-biencoder` scores
     its checkpoints (its batches, dev catalog sample, sequence length and precision), so at
-    `finetuned_weight` 1 the full run's row is the figure it was selected on.
-    Each dev loss is compared with the full run's: the difference of the two dev losses, and the
-    report's paired test over the dev pairs' own loss terms.
+    `finetuned_weight` 1 the full run's row is the figure it was selected on. An arm's measures
+    and pair losses are its students' means. Each dev loss is compared with the full run's: the
+    difference of the two dev losses, and the report's paired test over the dev pairs' own loss terms.
     """
-    from ..students.data import MODEL_DIR
     from ..students.dev_scoring import run_dev_data, score_on_dev
-    from ..students.stage import AVERAGE_BIENCODER
 
+    main_root = next(iter(arms[FULL].values()))
     data = run_dev_data(main_root)
     spec = recipe.students.biencoder
-    models = {ZERO_SHOT: spec.model, FULL: main_root / AVERAGE_BIENCODER / MODEL_DIR}
-    models.update({variant: root / AVERAGE_BIENCODER / MODEL_DIR for variant, root in variant_roots.items()})
-    scored = {name: score_on_dev(str(model), data, spec, recipe.seed) for name, model in models.items()}
+    scored = {ZERO_SHOT: score_on_dev(spec.model, data, spec, recipe.seed)}
+    for arm, roots in arms.items():
+        students = [
+            score_on_dev(str(student_model(root)), data, spec, recipe.seed) for root in roots.values()
+        ]
+        scored[arm] = _mean_dev_scores(students)
     full = scored[FULL]
     test = recipe.evaluation
     versus_full = {}
@@ -122,16 +142,43 @@ def score_on_main_dev(
     }
 
 
-def score_on_dev_requests(
-    main_root: Path, variant_roots: dict[str, Path], recipe: Recipe
-) -> dict[str, Any] | None:
-    """The zero-shot encoder, the full run's and each variant's bi-encoder on the recipe's
-    dev requests (`data.catalog.dev_requests`, every file's pooled; None without them).
+def student_model(root: Path) -> Path:
+    from ..students.data import MODEL_DIR
+    from ..students.stage import AVERAGE_BIENCODER
 
-    Each ranks every request's graded pool as the evaluate stage ranks the test pools (`produce_runs`
-    with its precision, batch size and encoding cache, each model at its own sequence length; runs in
-    `ablations/dev-requests/`), and each request's NDCG is compared with the full run's student,
-    paired as in the report.
+    return root / AVERAGE_BIENCODER / MODEL_DIR
+
+
+def _mean_dev_scores(students: list):
+    """Several students' `DevScores` as one: mean measures, and each dev pair's mean loss."""
+    from ..students.dev_scoring import DevScores
+
+    measures = {key: _mean([s.measures[key] for s in students]) for key in students[0].measures}
+    pairs = set.intersection(*(set(s.pair_losses) for s in students))
+    pair_losses = {pair: _mean([s.pair_losses[pair] for s in students]) for pair in sorted(pairs)}
+    return DevScores(measures, pair_losses)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def seed_mean(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """{measure: {qid: score}} of several students as one: each request's mean score."""
+    return {
+        measure: {qid: _mean([scores[measure][qid] for scores in per_seed]) for qid in per_seed[0][measure]}
+        for measure in per_seed[0]
+    }
+
+
+def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
+    """The zero-shot encoder and every arm's bi-encoders on the recipe's dev requests
+    (`data.catalog.dev_requests`, every file's pooled; None without them).
+
+    Each student ranks every request's graded pool as the evaluate stage ranks the test pools
+    (`produce_runs` with its precision, batch size and encoding cache, each model at its own
+    sequence length; runs in `ablations/dev-requests/`). An arm's score for a request is its
+    students' mean, compared per request with the full run's, paired as in the report.
     """
     if recipe.data.catalog.dev_requests is None:
         return None
@@ -139,8 +186,6 @@ def score_on_dev_requests(
     from ..data.poi_catalog import load_poi_catalog
     from ..data.pseudo_histories import collection_folder
     from ..recipe.sections.evaluation import RankerSpec
-    from ..students.data import MODEL_DIR
-    from ..students.stage import AVERAGE_BIENCODER
     from .cache import evaluation_cache_dir
     from .metrics import evaluate_run, mean
     from .systems import produce_runs
@@ -149,12 +194,19 @@ def score_on_dev_requests(
     collection = pooled_dev_collection(
         files, recipe.data.test, load_poi_catalog(collection_folder(recipe.data))
     )
-    spec = recipe.evaluation
+    several_seeds = any(len(roots) > 1 for roots in arms.values())
+    students = {
+        (arm, seed): f"{arm}-seed{seed}" if several_seeds else arm
+        for arm, roots in arms.items()
+        for seed in roots
+    }
     rankers = [RankerSpec(name=ZERO_SHOT, kind="dense", model=recipe.students.biencoder.model)]
     rankers += [
-        RankerSpec(name=name, kind="biencoder", model=str(root / AVERAGE_BIENCODER / MODEL_DIR))
-        for name, root in {FULL: main_root, **variant_roots}.items()
+        RankerSpec(name=name, kind="biencoder", model=str(student_model(arms[arm][seed])))
+        for (arm, seed), name in students.items()
     ]
+    spec = recipe.evaluation
+    main_root = next(iter(arms[FULL].values()))
     runs, _ = produce_runs(
         collection,
         rankers,
@@ -164,16 +216,22 @@ def score_on_dev_requests(
         cache_dir=evaluation_cache_dir(spec.cache_dir),
         precision=spec.precision,
     )
-    per_query = {
+    evaluated = {
         name: evaluate_run(run, collection.qrels, DEV_REQUEST_MEASURES, spec.relevance_level)
         for name, run in runs.items()
     }
+    per_query = {ZERO_SHOT: evaluated[ZERO_SHOT]}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for arm, roots in arms.items():
+        per_query[arm] = seed_mean([evaluated[students[arm, seed]] for seed in roots])
+        per_seed[arm] = {seed: mean(evaluated[students[arm, seed]]) for seed in roots}
     full = per_query[FULL]
     return {
         "files": files,
         "requests": len(collection.requests),
         "judgements": sum(len(grades) for grades in collection.qrels.values()),
         "scores": {name: mean(scores) for name, scores in per_query.items()},
+        "per_seed": per_seed,
         "versus_full": {
             name: {
                 m: _comparison(compare(scores[m], full[m], spec.significance, spec.resamples), spec.alpha)
@@ -186,25 +244,30 @@ def score_on_dev_requests(
 
 
 def compare_variants(
-    main_root: Path,
-    variant_roots: dict[str, Path],
+    arms: Arms,
     recipe: Recipe,
     dev: dict[str, Any] | None = None,
     dev_requests: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Each variant's bi-encoder against the reference and against the full run's bi-encoder;
     `dev` and `dev_requests`: `score_on_main_dev`'s and `score_on_dev_requests`' results, shown
-    beside them."""
+    beside them. An arm's per-request scores are its students' means."""
     spec = recipe.evaluation
+    main_root = next(iter(arms[FULL].values()))
     main = read_per_query(main_root / "evaluate")
     if STUDENT not in main:
         raise RecipeError(f"{main_root / 'evaluate'}: the main run has no evaluated `{STUDENT}` to compare with")
-    reference, full = main[spec.reference], main[STUDENT]
+    reference = main[spec.reference]
+    students = {
+        arm: seed_mean([read_per_query(root / "evaluate")[STUDENT] for root in roots.values()])
+        for arm, roots in arms.items()
+    }
+    full = students[FULL]
     measures = list(full)
-    rows = {FULL: _row(full, reference, None, main_root, measures, spec)}
-    for variant, root in variant_roots.items():
-        scores = read_per_query(root / "evaluate")[STUDENT]
-        rows[variant] = _row(scores, reference, full, root, measures, spec)
+    rows = {
+        arm: _row(scores, reference, None if arm == FULL else full, arms[arm], measures, spec)
+        for arm, scores in students.items()
+    }
     metrics = read_json(main_root / "evaluate" / "metrics.json")
     return {
         "reference": spec.reference,
@@ -214,26 +277,28 @@ def compare_variants(
         "pool": metrics["pool"],
         "alpha": spec.alpha,
         "method": spec.significance,
-        "overrides": {FULL: [], **{variant: recipe.ablations[variant] for variant in variant_roots}},
+        "seeds": list(arms[FULL]),
+        "overrides": {arm: [] if arm == FULL else recipe.ablations[arm] for arm in arms},
         "rows": rows,
         "dev": dev,
         "dev_requests": dev_requests,
     }
 
 
-def _row(scores, reference, full, root: Path, measures: list[str], spec) -> dict[str, Any]:
+def _row(scores, reference, full, roots: dict[int, Path], measures: list[str], spec) -> dict[str, Any]:
     def versus(other):
         return {
             m: _comparison(compare(scores[m], other[m], spec.significance, spec.resamples), spec.alpha)
             for m in measures
         }
 
+    first = next(iter(roots.values()))
     return {
-        "run": str(root),
-        "means": {m: sum(scores[m].values()) / len(scores[m]) for m in measures},
+        "runs": {str(seed): str(root) for seed, root in roots.items()},
+        "means": {m: _mean(list(scores[m].values())) for m in measures},
         "versus_reference": versus(reference),
         "versus_full": versus(full) if full is not None else {},
-        "counts": {f"{stage}.{key}": _summary(root, stage).get(key) for stage, key in COUNTS},
+        "counts": {f"{stage}.{key}": _summary(first, stage).get(key) for stage, key in COUNTS},
     }
 
 
@@ -256,8 +321,11 @@ def render_markdown(table: dict[str, Any]) -> str:
     dev_scores = dev["scores"] if dev else {}
     dev_columns = list(DEV_COLUMNS) if dev else []
     written = table.get("dev_requests")
+    seeds = table.get("seeds", [])
     if written:
         dev_columns += [f"dev requests {m}" for m in DEV_REQUEST_MEASURES]
+        if len(seeds) > 1:
+            dev_columns.append(f"dev requests {DEV_REQUEST_MEASURES[0]} per seed")
     lines = [
         f"# Ablations: `{table['student']}` trained on each variant's synthetic data",
         "",
@@ -265,6 +333,7 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"then the difference from `{table['reference']}` (zero-shot reference) and from the full run's "
         f"`{table['student']}`; {BETTER} / {WORSE}: significant at p < {table['alpha']} ({table['method']}, paired).",
         "",
+        *(_seeds_note(seeds) if len(seeds) > 1 else []),
         *(_dev_note(dev) if dev else []),
         *(_dev_requests_note(written) if written else []),
         "| variant | overrides | requests | pairs kept | " + " | ".join(measures + dev_columns) + " |",
@@ -312,6 +381,15 @@ def _dev_note(dev: dict[str, Any]) -> list[str]:
     return [note, ""]
 
 
+def _seeds_note(seeds: list[int]) -> list[str]:
+    note = (
+        f"Every arm was trained with seeds {', '.join(map(str, seeds))} (`students.biencoder.training.seed`): "
+        "its score for a request (a dev pair) is the mean of its students' scores, and the tests pair "
+        "these means, so the training seeds' spread does not decide a comparison."
+    )
+    return [note, ""]
+
+
 def _dev_requests_note(written: dict[str, Any]) -> list[str]:
     zero = written["scores"][ZERO_SHOT]
     versus = written["versus_full"][ZERO_SHOT]
@@ -331,11 +409,17 @@ def _dev_requests_note(written: dict[str, Any]) -> list[str]:
 def _dev_request_cells(written: dict[str, Any], variant: str) -> list[str]:
     scores = written["scores"].get(variant)
     if scores is None:
-        return ["n/a"] * len(DEV_REQUEST_MEASURES)
+        seeded = len(written.get("per_seed", {}).get(FULL, {})) > 1
+        return ["n/a"] * (len(DEV_REQUEST_MEASURES) + seeded)
     versus = written["versus_full"].get(variant)
-    return [
+    cells = [
         f"{scores[m]:.4f}" + (f" ({_versus_cell(versus[m])})" if versus else "") for m in DEV_REQUEST_MEASURES
     ]
+    per_seed = written.get("per_seed", {}).get(variant, {})
+    if len(per_seed) > 1:
+        measure = DEV_REQUEST_MEASURES[0]
+        cells.append(", ".join(f"{scores[measure]:.4f}" for scores in per_seed.values()))
+    return cells
 
 
 def _delta_cell(entry: dict[str, Any]) -> str:

@@ -37,16 +37,41 @@ def evaluate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
     print_report_of_run(result.run_root)
 
 
+def _seeds(context, parameter, value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    try:
+        seeds = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 13,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: a seed is listed twice")
+    return seeds
+
+
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--variant", "variants", multiple=True, help="Run only this variant of `ablations` (repeatable).")
 @click.option(
+    "--seeds",
+    callback=_seeds,
+    metavar="N,N,...",
+    help="Train every arm (the full run and each variant) with these bi-encoder training seeds and "
+    "judge each arm by its students' per-request means (default: the recipe's seed alone).",
+)
+@click.option(
     "--report-only",
     is_flag=True,
     help="Write the report from the runs already in the run folder; run no stage (e.g. after adding dev requests).",
 )
-def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...], report_only: bool) -> None:
+def ablate(
+    recipe: Path,
+    overrides: tuple[str, ...],
+    variants: tuple[str, ...],
+    seeds: tuple[int, ...],
+    report_only: bool,
+) -> None:
     """Run the recipe's ablations and compare their bi-encoders with the full run.
 
     Runs the recipe itself first (fresh stages are skipped), then each variant listed under the
@@ -55,12 +80,15 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...], 
     and ablations.json: each variant's biencoder-mint against the reference and the full run, and
     every bi-encoder's dev loss and MRR@10 on the main run's synthetic dev split and, with
     data.catalog.dev_requests, its NDCG on those written requests: the figures to choose a
-    variant by.
+    variant by. With --seeds, each arm is trained with each seed, the recipe's own seed in the runs
+    above and any other in <run_dir>/<name>[-<variant>]-seed<N> (bi-encoder only, reusing every
+    stage before train-biencoder), and every figure is the mean over an arm's students.
 
     \b
     Examples:
       mint-distill ablate recipes/pointrec.yaml
       mint-distill ablate recipes/pointrec.yaml --variant filter-none --variant filter-random
+      mint-distill ablate recipes/pointrec.yaml --variant catalog-more-llm-mpnet --seeds 13,1,2
       mint-distill ablate recipes/pointrec.yaml --report-only
     """
     from ..console import console, is_quiet
@@ -69,11 +97,13 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...], 
     from ..pipeline.runner import run_root_of
     from ..recipe import load_recipe
     from .ablations import (
+        FULL,
         REPORT_FOLDER,
         compare_variants,
         finished_run,
         score_on_dev_requests,
         score_on_main_dev,
+        training_seed,
         variant_recipe,
         write_ablation_report,
     )
@@ -87,18 +117,26 @@ def ablate(recipe: Path, overrides: tuple[str, ...], variants: tuple[str, ...], 
     chosen = list(variants) or list(loaded.ablations)
     if not chosen:
         raise RecipeError(f"{recipe}: the recipe lists no `ablations`")
+    seeds = seeds or (training_seed(loaded),)
+    arm_recipes = {arm: {seed: variant_recipe(loaded, arm, seed) for seed in seeds} for arm in [FULL, *chosen]}
     if report_only:
-        main_root = finished_run(run_root_of(loaded))
-        roots = {variant: finished_run(run_root_of(variant_recipe(loaded, variant))) for variant in chosen}
+        arms = {
+            arm: {seed: finished_run(run_root_of(r)) for seed, r in recipes.items()}
+            for arm, recipes in arm_recipes.items()
+        }
     else:
-        main_root = run_pipeline(loaded, quiet=is_quiet()).run_root
-        roots = {}
-        for variant in chosen:
-            console.print(f"ablation {variant}: {', '.join(loaded.ablations[variant])}", highlight=False)
-            roots[variant] = run_pipeline(variant_recipe(loaded, variant), quiet=is_quiet()).run_root
-    dev = score_on_main_dev(main_root, roots, loaded)
-    dev_requests = score_on_dev_requests(main_root, roots, loaded)
-    table = compare_variants(main_root, roots, loaded, dev, dev_requests)
-    report = write_ablation_report(table, main_root / REPORT_FOLDER)
+        arms = {}
+        for arm, recipes in arm_recipes.items():
+            if arm != FULL:
+                console.print(f"ablation {arm}: {', '.join(loaded.ablations[arm])}", highlight=False)
+            arms[arm] = {}
+            for seed, arm_recipe in recipes.items():
+                if len(seeds) > 1:
+                    console.print(f"{arm}, training seed {seed}", highlight=False)
+                arms[arm][seed] = run_pipeline(arm_recipe, quiet=is_quiet()).run_root
+    dev = score_on_main_dev(arms, loaded)
+    dev_requests = score_on_dev_requests(arms, loaded)
+    table = compare_variants(arms, loaded, dev, dev_requests)
+    report = write_ablation_report(table, run_root_of(loaded) / REPORT_FOLDER)
     console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"report: {report}", highlight=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .sections.base import Section
 from .sections.data import DataSection
@@ -32,3 +32,10 @@ class Recipe(Section):
         description="variant name -> KEY=VALUE overrides; `mint-distill ablate` runs each variant "
         "(bi-encoder only) and compares it with this run",
     )
+
+    @field_validator("ablations")
+    @classmethod
+    def _not_the_full_run(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if "full" in value:
+            raise ValueError("`full` names the recipe's own run in the ablation report; rename the variant")
+        return value
