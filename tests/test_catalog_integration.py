@@ -68,7 +68,7 @@ def test_shipped_dev_requests_grade_unjudged_catalog_pois_and_the_sets_share_non
     pools = []
     for path in files:
         requests = read_dev_requests(path)
-        collection = dev_collection(requests, TestCollectionSpec(), catalog, path)  # every POI is in the catalog
+        collection = dev_collection([path], TestCollectionSpec(), catalog)  # every POI is in the catalog
         assert all(len(pool) == 15 for pool in collection.pools.values())
         pools.append(dev_item_ids(requests))
     assert not (pools[0] | pools[1]) & judged

@@ -18,12 +18,7 @@ from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
 
 from mint_distill.data.build import prepare_training_data
 from mint_distill.data.catalog_entries import POINTREC_PREFIX
-from mint_distill.data.dev_requests import (
-    dev_collection,
-    pooled_dev_collection,
-    read_dev_request_files,
-    read_dev_requests,
-)
+from mint_distill.data.dev_requests import dev_collection, read_dev_request_files, read_dev_requests
 from mint_distill.data.poi_catalog import load_poi_catalog
 from mint_distill.data.pointrec import poi_text
 from mint_distill.errors import DataError, RecipeError
@@ -83,9 +78,8 @@ def write_requests(path: Path, records: list[dict | str]) -> Path:
 
 def test_requests_render_like_test_requests_and_rank_their_graded_pools(tmp_path, data_dir):
     path = write_requests(tmp_path / "dev.jsonl", [seafood_request(), ramen_request()])
-    requests = read_dev_requests(path)
     spec = TestCollectionSpec()
-    collection = dev_collection(requests, spec, load_poi_catalog(data_dir / "pointrec"), path)
+    collection = dev_collection([path], spec, load_poi_catalog(data_dir / "pointrec"))
 
     assert collection.requests["hw-1"] == (
         "Looking for restaurants and food, specifically fish in Lisbon, PT. "
@@ -131,7 +125,7 @@ def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data
     path = write_requests(tmp_path / "dev.jsonl", [record])
     catalog = load_poi_catalog(data_dir / "pointrec")
     with pytest.raises(DataError, match=r"dev\.jsonl: request hw-1 grades 'pointrec:999999'"):
-        dev_collection(read_dev_requests(path), TestCollectionSpec(), catalog, path)
+        dev_collection([path], TestCollectionSpec(), catalog)
 
 
 def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | list[Path] | None) -> Path:
@@ -183,9 +177,9 @@ def test_dev_request_files_are_pooled_and_a_request_id_may_be_in_one_only(tmp_pa
     first = write_requests(tmp_path / "a.jsonl", [seafood_request()])
     second = write_requests(tmp_path / "b.jsonl", [ramen_request()])
     catalog = load_poi_catalog(data_dir / "pointrec")
-    pooled = pooled_dev_collection([first, second], TestCollectionSpec(), catalog)
+    pooled = dev_collection([first, second], TestCollectionSpec(), catalog)
     together = write_requests(tmp_path / "ab.jsonl", [seafood_request(), ramen_request()])
-    both = dev_collection(read_dev_requests(together), TestCollectionSpec(), catalog, together)
+    both = dev_collection([together], TestCollectionSpec(), catalog)
     for field in ("requests", "pools", "qrels", "items"):
         assert getattr(pooled, field) == getattr(both, field)
     assert pooled.name == "dev-requests:a.jsonl+b.jsonl"

@@ -123,38 +123,22 @@ def dev_item_ids(requests: list[DevRequest]) -> set[str]:
 
 
 def dev_collection(
-    requests: list[DevRequest], spec: TestCollectionSpec, catalog: PoiCatalog, source: Path
+    paths: list[str] | list[Path], spec: TestCollectionSpec, catalog: PoiCatalog
 ) -> EvalCollection:
-    """The requests as an `EvalCollection`: each ranks its own graded pool, as the test requests do.
+    """The requests of every file in `paths` as one `EvalCollection`: each ranks its own graded
+    pool, as the test requests do.
 
     Items are the test collection's POIs (`pointrec:<poi_id>`), rendered with `spec`'s templates.
     """
-    return _collection(f"dev-requests:{source.name}", [(source, requests)], spec, catalog)
-
-
-def pooled_dev_collection(
-    paths: list[str] | list[Path], spec: TestCollectionSpec, catalog: PoiCatalog
-) -> EvalCollection:
-    """The requests of every file in `paths` as one `EvalCollection`, as `dev_collection` makes it."""
-    sources = _read_files(paths)
-    name = "dev-requests:" + "+".join(source.name for source, _ in sources)
-    return _collection(name, sources, spec, catalog)
-
-
-def _collection(
-    name: str,
-    sources: list[tuple[Path, list[DevRequest]]],
-    spec: TestCollectionSpec,
-    catalog: PoiCatalog,
-) -> EvalCollection:
     from ..evaluation.collection import EvalCollection
 
+    sources = _read_files(paths)
     texts = {}
-    requests = [request for _, file_requests in sources for request in file_requests]
     for source, file_requests in sources:
         texts.update(_pool_texts(file_requests, spec, catalog, source))
+    requests = [request for _, file_requests in sources for request in file_requests]
     return EvalCollection(
-        name=name,
+        name="dev-requests:" + "+".join(source.name for source, _ in sources),
         pool="graded",
         requests={r.request_id: r.request(spec).text for r in requests},
         items=texts,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 from dataclasses import replace
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from ..errors import RecipeError
@@ -112,7 +113,7 @@ def score_on_main_dev(arms: Arms, recipe: Recipe) -> dict[str, Any]:
     """
     from ..students.dev_scoring import run_dev_data, score_on_dev
 
-    main_root = next(iter(arms[FULL].values()))
+    main_root = main_run(arms)
     data = run_dev_data(main_root)
     spec = recipe.students.biencoder
     scored = {ZERO_SHOT: score_on_dev(spec.model, data, spec, recipe.seed)}
@@ -142,6 +143,11 @@ def score_on_main_dev(arms: Arms, recipe: Recipe) -> dict[str, Any]:
     }
 
 
+def main_run(arms: Arms) -> Path:
+    """The full run's first folder: its synthetic dev split, evaluation metadata and report."""
+    return next(iter(arms[FULL].values()))
+
+
 def student_model(root: Path) -> Path:
     from ..students.data import MODEL_DIR
     from ..students.stage import AVERAGE_BIENCODER
@@ -153,20 +159,16 @@ def _mean_dev_scores(students: list):
     """Several students' `DevScores` as one: mean measures, and each dev pair's mean loss."""
     from ..students.dev_scoring import DevScores
 
-    measures = {key: _mean([s.measures[key] for s in students]) for key in students[0].measures}
+    measures = {key: fmean(s.measures[key] for s in students) for key in students[0].measures}
     pairs = set.intersection(*(set(s.pair_losses) for s in students))
-    pair_losses = {pair: _mean([s.pair_losses[pair] for s in students]) for pair in sorted(pairs)}
+    pair_losses = {pair: fmean(s.pair_losses[pair] for s in students) for pair in sorted(pairs)}
     return DevScores(measures, pair_losses)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def seed_mean(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """{measure: {qid: score}} of several students as one: each request's mean score."""
     return {
-        measure: {qid: _mean([scores[measure][qid] for scores in per_seed]) for qid in per_seed[0][measure]}
+        measure: {qid: fmean(scores[measure][qid] for scores in per_seed) for qid in per_seed[0][measure]}
         for measure in per_seed[0]
     }
 
@@ -182,7 +184,7 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
     """
     if recipe.data.catalog.dev_requests is None:
         return None
-    from ..data.dev_requests import pooled_dev_collection
+    from ..data.dev_requests import dev_collection
     from ..data.poi_catalog import load_poi_catalog
     from ..data.pseudo_histories import collection_folder
     from ..recipe.sections.evaluation import RankerSpec
@@ -191,9 +193,7 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
     from .systems import produce_runs
 
     files = recipe.data.catalog.dev_request_files
-    collection = pooled_dev_collection(
-        files, recipe.data.test, load_poi_catalog(collection_folder(recipe.data))
-    )
+    collection = dev_collection(files, recipe.data.test, load_poi_catalog(collection_folder(recipe.data)))
     several_seeds = any(len(roots) > 1 for roots in arms.values())
     students = {
         (arm, seed): f"{arm}-seed{seed}" if several_seeds else arm
@@ -206,7 +206,7 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
         for (arm, seed), name in students.items()
     ]
     spec = recipe.evaluation
-    main_root = next(iter(arms[FULL].values()))
+    main_root = main_run(arms)
     runs, _ = produce_runs(
         collection,
         rankers,
@@ -253,7 +253,7 @@ def compare_variants(
     `dev` and `dev_requests`: `score_on_main_dev`'s and `score_on_dev_requests`' results, shown
     beside them. An arm's per-request scores are its students' means."""
     spec = recipe.evaluation
-    main_root = next(iter(arms[FULL].values()))
+    main_root = main_run(arms)
     main = read_per_query(main_root / "evaluate")
     if STUDENT not in main:
         raise RecipeError(f"{main_root / 'evaluate'}: the main run has no evaluated `{STUDENT}` to compare with")
@@ -295,7 +295,7 @@ def _row(scores, reference, full, roots: dict[int, Path], measures: list[str], s
     first = next(iter(roots.values()))
     return {
         "runs": {str(seed): str(root) for seed, root in roots.items()},
-        "means": {m: _mean(list(scores[m].values())) for m in measures},
+        "means": {m: fmean(scores[m].values()) for m in measures},
         "versus_reference": versus(reference),
         "versus_full": versus(full) if full is not None else {},
         "counts": {f"{stage}.{key}": _summary(first, stage).get(key) for stage, key in COUNTS},
@@ -322,9 +322,10 @@ def render_markdown(table: dict[str, Any]) -> str:
     dev_columns = list(DEV_COLUMNS) if dev else []
     written = table.get("dev_requests")
     seeds = table.get("seeds", [])
+    per_seed_column = len(seeds) > 1
     if written:
         dev_columns += [f"dev requests {m}" for m in DEV_REQUEST_MEASURES]
-        if len(seeds) > 1:
+        if per_seed_column:
             dev_columns.append(f"dev requests {DEV_REQUEST_MEASURES[0]} per seed")
     lines = [
         f"# Ablations: `{table['student']}` trained on each variant's synthetic data",
@@ -333,7 +334,7 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"then the difference from `{table['reference']}` (zero-shot reference) and from the full run's "
         f"`{table['student']}`; {BETTER} / {WORSE}: significant at p < {table['alpha']} ({table['method']}, paired).",
         "",
-        *(_seeds_note(seeds) if len(seeds) > 1 else []),
+        *(_seeds_note(seeds) if per_seed_column else []),
         *(_dev_note(dev) if dev else []),
         *(_dev_requests_note(written) if written else []),
         "| variant | overrides | requests | pairs kept | " + " | ".join(measures + dev_columns) + " |",
@@ -358,7 +359,7 @@ def render_markdown(table: dict[str, Any]) -> str:
                 loss += f" ({versus['delta']:+.3f}{mark})"
             cells.extend([loss, _dev_cell(scores, "mrr@10", ".3f")])
         if written:
-            cells.extend(_dev_request_cells(written, variant))
+            cells.extend(_dev_request_cells(written, variant, per_seed_column))
         lines.append(
             f"| {variant} | {overrides} | {_count(counts['generate.requests'])} | "
             f"{_count(counts['filter.pairs_kept'])} | " + " | ".join(cells) + " |"
@@ -406,19 +407,17 @@ def _dev_requests_note(written: dict[str, Any]) -> list[str]:
     return [note, ""]
 
 
-def _dev_request_cells(written: dict[str, Any], variant: str) -> list[str]:
+def _dev_request_cells(written: dict[str, Any], variant: str, per_seed_column: bool) -> list[str]:
     scores = written["scores"].get(variant)
     if scores is None:
-        seeded = len(written.get("per_seed", {}).get(FULL, {})) > 1
-        return ["n/a"] * (len(DEV_REQUEST_MEASURES) + seeded)
+        return ["n/a"] * (len(DEV_REQUEST_MEASURES) + per_seed_column)
     versus = written["versus_full"].get(variant)
     cells = [
         f"{scores[m]:.4f}" + (f" ({_versus_cell(versus[m])})" if versus else "") for m in DEV_REQUEST_MEASURES
     ]
-    per_seed = written.get("per_seed", {}).get(variant, {})
-    if len(per_seed) > 1:
+    if per_seed_column:
         measure = DEV_REQUEST_MEASURES[0]
-        cells.append(", ".join(f"{scores[measure]:.4f}" for scores in per_seed.values()))
+        cells.append(", ".join(f"{seed[measure]:.4f}" for seed in written["per_seed"][variant].values()))
     return cells
 
 
