@@ -130,6 +130,43 @@ def test_a_key_a_stage_excludes_from_its_section_leaves_it_fresh(recipe_file):
     assert calls.counts == {"section": 2}
 
 
+def test_a_changed_report_alone_leaves_later_stages_fresh(recipe_file):
+    calls = Calls()
+    registry = StageRegistry()
+
+    @registry.register(
+        "words", summary="words and a report of what was left out",
+        config_keys=("data.selection",), reports=("report.json",),
+    )
+    def words(ctx):
+        calls.hit("words")
+        selection = ctx.recipe.data.selection
+        write_json_atomic(ctx.dir / "words.json", [f"w{i}" for i in range(selection.min_liked)])
+        write_json_atomic(ctx.dir / "report.json", {"max_liked": selection.max_liked})
+        return {}
+
+    @registry.register("count", summary="count words", config_keys=(), after=("words",))
+    def count(ctx):
+        calls.hit("count")
+        words = json.loads((ctx.upstream("words") / "words.json").read_text())
+        write_json_atomic(ctx.dir / "count.json", len(words))
+        return {}
+
+    stages = registry.ordered()
+    run_pipeline(load_recipe(recipe_file), stages=stages)
+    first = json.loads((recipe_file.parent / "runs" / "toy" / "words" / "manifest.json").read_text())
+    rerun = run_pipeline(load_recipe(recipe_file, ["data.selection.max_liked=9"]), stages=stages)
+    assert rerun.ran == ["words"] and rerun.skipped == ["count"]
+    report = json.loads((rerun.run_root / "words" / "report.json").read_text())
+    assert report == {"max_liked": 9}
+    second = json.loads((rerun.run_root / "words" / "manifest.json").read_text())
+    assert second["output_hash"] == first["output_hash"] and second["config_hash"] != first["config_hash"]
+    changed = run_pipeline(load_recipe(recipe_file, ["data.selection.min_liked=6"]), stages=stages)
+    assert changed.ran == ["words", "count"]
+    assert json.loads((changed.run_root / "count" / "count.json").read_text()) == 6
+    assert calls.counts == {"words": 3, "count": 2}
+
+
 def test_an_excluded_key_outside_the_stage_keys_is_refused():
     from mint_distill.pipeline.manifest import select_config
 

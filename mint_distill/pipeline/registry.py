@@ -55,6 +55,9 @@ class Stage:
     `version` is part of the stage's config hash: bump it when a code change alters outputs.
     `config_excluded` names keys inside `config_keys` that the stage does not depend on (a later
     stage applies them), so that changing them leaves the stage fresh.
+    `reports` names files of the stage folder that only describe the run (counts, tables) and no
+    later stage reads: they are left out of the output hash, so that a change they alone show
+    (a run that excludes other items but writes the same data) leaves later stages fresh.
     """
 
     name: str
@@ -62,6 +65,7 @@ class Stage:
     summary: str
     config_keys: tuple[str, ...]
     config_excluded: tuple[str, ...] = ()
+    reports: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     input_files: Callable[[Recipe], list[Path]] = field(default=_no_files)
     enabled: Callable[[Recipe], bool] = field(default=_always)
