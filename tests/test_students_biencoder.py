@@ -108,6 +108,39 @@ def test_triplet_loss_lowers_its_hinge_on_cross_topic_triplets(world, tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
+def test_symmetric_mnrl_averages_both_directions_softmaxes():
+    import torch.nn.functional as F
+
+    from mint_distill.students.losses import mnrl_loss
+
+    generator = torch.Generator().manual_seed(0)
+    queries, positives, negatives = (torch.randn(4, 8, generator=generator) for _ in range(3))
+    cosine = F.normalize(queries, dim=1) @ F.normalize(torch.cat([positives, negatives]), dim=1).T
+    own = torch.arange(4)
+    request_to_item = F.cross_entropy(20.0 * cosine, own)  # over positives and hard negatives
+    item_to_request = F.cross_entropy(20.0 * cosine[:, :4].T, own)  # each positive among requests
+
+    forward = mnrl_loss(queries, [positives, negatives], scale=20.0, gather=False)
+    symmetric = mnrl_loss(queries, [positives, negatives], scale=20.0, gather=False, symmetric=True)
+    assert torch.allclose(forward, request_to_item)
+    assert torch.allclose(symmetric, (request_to_item + item_to_request) / 2)
+
+
+def test_symmetric_mnrl_teaches_items_to_find_their_requests_beyond_plain_mnrl(world, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    def item_to_request_loss(loss: str) -> float:
+        spec = tiny_spec(world["encoder"], epochs=4, eval_every=0)
+        spec.update(loss=loss)
+        train_biencoder(spec, **_inputs(world), out_dir=tmp_path / loss, seed=0)
+        model = SentenceTransformer(str(tmp_path / loss / "model"), device="cpu")
+        queries, documents = _topic_batch(world)
+        return _mnrl(model, documents, queries)  # each item among the requests
+
+    plain, symmetric = item_to_request_loss("mnrl"), item_to_request_loss("mnrl_symmetric")
+    assert symmetric < 0.5 * plain, (plain, symmetric)
+
+
 # bf16: the trained model in memory must compute as its saved copy does, not in the training autocast.
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
 def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp_path, mixed_precision):

@@ -1,7 +1,8 @@
 """BiEnc-Mint: a sentence-transformers bi-encoder trained on the kept (request, item) pairs.
 
 Full fine-tuning or a LoRA adapter (peft) on the encoder; MultipleNegativesRankingLoss with
-in-batch negatives (default) or a triplet margin loss, optionally with BM25 hard negatives.
+in-batch negatives (default), its symmetric form, or a triplet margin loss, optionally with BM25
+hard negatives.
 The output is a `SentenceTransformer(path)` folder; with LoRA it holds the adapter only.
 """
 
@@ -135,7 +136,13 @@ class BiEncoderTask:
         queries, documents = embeddings[0], list(embeddings[1:])
         if self.loss_name == "triplet":
             return triplet_loss(queries, documents, margin=self.triplet_margin, gather=gather)
-        return mnrl_loss(queries, documents, scale=self.mnrl_scale, gather=gather)
+        return mnrl_loss(
+            queries,
+            documents,
+            scale=self.mnrl_scale,
+            gather=gather,
+            symmetric=self.loss_name == "mnrl_symmetric",
+        )
 
     def loss(self, wrapped, indices: list[int], gather: bool):
         return self.loss_on(wrapped, [self.examples[i] for i in indices], gather)

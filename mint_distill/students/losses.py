@@ -12,15 +12,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def mnrl_loss(queries: Tensor, documents: list[Tensor], *, scale: float, gather: bool) -> Tensor:
+def mnrl_loss(
+    queries: Tensor,
+    documents: list[Tensor],
+    *,
+    scale: float,
+    gather: bool,
+    symmetric: bool = False,
+) -> Tensor:
     """Multiple negatives ranking loss (InfoNCE over cosine scores).
 
     `documents[0]` holds each query's positive, further tensors its hard negatives; every other
-    query's documents in the (gathered) batch are negatives too.
+    query's documents in the (gathered) batch are negatives too. `symmetric` adds the other
+    direction, each positive ranking its own query among the batch's queries, and averages the
+    two softmaxes (sentence-transformers' MultipleNegativesSymmetricRankingLoss).
     """
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    loss = MultipleNegativesRankingLoss(model=None, scale=scale, gather_across_devices=gather)
+    loss = MultipleNegativesRankingLoss(
+        model=None,
+        scale=scale,
+        gather_across_devices=gather,
+        directions=("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",),
+        partition_mode="per_direction" if symmetric else "joint",
+    )
     return loss.compute_loss_from_embeddings([queries, *documents], labels=None)
 
 

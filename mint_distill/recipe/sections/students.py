@@ -75,9 +75,11 @@ class BiEncoderSpec(Section):
     enabled: bool = True
     model: str = "embedded:all-mpnet-base-v2"
     trust_remote_code: bool = False
-    loss: Literal["mnrl", "triplet"] = Field(
+    loss: Literal["mnrl", "mnrl_symmetric", "triplet"] = Field(
         "mnrl",
-        description="mnrl: softmax over in-batch (and hard) negatives; triplet: euclidean margin loss",
+        description="mnrl: softmax over in-batch (and hard) negatives; mnrl_symmetric: mnrl averaged "
+        "with each item ranking its own request among the batch's requests; triplet: euclidean "
+        "margin loss",
     )
     mnrl_scale: float = Field(
         20.0, gt=0.0, description="inverse temperature of the mnrl softmax over cosine scores"
