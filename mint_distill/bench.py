@@ -101,9 +101,12 @@ class BenchRow:
 
 
 def bench_teacher(sizes: Sizes, repeats: int) -> list[BenchRow]:
-    """float32, and bfloat16 (the default recipe's `teacher.generation.precision`)."""
+    """float32, and bfloat16 where the device computes it natively (what the default recipe's
+    `teacher.generation.precision: auto` picks there)."""
+    from .models.precision import default_device_type, native_bf16
+
     rows = []
-    for precision in ("float32", "bfloat16"):
+    for precision in ("float32", "bfloat16") if native_bf16(default_device_type()) else ("float32",):
         values, peak = _in_fresh_process(_generate, sizes, repeats, precision)
         measure = (
             f"generation {precision}, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens, "
@@ -296,12 +299,15 @@ def machine() -> dict:
 
     import torch
 
+    from .models.precision import default_device_type, native_bf16
+
     return {
         "cpu": _cpu_model() or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "bf16": "native" if native_bf16(default_device_type()) else "emulated",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
@@ -319,9 +325,10 @@ def _cpu_model() -> str | None:
 
 def machine_line(info: dict) -> str:
     gpu = f", GPU {info['gpu']}" if info["gpu"] else ""
+    bf16 = f", bfloat16 {info['bf16']}" if info.get("bf16") else ""  # reports before 2026-12 lack it
     return (
         f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
-        f"{info['ram_gb']} GB RAM{gpu}; torch {info['torch']}, Python {info['python']}, "
+        f"{info['ram_gb']} GB RAM{gpu}{bf16}; torch {info['torch']}, Python {info['python']}, "
         f"{info['date']}"
     )
 

@@ -119,6 +119,10 @@ def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     report = validate_recipe(loaded)
     for key, where in report.models.items():
         console.print(f"[green]ok[/] {key}: {where}", highlight=False)
+    for key, precision in report.precisions.items():
+        console.print(f"[green]ok[/] {key}: {precision}", highlight=False)
+    for warning in report.warnings:
+        console.print(f"[yellow]slow[/] {warning}", highlight=False)
     if not report.ok:
         raise MintError(
             "this recipe cannot run here yet:\n" + "\n".join(f"  - {p}" for p in report.problems)

@@ -32,7 +32,7 @@ import filelock
 
 from .console import progress_bar
 from .errors import MintError
-from .models.precision import Precision, autocast
+from .models.precision import Precision, autocast, resolve_precision
 
 DEFAULT_PROMPT = "Review: {item} Write a reddit request asking for recommendations based on this review:"
 ITEM_PLACEHOLDER = "{item}"
@@ -157,7 +157,7 @@ class LikelihoodScorer:
         self.prompt = prompt
         self.max_item_tokens = max_item_tokens
         self.max_request_tokens = max_request_tokens
-        self.precision = precision
+        self.precision = resolve_precision(precision, device.split(":")[0] if device else None)
         self._owns_cache = isinstance(cache, (str, os.PathLike))
         self.cache = ScoreCache(cache) if self._owns_cache else cache
         self._device = device

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import embedded_or_skip
 
 from mint_distill.cli import cli
+from mint_distill.models.precision import default_device_type, native_bf16
 
 CHEAP_STAGES = ("teacher", "students", "encoding", "data")
 
@@ -31,9 +32,10 @@ def test_quick_bench_writes_measured_rows_for_every_stage(tmp_path):
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert [row["stage"] for row in report["rows"]] == ["teacher", *CHEAP_STAGES]
+    native = native_bf16(default_device_type())
+    assert [row["stage"] for row in report["rows"]] == ["teacher"] * (1 + native) + list(CHEAP_STAGES[1:])
     teacher = [row["measure"] for row in report["rows"] if row["stage"] == "teacher"]
-    assert [m.split(",")[0] for m in teacher] == ["generation float32", "generation bfloat16"]
+    assert [m.split(",")[0] for m in teacher] == ["generation float32", *(["generation bfloat16"] if native else [])]
     for row in report["rows"]:
         assert len(row["values"]) == 2 and row["median"] > 0, row
         assert row["min"] <= row["median"] <= row["max"], row
@@ -51,6 +53,7 @@ def test_quick_bench_writes_measured_rows_for_every_stage(tmp_path):
     machine = report["machine"]
     assert machine["cores"] > 0 and machine["torch_threads"] > 0 and machine["ram_gb"] > 0
     assert machine["cpu"] and machine["torch"] and machine["date"]
+    assert machine["bf16"] == ("native" if native else "emulated")
     assert report["repeats"] == 2 and report["mode"] == "quick"
     markdown = table.read_text()
     assert markdown.startswith(f"Machine: {machine['cpu']}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..io import read_json, write_json_atomic
 from ..memory import release_freed_memory
-from ..models.precision import Precision
+from ..models.precision import Precision, resolve_precision
 from ..recipe.sections.evaluation import RankerSpec
 from .collection import EvalCollection
 from .rankers import (
@@ -70,6 +70,7 @@ def produce_runs(
     runs that an earlier, interrupted call finished with the same spec are read back.
     """
     folder = Path(folder)
+    precision = resolve_precision(precision)
     systems_path = folder / SYSTEMS_FILE
     details: dict[str, dict[str, Any]] = read_json(systems_path) if reuse and systems_path.is_file() else {}
     runs: dict[str, Run] = {}

@@ -11,10 +11,11 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..models.precision import resolve_mixed_precision
 from ..recipe.sections.students import BiEncoderSpec
 from .biencoder import BiEncoderTask, embed
 from .data import ITEMS_FILE, PAIRS_FILE, REQUESTS_FILE, StudentData, load_student_data
-from .loop import LoopSettings, resolve_mixed_precision
+from .loop import LoopSettings
 
 
 def run_dev_data(run_root: Path) -> StudentData:

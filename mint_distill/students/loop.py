@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ..console import Bar, progress_bar
 from ..errors import MintError
 from ..io import JsonlAppender, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
+from ..models.precision import resolve_mixed_precision, warn_if_emulated
 from .batching import BatchSchedule, process_share
 
 log = logging.getLogger(__name__)
@@ -115,20 +116,6 @@ class TrainingResult:
     processes: int = 1
 
 
-def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
-    """`auto` and fp16 on a CPU mean none; `auto` on a GPU means bf16 where supported, else fp16."""
-    import torch
-
-    on_gpu = torch.cuda.is_available() and not use_cpu
-    if not on_gpu:
-        if requested == "fp16":
-            log.warning("mixed_precision fp16 needs a GPU; training in float32 on the CPU")
-        return "bf16" if requested == "bf16" else "no"
-    if requested == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return requested
-
-
 def learning_rate_at(step: int, total: int, settings: LoopSettings) -> float:
     """Linear warmup over `warmup_ratio` of the steps, then linear decay to zero."""
     warmup = int(total * settings.warmup_ratio)
@@ -175,8 +162,10 @@ def train_loop(
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
     checkpoints, best_root, log_path = out_dir / CHECKPOINTS, out_dir / BEST, out_dir / LOG
+    mixed_precision = resolve_mixed_precision(settings.mixed_precision, use_cpu)
+    warn_if_emulated(mixed_precision, "cpu" if use_cpu else "cuda")
     accelerator = fresh_accelerator(
-        mixed_precision=resolve_mixed_precision(settings.mixed_precision, use_cpu),
+        mixed_precision=mixed_precision,
         cpu=use_cpu,
         # Encoders carry layers a student never uses (e.g. BERT's pooler), which DDP must skip.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],

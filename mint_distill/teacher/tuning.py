@@ -134,6 +134,7 @@ def tune_teacher(
     from ..accelerated import fresh_accelerator
     from ..models import resolve_model
     from ..models.loading import load_tokenizer
+    from ..models.precision import resolve_mixed_precision, warn_if_emulated
 
     tuning, prompt = tuning or TuningSpec(), prompt or PromptSpec()
     output_dir = Path(output_dir)
@@ -142,9 +143,12 @@ def tune_teacher(
     if not train:
         raise DataError("teacher.tuning.seeds: the seed file has no `train` records")
 
+    on_cpu = not torch.cuda.is_available()
+    mixed_precision = resolve_mixed_precision(tuning.mixed_precision, use_cpu=on_cpu)
+    warn_if_emulated(mixed_precision, "cpu" if on_cpu else "cuda")
     accelerator = fresh_accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=tuning.mixed_precision,
+        cpu=on_cpu,
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=tuning.gradient_accumulation,
     )
     set_seed(tuning.seed)
@@ -243,7 +247,7 @@ def tune_teacher(
         "base_model": model_reference,
         "base_weights_sha256": resolved.weights_sha256(),
         "quantization": "4bit" if tuning.qlora else "none",
-        "mixed_precision": tuning.mixed_precision,
+        "mixed_precision": accelerator.mixed_precision,
         "train_seeds": len(train),
         "dev_seeds": len(dev),
         "prompt_tokens_mean": round(

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ...models.precision import Precision, autocast
+from ...models.precision import Precision, autocast, resolve_precision
 from ..cache import PairScoreCache, cache_key
 from ..encoders import load_cross_encoder
 
@@ -24,11 +24,11 @@ class CrossEncoderScorer:
     ):
         self.reference = model
         self.batch_size = batch_size
-        self.precision = precision
         self.model, model_fingerprint = load_cross_encoder(model, device)
+        self.precision = resolve_precision(precision, self.model.device.type)
         identity = cache_key(
             kind="cross-encoder", model=model_fingerprint, max_length=self.model.max_length,
-            **({"precision": precision} if precision != "float32" else {}),
+            **({"precision": self.precision} if self.precision != "float32" else {}),
         )
         path = Path(cache_dir) / "pair-scores" / identity / "scores.jsonl" if cache_dir is not None else None
         self.cache = PairScoreCache(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...models.precision import Precision, autocast
+from ...models.precision import Precision, autocast, resolve_precision
 from ..cache import EncodingCache, cache_key
 from ..collection import EvalCollection
 from ..encoders import load_biencoder
@@ -32,14 +32,14 @@ class DenseRanker:
     ):
         self.reference = model
         self.batch_size = batch_size
-        self.precision = precision
         self.model, model_fingerprint = load_biencoder(model, device)
+        self.precision = resolve_precision(precision, self.model.device.type)
         identity = cache_key(
             kind="sentence-transformer",
             model=model_fingerprint,
             max_seq_length=self.model.max_seq_length,
             similarity=self.model.similarity_fn_name,
-            **({"precision": precision} if precision != "float32" else {}),
+            **({"precision": self.precision} if self.precision != "float32" else {}),
         )
         root = Path(cache_dir) / "encodings" / identity if cache_dir is not None else None
         self.request_cache = EncodingCache(root / "requests" if root else None)

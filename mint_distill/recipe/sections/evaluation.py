@@ -99,7 +99,7 @@ class EvaluationSection(Section):
     precision: Precision = Field(
         "float32",
         description="bfloat16: every neural ranker (encoders, cross-encoders, LM reranking) under bf16 autocast, "
-        "~2x faster on CPUs with AVX512-BF16",
+        "~2x faster on CPUs with AVX512-BF16; auto: bfloat16 where the device computes it natively, else float32",
     )
     cache_dir: str | None = Field(
         None, description="encodings and pair scores reused across runs (default: $MINT_DISTILL_HOME/evaluation-cache)"

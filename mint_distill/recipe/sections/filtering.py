@@ -26,7 +26,11 @@ class FilterSection(Section):
     )
     model_type: Literal["auto", "causal", "seq2seq"] = "auto"
     quantization: Literal["none", "8bit", "4bit"] = Field("none", description="bitsandbytes loading of the filter LM")
-    precision: Precision = Field("float32", description="bfloat16: autocast, ~2x faster on CPUs with AVX512-BF16")
+    precision: Precision = Field(
+        "float32",
+        description="bfloat16: autocast, ~2x faster on CPUs with AVX512-BF16; "
+        "auto: bfloat16 where the device computes it natively, else float32",
+    )
     trust_remote_code: bool = False
     score: Literal["sum", "mean"] = Field("sum", description="summed (paper) or length-normalised log-likelihood")
     prompt: str = Field(DEFAULT_PROMPT, description=f"the conditioning text; {ITEM_PLACEHOLDER} becomes the item text")

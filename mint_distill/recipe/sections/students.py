@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...models.precision import Precision
+from ...models.precision import MixedPrecision, Precision
 from .base import LoraSpec, Section
 
 
@@ -29,8 +29,10 @@ class TrainingSpec(Section):
     )
     weight_decay: float = Field(0.01, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping norm")
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp16 on GPUs, none on the CPU"
+    mixed_precision: MixedPrecision = Field(
+        "auto",
+        description="auto: bf16 where the device computes it natively (CPUs with AVX512-BF16 or AMX, "
+        "Ampere+ GPUs), else fp16 on GPUs and none on the CPU",
     )
     eval_every: int = Field(
         50, ge=0, description="optimizer steps between dev evaluations (0: only at start and end)"
@@ -133,7 +135,9 @@ class NegativesSpec(Section):
     per_positive: int = Field(4, ge=1, description="negatives per (request, positive item) pair")
     encode_batch_size: int = Field(32, ge=1)
     precision: Precision = Field(
-        "float32", description="bfloat16: encode the catalog under bf16 autocast, ~1.5x faster on CPUs with AVX512-BF16"
+        "float32",
+        description="bfloat16: encode the catalog under bf16 autocast, ~1.5x faster on CPUs with AVX512-BF16; "
+        "auto: bfloat16 where the device computes it natively, else float32",
     )
 
     @model_validator(mode="after")

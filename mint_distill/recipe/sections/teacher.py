@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ...models.precision import Precision
+from ...models.precision import MixedPrecision, Precision
 from .base import LoraSpec, Section
 from .data import check_template
 
@@ -46,10 +46,10 @@ class TuningSpec(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
-        "bf16",
-        description="autocast precision; bf16 is ~1.6x faster on CPUs with AVX512-BF16 and on Ampere+ GPUs, "
-        "set `no` elsewhere",
+    mixed_precision: MixedPrecision = Field(
+        "auto",
+        description="autocast precision; auto: bf16 where the device computes it natively (CPUs with "
+        "AVX512-BF16 or AMX, Ampere+ GPUs; ~1.6x faster), else fp16 on GPUs and none on the CPU",
     )
     batch_size: int = Field(2, ge=1)
     gradient_accumulation: int = Field(2, ge=1)
@@ -74,7 +74,9 @@ class GenerationSpec(Section):
     )
     batch_size: int = Field(16, ge=1)
     precision: Precision = Field(
-        "float32", description="bfloat16: teacher weights in bfloat16, ~1.5x faster on CPUs with AVX512-BF16"
+        "float32",
+        description="bfloat16: teacher weights in bfloat16, ~1.5x faster on CPUs with AVX512-BF16; "
+        "auto: bfloat16 where the device computes it natively, else float32",
     )
     requests_per_user: int = Field(1, ge=1)
     min_words: int = Field(25, ge=0)
