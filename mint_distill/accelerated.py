@@ -9,8 +9,8 @@ from typing import Any
 def fresh_accelerator(**options: Any):
     """An `Accelerator` with exactly these options, whatever an earlier job in this process set.
 
-    `mint-distill run` tunes the teacher (bf16) and then trains the students (no mixed precision
-    on a CPU) in one process. Accelerate keeps its settings in process-wide state and refuses a
+    `mint-distill run` tunes the teacher and then trains the students in one process, each at
+    its own mixed precision. Accelerate keeps its settings in process-wide state and refuses a
     second, different configuration, so that state is cleared first. The distributed part
     (`PartialState`: process group, ranks) is kept: under `accelerate launch` it is set up once.
     """

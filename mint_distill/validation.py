@@ -42,39 +42,17 @@ def model_references(recipe: Recipe) -> dict[str, str]:
     return references
 
 
-def precision_settings(recipe: Recipe) -> dict[str, tuple[str, bool]]:
-    """Recipe key -> (precision, whether it is a training's mixed precision), for every stage."""
-    students = recipe.students
-    return {
-        "teacher.tuning.mixed_precision": (recipe.teacher.tuning.mixed_precision, True),
-        "teacher.generation.precision": (recipe.teacher.generation.precision, False),
-        "filter.precision": (recipe.filter.precision, False),
-        "students.biencoder.training.mixed_precision": (students.biencoder.training.mixed_precision, True),
-        "students.negatives.precision": (students.negatives.precision, False),
-        "students.crossencoder.training.mixed_precision": (students.crossencoder.training.mixed_precision, True),
-        "evaluation.precision": (recipe.evaluation.precision, False),
-    }
-
-
 def _check_precisions(recipe: Recipe, report: ValidationReport) -> None:
-    from .models.precision import (
-        default_device_type,
-        native_bf16,
-        resolve_mixed_precision,
-        resolve_precision,
-    )
+    from .models.precision import default_device_type, native_bf16
+    from .recipe.precision import PRECISION_KEYS, precision_settings, resolve_here
 
-    device_type = default_device_type()
-    for key, (precision, training) in precision_settings(recipe).items():
-        resolved = (
-            resolve_mixed_precision(precision, use_cpu=device_type == "cpu")
-            if training
-            else resolve_precision(precision, device_type)
-        )
-        report.precisions[key] = f"{precision} -> {resolved} on this {device_type.upper()}"
-        if resolved in ("bf16", "bfloat16") and not native_bf16(device_type):
+    device = default_device_type()
+    for key, precision in precision_settings(recipe.model_dump(mode="json")).items():
+        resolved = resolve_here(precision, PRECISION_KEYS[key])
+        report.precisions[key] = f"{precision} -> {resolved} on this {device.upper()}"
+        if resolved in ("bf16", "bfloat16") and not native_bf16(device):
             report.warnings.append(
-                f"{key}: {precision} is emulated on this {device_type.upper()} (no native bfloat16), "
+                f"{key}: {precision} is emulated on this {device.upper()} (no native bfloat16), "
                 "tens of times slower than float32 on a CPU; `auto` picks float32 here"
             )
 

@@ -16,8 +16,10 @@ from mint_distill.models.precision import (
     resolve_precision,
     warn_if_emulated,
 )
+from mint_distill.pipeline.runner import stage_states
 from mint_distill.recipe import load_recipe
-from mint_distill.validation import precision_settings, validate_recipe
+from mint_distill.recipe.precision import precision_settings
+from mint_distill.validation import validate_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -94,7 +96,7 @@ def test_validate_names_each_key_whose_bfloat16_would_be_emulated(native):
         ("evaluation.precision=bfloat16", "students.crossencoder.training.mixed_precision=bf16"),
     )
     report = validate_recipe(recipe)
-    assert set(report.precisions) == set(precision_settings(recipe))
+    assert set(report.precisions) == set(precision_settings(recipe.model_dump(mode="json")))
     assert report.precisions["filter.precision"] == f"auto -> {'bfloat16' if native else 'float32'} on this CPU"
     warned = sorted(warning.split(":")[0] for warning in report.warnings)
     assert warned == ([] if native else ["evaluation.precision", "students.crossencoder.training.mixed_precision"])
@@ -103,5 +105,27 @@ def test_validate_names_each_key_whose_bfloat16_would_be_emulated(native):
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
 def test_shipped_recipes_never_ask_for_bfloat16_outright(recipe):
     """A shipped recipe must run at full speed on any CPU: bfloat16 only through `auto`."""
-    settings = precision_settings(load_recipe(recipe))
-    assert not {key for key, (value, _) in settings.items() if value in ("bf16", "bfloat16")}
+    settings = precision_settings(load_recipe(recipe).model_dump(mode="json"))
+    assert not {key for key, value in settings.items() if value in ("bf16", "bfloat16")}
+
+
+def test_a_stage_at_auto_is_fresh_exactly_where_auto_runs_what_it_ran_at(native, tmp_path):
+    """Fingerprints follow the arithmetic: explicit bf16 and `auto` match only on a native-bf16 CPU."""
+    common = (f"run_dir={tmp_path}",)
+    explicit = {
+        name: load_recipe(RECIPES / "smoke.yaml", (*common, *overrides))
+        for name, overrides in {
+            "bf16": ("evaluation.precision=bfloat16", "students.biencoder.training.mixed_precision=bf16"),
+            "float32": ("evaluation.precision=float32", 'students.biencoder.training.mixed_precision="no"'),
+        }.items()
+    }
+    auto = load_recipe(RECIPES / "smoke.yaml", (*common, "students.biencoder.training.mixed_precision=auto"))
+
+    def fingerprints(recipe):
+        return {state.stage.name: state.expected["config_hash"] for state in stage_states(recipe)}
+
+    same_as = explicit["bf16"] if native else explicit["float32"]
+    other = explicit["float32"] if native else explicit["bf16"]
+    assert fingerprints(auto)["evaluate"] == fingerprints(same_as)["evaluate"] != fingerprints(other)["evaluate"]
+    assert fingerprints(auto)["train-biencoder"] == fingerprints(same_as)["train-biencoder"]
+    assert fingerprints(auto)["train-biencoder"] != fingerprints(other)["train-biencoder"]

@@ -19,6 +19,7 @@ from ..errors import MintError, RunLockedError
 from ..io import read_json, sha256_tree, write_json_atomic, write_text_atomic
 from ..memory import release_freed_memory
 from ..recipe import Recipe
+from ..recipe.precision import with_auto_resolved
 from .manifest import (
     IN_PROGRESS,
     MANIFEST,
@@ -78,7 +79,7 @@ def stage_states(recipe: Recipe, stages: list[Stage] | None = None) -> list[Stag
     """Freshness of every stage given what is on disk now (upstream stages assumed as they are)."""
     run_root = run_root_of(recipe)
     hashes = FileHashCache(run_root / ".file-hashes.json")
-    dump = recipe.model_dump(mode="json")
+    dump = with_auto_resolved(recipe.model_dump(mode="json"))
     states = []
     for stage in stages if stages is not None else all_stages():
         if not stage.enabled(recipe):
@@ -221,7 +222,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     manifest = {
         "stage": stage.name,
         **state.expected,
-        "config": stage.config(recipe.model_dump(mode="json")),
+        "config": stage.config(with_auto_resolved(recipe.model_dump(mode="json"))),
         "stage_version": stage.version,
         "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST, *stage.reports)),
         "versions": library_versions(),
