@@ -16,6 +16,7 @@ from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import fingerprint
 from ..pipeline.registry import Stage
 from ..recipe import Recipe
+from ..recipe.precision import with_auto_resolved
 from .data import (
     DEV_RANKINGS_FILE,
     ITEMS_FILE,
@@ -42,7 +43,7 @@ def seed_of(recipe: Recipe, training_seed: int | None) -> int:
 def provenance(ctx: StageContext) -> dict[str, Any]:
     """Recipe name, sha256 of the whole recipe, and this stage's config hash (as in its manifest)."""
     dump = ctx.recipe.model_dump(mode="json")
-    config = ctx.stage.config(dump)
+    config = ctx.stage.config(with_auto_resolved(dump))
     return {
         "recipe_name": ctx.recipe.name,
         "recipe_sha256": sha256_json(dump),
