@@ -43,14 +43,14 @@ def model_references(recipe: Recipe) -> dict[str, str]:
 
 
 def _check_precisions(recipe: Recipe, report: ValidationReport) -> None:
-    from .models.precision import default_device_type, native_bf16
+    from .models.precision import default_device_type, emulated
     from .recipe.precision import PRECISION_KEYS, precision_settings, resolve_here
 
     device = default_device_type()
     for key, precision in precision_settings(recipe.model_dump(mode="json")).items():
         resolved = resolve_here(precision, PRECISION_KEYS[key])
         report.precisions[key] = f"{precision} -> {resolved} on this {device.upper()}"
-        if resolved in ("bf16", "bfloat16") and not native_bf16(device):
+        if emulated(resolved, device):
             report.warnings.append(
                 f"{key}: {precision} is emulated on this {device.upper()} (no native bfloat16), "
                 "tens of times slower than float32 on a CPU; `auto` picks float32 here"

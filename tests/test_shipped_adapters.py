@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, embedded_or_skip
 from mint_distill.adapters.bundle import read_manifest, verify_bundle
 from mint_distill.adapters.loading import load_bundle
 from mint_distill.export.parity import ranking_parity
-from mint_distill.models.precision import autocast, native_bf16, resolve_precision
+from mint_distill.models.precision import autocast, emulated, resolve_precision
 from mint_distill.recipe import Recipe
 
 SHIPPED = sorted(path.parent for path in (REPO_ROOT / "adapters").glob("*/manifest.json"))
@@ -41,7 +41,7 @@ def test_the_poi_adapter_reproduces_the_students_pointrec_figures(shared_data):
     recipe.data.data_dir = str(shared_data)
     encoder = load_bundle(bundle)
     precision = resolve_precision(recipe.evaluation.precision, encoder.device.type)
-    if precision == "bfloat16" and not native_bf16(encoder.device.type):
+    if emulated(precision, encoder.device.type):
         pytest.skip("the figures are bfloat16 ones, which this CPU only emulates (tens of times slower)")
 
     def encode(texts):  # at the precision the student was evaluated in

@@ -89,9 +89,23 @@ def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
     return requested
 
 
+def training_mixed_precision(requested: str, use_cpu: bool) -> str:
+    """`resolve_mixed_precision` for a training about to start, warning where its bf16 is emulated."""
+    import torch
+
+    resolved = resolve_mixed_precision(requested, use_cpu)
+    warn_if_emulated(resolved, "cuda" if torch.cuda.is_available() and not use_cpu else "cpu")
+    return resolved
+
+
+def emulated(precision: str, device_type: str) -> bool:
+    """Whether `precision` (resolved) is a bfloat16 that `device_type` only emulates."""
+    return precision in ("bfloat16", "bf16") and not native_bf16(device_type)
+
+
 def warn_if_emulated(precision: str, device_type: str) -> None:
     """Log, once per process, that the bfloat16 (`bf16`) asked for is emulated on `device_type`."""
-    if precision in ("bfloat16", "bf16") and not native_bf16(device_type):
+    if emulated(precision, device_type):
         _warn_emulated(device_type)
 
 

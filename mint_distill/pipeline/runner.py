@@ -75,11 +75,17 @@ def run_root_of(recipe: Recipe) -> Path:
     return Path(recipe.run_dir) / recipe.name
 
 
+def config_dump(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as stage configs and fingerprints read it: its JSON dump with each `auto`
+    precision resolved, so a fingerprint follows the arithmetic the stage does."""
+    return with_auto_resolved(recipe.model_dump(mode="json"))
+
+
 def stage_states(recipe: Recipe, stages: list[Stage] | None = None) -> list[StageState]:
     """Freshness of every stage given what is on disk now (upstream stages assumed as they are)."""
     run_root = run_root_of(recipe)
     hashes = FileHashCache(run_root / ".file-hashes.json")
-    dump = with_auto_resolved(recipe.model_dump(mode="json"))
+    dump = config_dump(recipe)
     states = []
     for stage in stages if stages is not None else all_stages():
         if not stage.enabled(recipe):
@@ -222,7 +228,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     manifest = {
         "stage": stage.name,
         **state.expected,
-        "config": stage.config(with_auto_resolved(recipe.model_dump(mode="json"))),
+        "config": stage.config(config_dump(recipe)),
         "stage_version": stage.version,
         "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST, *stage.reports)),
         "versions": library_versions(),

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from ..console import Bar, progress_bar
 from ..errors import MintError
 from ..io import JsonlAppender, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
-from ..models.precision import resolve_mixed_precision, warn_if_emulated
+from ..models.precision import training_mixed_precision
 from .batching import BatchSchedule, process_share
 
 log = logging.getLogger(__name__)
@@ -162,10 +162,8 @@ def train_loop(
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
     checkpoints, best_root, log_path = out_dir / CHECKPOINTS, out_dir / BEST, out_dir / LOG
-    mixed_precision = resolve_mixed_precision(settings.mixed_precision, use_cpu)
-    warn_if_emulated(mixed_precision, "cpu" if use_cpu else "cuda")
     accelerator = fresh_accelerator(
-        mixed_precision=mixed_precision,
+        mixed_precision=training_mixed_precision(settings.mixed_precision, use_cpu),
         cpu=use_cpu,
         # Encoders carry layers a student never uses (e.g. BERT's pooler), which DDP must skip.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],

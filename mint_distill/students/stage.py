@@ -15,8 +15,8 @@ from ..io import sha256_json, write_jsonl_atomic
 from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import fingerprint
 from ..pipeline.registry import Stage
+from ..pipeline.runner import config_dump
 from ..recipe import Recipe
-from ..recipe.precision import with_auto_resolved
 from .data import (
     DEV_RANKINGS_FILE,
     ITEMS_FILE,
@@ -42,11 +42,10 @@ def seed_of(recipe: Recipe, training_seed: int | None) -> int:
 
 def provenance(ctx: StageContext) -> dict[str, Any]:
     """Recipe name, sha256 of the whole recipe, and this stage's config hash (as in its manifest)."""
-    dump = ctx.recipe.model_dump(mode="json")
-    config = ctx.stage.config(with_auto_resolved(dump))
+    config = ctx.stage.config(config_dump(ctx.recipe))
     return {
         "recipe_name": ctx.recipe.name,
-        "recipe_sha256": sha256_json(dump),
+        "recipe_sha256": sha256_json(ctx.recipe.model_dump(mode="json")),
         "config_hash": fingerprint(config, ctx.stage.version, {}, {})["config_hash"],
         "stage": ctx.stage.name,
     }

@@ -134,7 +134,7 @@ def tune_teacher(
     from ..accelerated import fresh_accelerator
     from ..models import resolve_model
     from ..models.loading import load_tokenizer
-    from ..models.precision import resolve_mixed_precision, warn_if_emulated
+    from ..models.precision import training_mixed_precision
 
     tuning, prompt = tuning or TuningSpec(), prompt or PromptSpec()
     output_dir = Path(output_dir)
@@ -144,11 +144,9 @@ def tune_teacher(
         raise DataError("teacher.tuning.seeds: the seed file has no `train` records")
 
     on_cpu = not torch.cuda.is_available()
-    mixed_precision = resolve_mixed_precision(tuning.mixed_precision, use_cpu=on_cpu)
-    warn_if_emulated(mixed_precision, "cpu" if on_cpu else "cuda")
     accelerator = fresh_accelerator(
         cpu=on_cpu,
-        mixed_precision=mixed_precision,
+        mixed_precision=training_mixed_precision(tuning.mixed_precision, use_cpu=on_cpu),
         gradient_accumulation_steps=tuning.gradient_accumulation,
     )
     set_seed(tuning.seed)
