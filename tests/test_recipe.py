@@ -86,6 +86,34 @@ def test_overrides_are_type_checked_and_applied(tmp_path):
         load_recipe(path, ["filter.keep_fraction.x=1"])
 
 
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("teacher.tuning.lora.r=0", "teacher.tuning.lora.r"),
+        ("students.biencoder.lora.alpha=0", "students.biencoder.lora.alpha"),
+        ("students.biencoder.lora.dropout=1", "students.biencoder.lora.dropout"),
+        ("teacher.tuning.lora.target_modules=[]", "teacher.tuning.lora.target_modules"),
+        ("seed=-1", "seed"),
+        (f"students.biencoder.training.seed={2**32}", "students.biencoder.training.seed"),
+        ("teacher.generation.seed=-5", "teacher.generation.seed"),
+    ],
+)
+def test_values_that_would_fail_a_later_stage_are_refused_on_load(tmp_path, override, key):
+    with pytest.raises(RecipeError, match=f"`{key}`"):
+        load_recipe(write(tmp_path, "r.yaml", BASE), [override])
+
+
+def test_seed_bounds_are_what_the_training_seeding_accepts(tmp_path):
+    from accelerate.utils import set_seed
+
+    for seed in (0, 2**32 - 1):
+        recipe = load_recipe(write(tmp_path, "r.yaml", BASE), [f"seed={seed}", f"data.selection.seed={seed}"])
+        set_seed(recipe.seed)
+        set_seed(recipe.data.selection.seed)
+    with pytest.raises(ValueError):
+        set_seed(2**32)  # the bound moves if numpy's does; the recipe's must then follow
+
+
 def test_override_into_list_item(tmp_path):
     path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  reference: b\n  rankers: [{name: b, kind: bm25}]\n")
     recipe = load_recipe(path, ["evaluation.rankers.0.top_k=7"])

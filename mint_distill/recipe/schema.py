@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from .sections.base import Section
+from .sections.base import Section, Seed
 from .sections.data import DataSection
 from .sections.evaluation import EvaluationSection
 from .sections.filtering import FilterSection
@@ -20,7 +20,7 @@ class Recipe(Section):
     reuse_stages: bool = Field(
         True, description="copy a finished stage with the same fingerprint from another run under run_dir"
     )
-    seed: int = 13
+    seed: Seed = 13
     data: DataSection
     teacher: TeacherSection = TeacherSection()
     filter: FilterSection = FilterSection()

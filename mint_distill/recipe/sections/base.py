@@ -1,6 +1,8 @@
 """Base class shared by every recipe section: strict, typed, documented keys."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...models.embedded import EMBEDDED
 from ...models.resolver import EMBEDDED_PREFIX
@@ -20,6 +22,11 @@ def check_embedded_kind(reference: str, needed: str, key: str, use: str) -> None
         )
 
 
+# numpy (seeded through accelerate's and transformers' set_seed) takes 0 to 2**32 - 1; a seed
+# outside that range would fail only when its stage starts, after the stages before it ran.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 class Section(BaseModel):
     """A recipe section. Unknown keys are errors; values are validated on assignment too."""
 
@@ -29,7 +36,7 @@ class Section(BaseModel):
 class LoraSpec(Section):
     """peft LoRA hyperparameters (teacher, students and domain adapters use the same keys)."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
+    r: int = Field(16, ge=1, description="rank of the update matrices")
+    alpha: int = Field(32, ge=1, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = Field("all-linear", min_length=1)

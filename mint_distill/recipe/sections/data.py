@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, check_embedded_kind
+from .base import Section, Seed, check_embedded_kind
 
 # Fields a template may name; `[...]` marks an optional part, dropped when a field in it is empty.
 ITEM_TEMPLATE_FIELDS = frozenset(
@@ -148,7 +148,7 @@ class SelectionSpec(Section):
     max_users: int | None = Field(
         None, ge=1, description="keep at most this many users (a seeded sample)"
     )
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> SelectionSpec:
@@ -316,7 +316,7 @@ class CatalogSpec(Section):
         "or a list of files: their items are never training items, and the ablation report "
         "scores every student on all of them, pooled",
     )
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("dev_requests")
     @classmethod

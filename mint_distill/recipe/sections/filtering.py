@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...models.precision import Precision
 from ...scoring import DEFAULT_PROMPT, ITEM_PLACEHOLDER
-from .base import Section, check_embedded_kind
+from .base import Section, Seed, check_embedded_kind
 
 
 class FilterSection(Section):
@@ -42,7 +42,7 @@ class FilterSection(Section):
         False, description="keep floor(n * keep_fraction) + 1 items, as the authors' code does (an off-by-one)"
     )
     batch_size: int = Field(16, ge=1, description="pairs per LM forward pass, or texts per encoder batch")
-    seed: int = Field(0, description="seed of the random subsets of method `random`")
+    seed: Seed = Field(0, description="seed of the random subsets of method `random`")
 
     @field_validator("prompt")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ...models.precision import MixedPrecision, Precision
-from .base import LoraSpec, Section
+from .base import LoraSpec, Section, Seed
 
 
 class TrainingSpec(Section):
@@ -51,7 +51,7 @@ class TrainingSpec(Section):
     max_train_pairs: int | None = Field(
         None, ge=1, description="use at most this many training examples (seeded sample)"
     )
-    seed: int | None = Field(None, description="null: the recipe's top-level seed")
+    seed: Seed | None = Field(None, description="null: the recipe's top-level seed")
 
 
 class HardNegativesSpec(Section):

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ...models.precision import MixedPrecision, Precision
-from .base import LoraSpec, Section
+from .base import LoraSpec, Section, Seed
 from .data import check_template
 
 # What a request prefix and a template pattern may name (each from the history's items).
@@ -33,7 +33,7 @@ class PromptSpec(Section):
     template: str | None = Field(
         None, description="YAML file with a custom prompt template (see teacher/prompts.py)"
     )
-    seed: int = Field(0, description="seeds the choice and order of examples per user and attempt")
+    seed: Seed = Field(0, description="seeds the choice and order of examples per user and attempt")
 
 
 class TuningSpec(Section):
@@ -59,7 +59,7 @@ class TuningSpec(Section):
     checkpoint_every: int = Field(
         10, ge=1, description="optimizer steps between resumable checkpoints"
     )
-    seed: int = 0
+    seed: Seed = 0
 
 
 class GenerationSpec(Section):
@@ -94,7 +94,7 @@ class GenerationSpec(Section):
         2, ge=0, description="new samples for a rejected request before giving up"
     )
     max_users: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ReportSpec(Section):
