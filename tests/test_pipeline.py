@@ -208,6 +208,32 @@ def test_from_requires_earlier_stages_to_have_run(recipe_file):
         run_pipeline(load_recipe(recipe_file), stages=stages, from_stage="lengths")
 
 
+def test_a_problem_of_a_stage_that_would_run_stops_the_run_before_any_stage(recipe_file):
+    calls, problems = Calls(), []
+    registry = StageRegistry()
+
+    @registry.register("words", summary="", config_keys=("data.selection.min_liked",))
+    def words(ctx):
+        calls.hit("words")
+        write_json_atomic(ctx.dir / "words.json", ["w"] * ctx.recipe.data.selection.min_liked)
+
+    @registry.register("late", summary="", config_keys=(), after=("words",), check=lambda recipe: list(problems))
+    def late(ctx):
+        calls.hit("late")
+
+    stages = registry.ordered()
+    recipe = load_recipe(recipe_file)
+    run_pipeline(recipe, stages=stages)
+    problems.append("`teacher.x` is wrong")
+    assert run_pipeline(recipe, stages=stages).skipped == ["words", "late"]  # nothing to run, nothing checked
+    with pytest.raises(MintError, match=r"cannot run here yet:\n  - stage late: `teacher.x` is wrong"):
+        run_pipeline(load_recipe(recipe_file, ["data.selection.min_liked=5"]), stages=stages)
+    with pytest.raises(MintError, match="stage late"):
+        run_pipeline(recipe, stages=stages, force=("words",))
+    assert calls.counts == {"words": 1, "late": 1}
+    assert run_pipeline(recipe, stages=stages, until="words", force=("words",)).ran == ["words"]
+
+
 def test_interrupted_stage_resumes_without_duplicates(recipe_file):
     calls = Calls()
     interrupt = {"index": 2}

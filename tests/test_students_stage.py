@@ -132,6 +132,23 @@ def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
     assert (run_root / "train-crossencoder" / "model" / "config.json").is_file()
 
 
+def test_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(tmp_path):
+    recipe = _run_folder(tmp_path, finetune="lora")
+    run_root = tmp_path / "runs" / "toy"
+    # The tiny encoder is a BERT: its attention projections are query/key/value, not MPNet's q/k/v.
+    wrong = "students.biencoder.lora.target_modules=[q,v]"
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), wrong])
+    assert result.exit_code != 0
+    message = " ".join(result.output.split())
+    assert "stage train-biencoder: students.biencoder.lora.target_modules ['q', 'v'] names no layer" in message
+    assert "query" in message and "value" in message
+    assert not (run_root / "train-biencoder").exists()
+
+    right = "students.biencoder.lora.target_modules=[query,value]"
+    validated = CliRunner().invoke(cli, ["validate", str(recipe), right])
+    assert "train-biencoder" not in validated.output, validated.output
+
+
 def test_train_names_the_unfinished_upstream_stage(tmp_path):
     recipe = _run_folder(tmp_path)
     (tmp_path / "runs" / "toy" / "filter" / "manifest.json").unlink()

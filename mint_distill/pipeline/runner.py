@@ -144,6 +144,8 @@ def run_pipeline(
     run_root.mkdir(parents=True, exist_ok=True)
     result = RunResult(run_root)
     with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
+        forced_stages = {*force, *(names[start:stop] if from_stage else ())}
+        _refuse_what_would_stop_a_stage(recipe, stages[start:stop], forced_stages)
         write_text_atomic(run_root / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
         for index, stage in enumerate(stages[:stop]):
             state = next(s for s in stage_states(recipe, [stage]))
@@ -157,7 +159,7 @@ def run_pipeline(
                     log.warning("stage %s is %s but --from %s keeps its outputs", stage.name, state.status, from_stage)
                 result.skipped.append(stage.name)
                 continue
-            forced = stage.name in force or (from_stage is not None and index >= start)
+            forced = stage.name in forced_stages
             if state.status == "fresh" and not forced:
                 log.info("stage %-18s fresh, skipped", stage.name)
                 result.skipped.append(stage.name)
@@ -170,6 +172,18 @@ def run_pipeline(
             result.summaries[stage.name] = _run_stage(stage, state, recipe, run_root, quiet, forced)
             result.ran.append(stage.name)
     return result
+
+
+def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
+    """Raise before anything runs if a stage that may run reports a problem (`Stage.check`, what
+    `mint-distill validate` lists): a bad value read by a late stage would otherwise surface only
+    after the earlier stages had run. The stages that may run are the first stale or forced one
+    and every one after it."""
+    states = stage_states(recipe, stages)
+    first = next((i for i, state in enumerate(states) if state.status != "fresh" or state.stage.name in forced), len(states))
+    problems = [f"stage {stage.name}: {problem}" for stage in stages[first:] for problem in stage.check(recipe)]
+    if problems:
+        raise MintError("this recipe cannot run here yet:\n" + "\n".join(f"  - {problem}" for problem in problems))
 
 
 def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict | None:

@@ -80,6 +80,18 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
     return []
 
 
+def _biencoder_problems(recipe: Recipe) -> list[str]:
+    from .lora_targets import lora_target_problem
+
+    spec = recipe.students.biencoder
+    if spec.finetune != "lora":
+        return []
+    problem = lora_target_problem(
+        spec.model, spec.lora, "students.biencoder.lora", trust_remote_code=spec.trust_remote_code
+    )
+    return [problem] if problem else []
+
+
 @_stage(
     TRAIN_BIENCODER,
     summary="train the bi-encoder student (BiEnc-Mint) on the kept pairs; dev selection, checkpoints",
@@ -88,6 +100,7 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
     version=2,  # 2: saves the trained weights at the training length; the next stage averages them
     after=TEXT_STAGES,
     enabled=lambda recipe: recipe.students.biencoder.enabled,
+    check=_biencoder_problems,
 )
 def train_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
     from .job import dispatch
