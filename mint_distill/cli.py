@@ -16,7 +16,7 @@ import yaml
 from . import __version__
 from .accelerated import leave_process_group
 from .console import console, is_quiet, setup_logging, stdout
-from .errors import MintError
+from .errors import CannotRunError, MintError
 
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -124,9 +124,7 @@ def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     for warning in report.warnings:
         console.print(f"[yellow]slow[/] {warning}", highlight=False)
     if not report.ok:
-        raise MintError(
-            "this recipe cannot run here yet:\n" + "\n".join(f"  - {p}" for p in report.problems)
-        )
+        raise CannotRunError(report.problems)
     console.print(f"[green]{recipe} is valid and can run here.[/]")
 
 

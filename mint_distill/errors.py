@@ -17,6 +17,14 @@ class ModelUnavailableError(MintError):
     """A model reference cannot be resolved to weights on this machine."""
 
 
+class CannotRunError(MintError):
+    """Checks found problems that would stop a run (`mint-distill validate`, or a run before it starts)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("this recipe cannot run here yet:\n" + "\n".join(f"  - {problem}" for problem in problems))
+        self.problems = problems
+
+
 class RunLockedError(MintError):
     """Another process holds the run folder."""
 

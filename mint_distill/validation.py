@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .errors import MintError
 from .filtering.keep import SCORED_METHODS
 from .models import resolve_model
-from .pipeline import all_stages
+from .pipeline.registry import all_stages, stage_problems
 from .recipe import Recipe
 
 
@@ -66,9 +66,7 @@ def validate_recipe(recipe: Recipe) -> ValidationReport:
             report.models[key] = f"{reference} -> {resolved.source}: {resolved.location}"
         except MintError as error:
             report.problems.append(f"{key}: {error}")
-    for stage in all_stages():
-        if stage.enabled(recipe):
-            report.problems.extend(f"stage {stage.name}: {problem}" for problem in stage.check(recipe))
+    report.problems.extend(stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)]))
     report.problems.extend(_ablation_problems(recipe))
     return report
 

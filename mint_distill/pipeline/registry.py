@@ -140,5 +140,10 @@ REGISTRY = StageRegistry(BUILTIN_STAGE_MODULES)
 register_stage = REGISTRY.register
 
 
+def stage_problems(recipe: Recipe, stages: list[Stage]) -> list[str]:
+    """What would stop each of `stages` (its `check`), each problem prefixed with the stage's name."""
+    return [f"stage {stage.name}: {problem}" for stage in stages for problem in stage.check(recipe)]
+
+
 def all_stages() -> list[Stage]:
     return REGISTRY.ordered()

@@ -15,7 +15,7 @@ from typing import Any
 import filelock
 import yaml
 
-from ..errors import MintError, RunLockedError
+from ..errors import CannotRunError, MintError, RunLockedError
 from ..io import read_json, sha256_tree, write_json_atomic, write_text_atomic
 from ..memory import release_freed_memory
 from ..recipe import Recipe
@@ -29,7 +29,7 @@ from .manifest import (
     matches,
     read_manifest,
 )
-from .registry import Stage, all_stages
+from .registry import Stage, all_stages, stage_problems
 
 log = logging.getLogger("mint_distill")
 
@@ -181,9 +181,9 @@ def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced:
     and every one after it."""
     states = stage_states(recipe, stages)
     first = next((i for i, state in enumerate(states) if state.status != "fresh" or state.stage.name in forced), len(states))
-    problems = [f"stage {stage.name}: {problem}" for stage in stages[first:] for problem in stage.check(recipe)]
+    problems = stage_problems(recipe, stages[first:])
     if problems:
-        raise MintError("this recipe cannot run here yet:\n" + "\n".join(f"  - {problem}" for problem in problems))
+        raise CannotRunError(problems)
 
 
 def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict | None:

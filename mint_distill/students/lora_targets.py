@@ -17,9 +17,9 @@ def lora_target_problem(reference: str, lora: LoraSpec, key: str, *, trust_remot
     """
     if lora.target_modules == "all-linear":
         return None
-    try:
-        from ..models import resolve_model
+    from ..models import resolve_model
 
+    try:
         folder = Path(resolve_model(reference, check_hub=False).location)
     except MintError:
         return None
