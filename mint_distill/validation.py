@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import MintError
 from .filtering.keep import SCORED_METHODS
 from .models import resolve_model
-from .pipeline.registry import all_stages, stage_problems
+from .pipeline.registry import Stage, all_stages, stage_problems
 from .recipe import Recipe
 
 
@@ -38,8 +39,25 @@ def model_references(recipe: Recipe) -> dict[str, str]:
         references["students.crossencoder.model"] = recipe.students.crossencoder.model
     for index, ranker in enumerate(recipe.evaluation.rankers):
         if ranker.model:
-            references[f"evaluation.rankers.{index}.model ({ranker.name})"] = ranker.model
+            references[f"evaluation.rankers.{index}.model"] = ranker.model
     return references
+
+
+def resolve_models(recipe: Recipe, stages: Sequence[Stage] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Find each model the recipe would load, or only those that a stage of `stages` reads.
+
+    Returns recipe key -> where the model is, and one problem per model that is not here."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for key, reference in model_references(recipe).items():
+        if stages is not None and not any(stage.reads(key) for stage in stages):
+            continue
+        try:
+            resolved = resolve_model(reference)
+            found[key] = f"{reference} -> {resolved.source}: {resolved.location}"
+        except MintError as error:
+            problems.append(f"{key}: {error}")
+    return found, problems
 
 
 def _check_precisions(recipe: Recipe, report: ValidationReport) -> None:
@@ -60,12 +78,9 @@ def _check_precisions(recipe: Recipe, report: ValidationReport) -> None:
 def validate_recipe(recipe: Recipe) -> ValidationReport:
     report = ValidationReport()
     _check_precisions(recipe, report)
-    for key, reference in model_references(recipe).items():
-        try:
-            resolved = resolve_model(reference)
-            report.models[key] = f"{reference} -> {resolved.source}: {resolved.location}"
-        except MintError as error:
-            report.problems.append(f"{key}: {error}")
+    found, problems = resolve_models(recipe)
+    report.models.update(found)
+    report.problems.extend(problems)
     report.problems.extend(stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)]))
     report.problems.extend(_ablation_problems(recipe))
     return report

@@ -234,6 +234,41 @@ def test_a_problem_of_a_stage_that_would_run_stops_the_run_before_any_stage(reci
     assert run_pipeline(recipe, stages=stages, until="words", force=("words",)).ran == ["words"]
 
 
+def test_a_missing_model_that_a_stage_would_read_stops_the_run_before_any_stage(recipe_file, tmp_path):
+    calls, ranker_model = Calls(), tmp_path / "ranker"
+    ranker_model.mkdir()
+    (ranker_model / "config.json").write_text("{}")
+    with recipe_file.open("a") as recipe_yaml:
+        recipe_yaml.write(
+            textwrap.dedent(
+                f"""
+                students: {{biencoder: {{model: {tmp_path / 'no-such-student'}}}}}
+                evaluation: {{reference: dense, rankers: [{{name: dense, kind: dense, model: {ranker_model}}}]}}
+                """
+            )
+        )
+    registry = StageRegistry()
+
+    @registry.register("words", summary="", config_keys=("data.selection.min_liked",))
+    def words(ctx):
+        calls.hit("words")
+        write_json_atomic(ctx.dir / "words.json", ["w"] * ctx.recipe.data.selection.min_liked)
+
+    @registry.register("rank", summary="", config_keys=("evaluation",), after=("words",))
+    def rank(ctx):
+        calls.hit("rank")
+
+    stages = registry.ordered()
+    # The student's model is missing too, but no stage here reads it.
+    assert run_pipeline(load_recipe(recipe_file), stages=stages).ran == ["words", "rank"]
+    (ranker_model / "config.json").unlink()
+    assert run_pipeline(load_recipe(recipe_file), stages=stages).skipped == ["words", "rank"]
+    with pytest.raises(MintError, match=r"cannot run here yet:\n  - evaluation.rankers.0.model: `.*ranker` exists") as refused:
+        run_pipeline(load_recipe(recipe_file, ["data.selection.min_liked=5"]), stages=stages)
+    assert "no-such-student" not in str(refused.value)
+    assert calls.counts == {"words": 1, "rank": 1}
+
+
 def test_interrupted_stage_resumes_without_duplicates(recipe_file):
     calls = Calls()
     interrupt = {"index": 2}

@@ -76,6 +76,14 @@ class Stage:
         """The recipe values this stage depends on: its keys, less the excluded ones."""
         return select_config(recipe_dump, self.config_keys, self.config_excluded)
 
+    def reads(self, key: str) -> bool:
+        """Whether the stage depends on the dotted recipe key, e.g. `evaluation.rankers.0.model`."""
+
+        def within(prefix: str) -> bool:
+            return key == prefix or key.startswith(f"{prefix}.")
+
+        return any(map(within, self.config_keys)) and not any(map(within, self.config_excluded))
+
 
 class StageRegistry:
     def __init__(self, modules: tuple[str, ...] = ()):

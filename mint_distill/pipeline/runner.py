@@ -175,13 +175,16 @@ def run_pipeline(
 
 
 def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
-    """Raise before anything runs if a stage that may run reports a problem (`Stage.check`, what
-    `mint-distill validate` lists): a bad value read by a late stage would otherwise surface only
-    after the earlier stages had run. The stages that may run are the first stale or forced one
-    and every one after it."""
+    """Raise before anything runs if a stage that may run reports a problem (`Stage.check`) or
+    reads a model that is not here, as `mint-distill validate` would: a bad value read by a late
+    stage would otherwise surface only after the earlier stages had run. The stages that may run
+    are the first stale or forced one and every one after it."""
+    from ..validation import resolve_models  # here: validation imports this package
+
     states = stage_states(recipe, stages)
     first = next((i for i, state in enumerate(states) if state.status != "fresh" or state.stage.name in forced), len(states))
-    problems = stage_problems(recipe, stages[first:])
+    _, problems = resolve_models(recipe, stages[first:])
+    problems += stage_problems(recipe, stages[first:])
     if problems:
         raise CannotRunError(problems)
 
