@@ -122,6 +122,18 @@ def test_override_into_list_item(tmp_path):
         load_recipe(path, ["evaluation.rankers.3.top_k=7"])
 
 
+def test_override_into_an_item_of_a_default_list(tmp_path):
+    from mint_distill.recipe.sections.evaluation import EvaluationSection
+
+    default = EvaluationSection().rankers
+    path = write(tmp_path, "r.yaml", BASE)
+    recipe = load_recipe(path, [f"evaluation.rankers.{len(default) - 1}.top_k=7"])
+    assert [ranker.top_k for ranker in recipe.evaluation.rankers] == [ranker.top_k for ranker in default[:-1]] + [7]
+    assert recipe.evaluation.rankers[:-1] == default[:-1]
+    with pytest.raises(RecipeError, match=f"list index below {len(default)}"):
+        load_recipe(path, [f"evaluation.rankers.{len(default)}.top_k=7"])
+
+
 def test_extends_merges_mappings_and_replaces_lists(tmp_path):
     write(tmp_path, "base.yaml", BASE + "data:\n  source: {format: yelp_academic, path: yelp}\n  selection: {min_liked: 3, category_blocklist: [Bars]}\n")
     child = write(

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from ..errors import RecipeError
 from .schema import Recipe
@@ -101,13 +102,37 @@ def apply_override(raw: dict, override: str) -> None:
             node = node[_list_index(node, part, parts[: depth + 1], override)]
             continue
         if not isinstance(node.get(part), (dict, list)):
-            node[part] = {}
+            node[part] = _unset_container(parts[: depth + 1])
         node = node[part]
     last = parts[-1]
     if isinstance(node, list):
         node[_list_index(node, last, parts, override)] = value
     else:
         node[last] = value
+
+
+def _unset_container(parts: list[str]) -> dict | list:
+    """What an override writes into where the recipe leaves `parts` unset: the schema's default
+    list, so that `evaluation.rankers.2.model=...` edits the default rankers, else a mapping."""
+    field = _schema_field(parts)
+    default = field.get_default(call_default_factory=True) if field is not None else None
+    if isinstance(default, list):
+        return TypeAdapter(field.annotation).dump_python(default, mode="json")
+    return {}
+
+
+def _schema_field(parts: list[str]) -> FieldInfo | None:
+    """The field that a dotted key names (a path that `check_key_path` accepted); None for a list item."""
+    annotation: Any = Recipe
+    field = None
+    for part in parts:
+        annotation = _unwrap_optional(annotation)
+        if typing.get_origin(annotation) is list:
+            annotation, field = typing.get_args(annotation)[0], None
+        else:
+            field = annotation.model_fields[part]
+            annotation = field.annotation
+    return field
 
 
 def _list_index(node: list, part: str, parts: list[str], override: str) -> int:
