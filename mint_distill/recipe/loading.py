@@ -91,7 +91,7 @@ def apply_override(raw: dict, override: str) -> None:
     if not sep or not key:
         raise RecipeError(f"override `{override}` must look like key.path=value (e.g. teacher.lora.r=8)")
     parts = key.split(".")
-    check_key_path(parts, origin=f"override `{override}`")
+    fields = check_key_path(parts, origin=f"override `{override}`")
     try:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
@@ -102,7 +102,7 @@ def apply_override(raw: dict, override: str) -> None:
             node = node[_list_index(node, part, parts[: depth + 1], override)]
             continue
         if not isinstance(node.get(part), (dict, list)):
-            node[part] = _unset_container(parts[: depth + 1])
+            node[part] = _unset_container(fields[depth])
         node = node[part]
     last = parts[-1]
     if isinstance(node, list):
@@ -111,28 +111,13 @@ def apply_override(raw: dict, override: str) -> None:
         node[last] = value
 
 
-def _unset_container(parts: list[str]) -> dict | list:
-    """What an override writes into where the recipe leaves `parts` unset: the schema's default
-    list, so that `evaluation.rankers.2.model=...` edits the default rankers, else a mapping."""
-    field = _schema_field(parts)
+def _unset_container(field: FieldInfo | None) -> dict | list:
+    """What an override writes into a key the recipe leaves unset: the field's default list, so
+    that `evaluation.rankers.2.model=...` edits the default rankers, else a mapping."""
     default = field.get_default(call_default_factory=True) if field is not None else None
     if isinstance(default, list):
         return TypeAdapter(field.annotation).dump_python(default, mode="json")
     return {}
-
-
-def _schema_field(parts: list[str]) -> FieldInfo | None:
-    """The field that a dotted key names (a path that `check_key_path` accepted); None for a list item."""
-    annotation: Any = Recipe
-    field = None
-    for part in parts:
-        annotation = _unwrap_optional(annotation)
-        if typing.get_origin(annotation) is list:
-            annotation, field = typing.get_args(annotation)[0], None
-        else:
-            field = annotation.model_fields[part]
-            annotation = field.annotation
-    return field
 
 
 def _list_index(node: list, part: str, parts: list[str], override: str) -> int:
@@ -143,9 +128,11 @@ def _list_index(node: list, part: str, parts: list[str], override: str) -> int:
     return int(part)
 
 
-def check_key_path(parts: list[str], origin: str) -> None:
-    """Raise a RecipeError naming the first part of a dotted key that the schema does not have."""
+def check_key_path(parts: list[str], origin: str) -> list[FieldInfo | None]:
+    """The schema field that each part of a dotted key names (None for a list index); a
+    RecipeError naming the first part that the schema does not have."""
     annotation: Any = Recipe
+    fields: list[FieldInfo | None] = []
     for depth, part in enumerate(parts):
         annotation = _unwrap_optional(annotation)
         here = ".".join(parts[:depth]) or "the top level"
@@ -153,12 +140,16 @@ def check_key_path(parts: list[str], origin: str) -> None:
             if not part.isdigit():
                 raise RecipeError(f"{origin}: `{here}` is a list; address an item by index ({here}.0)")
             annotation = typing.get_args(annotation)[0]
+            fields.append(None)
             continue
         if not _is_model(annotation):
             raise RecipeError(f"{origin}: `{here}` is a plain value and has no key `{part}`")
         if part not in annotation.model_fields:
             raise RecipeError(_unknown_key_message(".".join(parts[: depth + 1]), part, annotation, origin))
-        annotation = annotation.model_fields[part].annotation
+        field = annotation.model_fields[part]
+        fields.append(field)
+        annotation = field.annotation
+    return fields
 
 
 def _is_model(annotation: Any) -> bool:
