@@ -17,8 +17,10 @@ from conftest import (
 )
 from fixtures.teacher.tiny_teacher import ITEMS, SEEDS, USERS, save_tiny_teacher
 
+from mint_distill.errors import CannotRunError
 from mint_distill.io import read_jsonl, sha256_tree, write_json_atomic
 from mint_distill.pipeline import all_stages, run_pipeline, stage_states
+from mint_distill.pipeline.registry import stage_problems
 from mint_distill.recipe import load_recipe
 from mint_distill.teacher.gates import GateSettings
 from mint_distill.teacher.generation import RequestSampler, load_teacher
@@ -278,6 +280,20 @@ def _fresh_data(recipe) -> None:
 
 def _teacher_stages():
     return [s for s in all_stages() if s.name in ("tune-teacher", "generate")]
+
+
+def test_teacher_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(teacher_dir, tmp_path):
+    recipe = load_recipe(_recipe(tmp_path, teacher_dir), ["teacher.tuning.lora.target_modules=[q,v]"])
+    _fresh_data(recipe)
+    with pytest.raises(CannotRunError) as refused:
+        run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
+    message = str(refused.value)
+    assert "stage tune-teacher: teacher.tuning.lora.target_modules ['q', 'v'] names no layer" in message
+    assert "q_proj" in message and "lm_head" in message  # the causal LM's own layers, its head included
+    assert not (tmp_path / "runs" / "tiny" / "tune-teacher").exists()
+
+    head_only = load_recipe(_recipe(tmp_path, teacher_dir), ["teacher.tuning.lora.target_modules=[lm_head]"])
+    assert stage_problems(head_only, _teacher_stages()) == []
 
 
 def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):

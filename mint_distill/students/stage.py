@@ -81,7 +81,7 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
 
 
 def _biencoder_problems(recipe: Recipe) -> list[str]:
-    from .lora_targets import lora_target_problem
+    from ..models.lora_targets import lora_target_problem
 
     spec = recipe.students.biencoder
     if spec.finetune != "lora":

@@ -57,6 +57,20 @@ def _check(recipe: Recipe) -> list[str]:
     return problems
 
 
+def _check_tuning(recipe: Recipe) -> list[str]:
+    from ..models.lora_targets import lora_target_problem
+
+    teacher = recipe.teacher
+    lora_problem = lora_target_problem(
+        teacher.model,
+        teacher.tuning.lora,
+        "teacher.tuning.lora",
+        head="causal-lm",
+        trust_remote_code=teacher.trust_remote_code,
+    )
+    return [*_check(recipe), *([lora_problem] if lora_problem else [])]
+
+
 def _check_generate(recipe: Recipe) -> list[str]:
     if not uses_llm(recipe):
         return []
@@ -82,7 +96,7 @@ def _join_other_processes() -> None:
     config_keys=(*_PROMPT_KEYS, "teacher.tuning"),
     input_files=_input_files,
     enabled=lambda recipe: uses_llm(recipe) and recipe.teacher.tuning.enabled,
-    check=_check,
+    check=_check_tuning,
 )
 def run_tune_teacher(ctx: StageContext) -> dict:
     from .card import write_adapter_card
