@@ -90,6 +90,23 @@ def test_significant_differences_are_marked(collection):
     assert "| d | 0.3100 (+0.0100) |" in report
 
 
+def _trec_eval_c(qrels_file, run_file) -> dict[str, float]:
+    """NDCG@5 and MAP (grade 3) as `trec_eval -c` gives them from the two files, through pytrec_eval
+    alone: averaged over every query of the qrels, one the run leaves out scoring 0."""
+    import pytrec_eval
+
+    with open(qrels_file) as handle:
+        qrels = pytrec_eval.parse_qrel(handle)
+    with open(run_file) as handle:
+        run = pytrec_eval.parse_run(handle)
+    graded = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.5"}).evaluate(run)
+    binary = pytrec_eval.RelevanceEvaluator(qrels, {"map"}, relevance_level=3).evaluate(run)
+    return {
+        "NDCG@5": sum(graded.get(qid, {}).get("ndcg_cut_5", 0.0) for qid in qrels) / len(qrels),
+        "MAP": sum(binary.get(qid, {}).get("map", 0.0) for qid in qrels) / len(qrels),
+    }
+
+
 def test_run_evaluation_writes_runs_that_trec_eval_scores_the_same(collection, tmp_path):
     settings = EvaluationSection(
         rankers=[RankerSpec(name="bm25", kind="bm25"), RankerSpec(name="bm25-plain", kind="bm25", stemmer=None)],
@@ -103,6 +120,10 @@ def test_run_evaluation_writes_runs_that_trec_eval_scores_the_same(collection, t
         from_file = mean(evaluate_run(read_run(out / "runs" / f"{system.name}.trec"), collection.qrels,
                                       evaluation.measures, qids=collection.qids()))
         assert from_file == system.means
+        assert _trec_eval_c(out / "qrels.txt", out / "runs" / f"{system.name}.trec") == pytest.approx(
+            {"NDCG@5": system.means["NDCG@5"], "MAP": system.means["MAP"]}, abs=1e-12
+        )
+    assert "`trec_eval -c -m ndcg_cut.5 qrels.txt runs/<system>.trec`" in (out / "report.md").read_text()
 
     # an interrupted evaluation resumes: finished runs with the same spec are read back
     (out / "runs" / "bm25-plain.trec").unlink()

@@ -15,7 +15,8 @@ def evaluate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
     """Rank the test collection with every baseline and trained student, and write the report.
 
     Writes runs/<recipe name>/evaluate/: report.md, metrics.json, per_query.csv, coverage.csv,
-    metrics.png and runs/<system>.trec, and prints the table. Students (average-biencoder/model,
+    metrics.png, runs/<system>.trec and qrels.txt (the judgements evaluated: trec_eval on it and a
+    run gives the report's numbers), and prints the table. Students (average-biencoder/model,
     train-crossencoder/model) are included as soon as their stages have finished.
 
     \b

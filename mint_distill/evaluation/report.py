@@ -138,7 +138,10 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             "`coverage.csv`."
         ),
         "",
-        "Measures (same numbers as trec_eval on `runs/<system>.trec`):",
+        (
+            "Measures (the same numbers as trec_eval on `qrels.txt`, the judgements evaluated, and "
+            "`runs/<system>.trec`; e.g. `trec_eval -c -m ndcg_cut.5 qrels.txt runs/<system>.trec`):"
+        ),
         "",
         *(f"- {name}: `{command}`" for name, command in metrics["measures"].items()),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..errors import MintError
 from ..recipe.sections.evaluation import EvaluationSection, RankerSpec
@@ -12,6 +13,9 @@ from .collection import EvalCollection
 from .compare import Evaluation, evaluate_runs
 from .report import write_report
 from .systems import produce_runs
+from .trec import write_qrels
+
+QRELS_FILE = "qrels.txt"
 
 
 def run_evaluation(
@@ -29,7 +33,11 @@ def run_evaluation(
         from mint_distill.recipe import load_recipe
         recipe = load_recipe("recipes/pointrec.yaml")
         evaluation = run_evaluation(collection, recipe.evaluation, "out/")
-        # out/report.md, out/metrics.json, out/per_query.csv, out/runs/*.trec, out/metrics.png
+        # out/report.md, out/metrics.json, out/per_query.csv, out/runs/*.trec, out/qrels.txt, out/metrics.png
+
+    `qrels.txt` holds the judgements the measures were computed with (the evaluated requests'; with
+    `condensed_qrels`, only of items a ranker can see), so that trec_eval on it and a run file gives
+    the report's numbers.
     """
     rankers = [*settings.rankers, *extra_rankers]
     if settings.reference not in {ranker.name for ranker in rankers}:
@@ -48,5 +56,6 @@ def run_evaluation(
         measures=settings.measures, relevance_level=settings.relevance_level, method=settings.significance,
         resamples=settings.resamples, alpha=settings.alpha, seed=seed, details=details,
     )
+    write_qrels(Path(folder) / QRELS_FILE, {qid: collection.qrels.get(qid, {}) for qid in collection.qids()})
     write_report(evaluation, folder)
     return evaluation
