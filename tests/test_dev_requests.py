@@ -22,6 +22,8 @@ from mint_distill.data.dev_requests import dev_collection, read_dev_request_file
 from mint_distill.data.poi_catalog import load_poi_catalog
 from mint_distill.data.pointrec import poi_text
 from mint_distill.errors import DataError, RecipeError
+from mint_distill.evaluation import evaluate_run, read_qrels, read_run
+from mint_distill.evaluation import mean as mean_of
 from mint_distill.evaluation.ablations import render_markdown, score_on_dev_requests
 from mint_distill.recipe import load_recipe
 from mint_distill.recipe.sections.data import TestCollectionSpec
@@ -221,6 +223,10 @@ def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
     save_tiny_sentence_transformer(variant / "average-biencoder/model")
 
     scored = score_on_dev_requests({"full": {13: main}, "random": {13: variant}}, recipe)
+    written = main / "ablations" / "dev-requests"
+    qrels = read_qrels(written / "qrels.txt")
+    assert len(qrels) == 2 and sum(len(grades) for grades in qrels.values()) == 20
+    from_files = mean_of(evaluate_run(read_run(written / "runs" / "full.trec"), qrels, ["NDCG@5"]))
     # The same two students as one arm of two training seeds: each request scores their mean.
     seeded = score_on_dev_requests({"full": {13: main}, "both": {13: main, 1: variant}}, recipe)
 
@@ -229,6 +235,7 @@ def test_every_student_is_scored_on_the_dev_requests_against_the_full_run(
     # The full run's student is MiniLM itself, so it scores exactly as the zero-shot encoder; the
     # variant's random encoder ranks the pools in another order.
     assert scores["full"] == scores["zero-shot"]
+    assert from_files["NDCG@5"] == scores["full"]["NDCG@5"]
     assert scores["random"] != scores["full"]
     assert scored["versus_full"]["zero-shot"]["NDCG@5"]["delta"] == 0.0
     assert scored["versus_full"]["random"]["NDCG@10"]["delta"] == pytest.approx(

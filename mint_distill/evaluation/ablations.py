@@ -179,7 +179,7 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
 
     Each student ranks every request's graded pool as the evaluate stage ranks the test pools
     (`produce_runs` with its precision, batch size and encoding cache, each model at its own
-    sequence length; runs in `ablations/dev-requests/`). An arm's score for a request is its
+    sequence length; runs and their qrels in `ablations/dev-requests/`). An arm's score for a request is its
     students' mean, compared per request with the full run's, paired as in the report.
     """
     if recipe.data.catalog.dev_requests is None:
@@ -191,6 +191,7 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
     from .cache import evaluation_cache_dir
     from .metrics import evaluate_run, mean
     from .systems import produce_runs
+    from .trec import QRELS_FILE, write_qrels
 
     files = recipe.data.catalog.dev_request_files
     collection = dev_collection(files, recipe.data.test, load_poi_catalog(collection_folder(recipe.data)))
@@ -206,16 +207,17 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
         for (arm, seed), name in students.items()
     ]
     spec = recipe.evaluation
-    main_root = main_run(arms)
+    folder = main_run(arms) / REPORT_FOLDER / "dev-requests"
     runs, _ = produce_runs(
         collection,
         rankers,
-        main_root / REPORT_FOLDER / "dev-requests",
+        folder,
         depth=max(len(pool) for pool in collection.pools.values()),
         batch_size=spec.batch_size,
         cache_dir=evaluation_cache_dir(spec.cache_dir),
         precision=spec.precision,
     )
+    write_qrels(folder / QRELS_FILE, collection.qrels)
     evaluated = {
         name: evaluate_run(run, collection.qrels, DEV_REQUEST_MEASURES, spec.relevance_level)
         for name, run in runs.items()

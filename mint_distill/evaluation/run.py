@@ -13,9 +13,7 @@ from .collection import EvalCollection
 from .compare import Evaluation, evaluate_runs
 from .report import write_report
 from .systems import produce_runs
-from .trec import write_qrels
-
-QRELS_FILE = "qrels.txt"
+from .trec import QRELS_FILE, write_qrels
 
 
 def run_evaluation(

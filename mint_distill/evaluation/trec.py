@@ -18,6 +18,8 @@ from ..io import atomic_path
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
+QRELS_FILE = "qrels.txt"  # beside an evaluation's runs/: the judgements its measures used
+
 
 def ranked(scores: dict[str, float], depth: int | None = None) -> list[tuple[str, float]]:
     """(item id, score) pairs in trec_eval's order, cut to the first `depth`."""
