@@ -24,7 +24,6 @@ import numpy as np
 from .samples import SAMPLE_REQUESTS
 
 DEFAULT_MODELS = ("embedded:all-minilm-l6-v2", "embedded:all-mpnet-base-v2")
-VARIANTS = ("pytorch-fp32", "onnx-fp32", "onnx-int8")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import resource
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .keep import KeepRule
@@ -177,7 +177,3 @@ def format_table(results: Sequence[QuantizationResult]) -> str:
             f"| {result.pairs_per_second:.2f} | {result.peak_rss_mib:.0f} | {result.weights_mib:.0f} |"
         )
     return "\n".join(lines)
-
-
-def results_json(results: Sequence[QuantizationResult]) -> list[dict]:
-    return [asdict(result) for result in results]
