@@ -179,8 +179,8 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
 
     Each student ranks every request's graded pool as the evaluate stage ranks the test pools
     (`produce_runs` with its precision, batch size and encoding cache, each model at its own
-    sequence length; runs and their qrels in `ablations/dev-requests/`). An arm's score for a request is its
-    students' mean, compared per request with the full run's, paired as in the report.
+    sequence length; runs and their qrels in `ablations/dev-requests/`). An arm's score for a
+    request is its students' mean, compared per request with the full run's, paired as in the report.
     """
     if recipe.data.catalog.dev_requests is None:
         return None

@@ -4,11 +4,13 @@ peft finds out only when that model's training begins: for a student, after ever
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import MintError
-from ..recipe.sections.base import LoraSpec
 from .resolver import resolve_model
+
+if TYPE_CHECKING:
+    from ..recipe.sections.base import LoraSpec
 
 Head = Literal["none", "causal-lm"]
 _AUTO_CLASSES = {"none": "AutoModel", "causal-lm": "AutoModelForCausalLM"}
