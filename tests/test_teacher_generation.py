@@ -338,6 +338,7 @@ def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
 
     assert resolve_model(str(teacher_dir)).weights_sha256() in card
     assert "dev loss (request tokens): before tuning" in card and str(SEEDS.name) in card
+    assert "at the end of epoch 1.0: " in card
     report = generate["teacher_report"]
     assert [row["teacher"] for row in report["rows"]] == [
         "untuned teacher (dev seeds)",

@@ -84,6 +84,23 @@ def test_request_loss_goes_down(tuned, teacher_dir, seeds):
     assert not (out / ".checkpoints").exists()  # scratch removed once the adapter is saved
 
 
+def test_dev_seeds_are_scored_at_each_epoch_end_without_changing_the_training(tuned, teacher_dir, seeds, tmp_path):
+    out, result = tuned
+    log = json.loads((out / "log.json").read_text())
+    assert [entry["step"] for entry in log if "dev_loss" in entry] == [3, 6, 9, 12]  # 3 steps an epoch
+    by_epoch = result.summary["dev_loss_by_epoch"]
+    assert list(by_epoch) == ["1.0", "2.0", "3.0", "4.0"]
+    assert by_epoch["4.0"] == result.summary["dev_loss_after"]
+    assert by_epoch["1.0"] < result.summary["dev_loss_before"]
+
+    train_only = tune_teacher(
+        str(teacher_dir), [s for s in seeds if s.split == "train"], tmp_path, tuning=SPEC, prompt=PROMPT
+    )
+    assert train_only.summary["dev_loss_by_epoch"] == {} and train_only.summary["dev_loss_after"] is None
+    scored, unscored = _lora_weights(out), _lora_weights(tmp_path)
+    assert all(torch.equal(scored[name], unscored[name]) for name in scored)
+
+
 def test_loss_is_on_request_tokens_only(tuned, seeds):
     _, result = tuned
     batch = _train_batch(result.tokenizer, seeds)
@@ -122,7 +139,7 @@ def test_adapter_reloads_to_the_same_outputs(tuned, teacher_dir, seeds):
 def test_interrupted_tuning_resumes_to_the_same_weights(
     tuned, teacher_dir, seeds, tmp_path, monkeypatch
 ):
-    out, _ = tuned
+    out, uninterrupted_run = tuned
     calls = {"n": 0}
     real_loss = tuning_module.request_loss
 
@@ -149,6 +166,8 @@ def test_interrupted_tuning_resumes_to_the_same_weights(
         assert torch.allclose(uninterrupted[name], again[name], atol=RESUME_ATOL), name
     log = json.loads((tmp_path / "log.json").read_text())
     assert [entry["step"] for entry in log] == list(range(1, 13))
+    # the epochs scored before the interruption are kept, the later ones scored once each
+    assert resumed.summary["dev_loss_by_epoch"] == pytest.approx(uninterrupted_run.summary["dev_loss_by_epoch"], abs=1e-3)
 
 
 def test_qlora_runs_on_the_cpu(seeds, tmp_path):

@@ -25,6 +25,8 @@ def write_adapter_card(
         "tags": ["mint-distill", "narrative-driven-recommendation", "lora"],
     }
     rows = "\n".join(f"| {key} | {_cell(value)} |" for key, value in hyperparameters.items())
+    epochs = summary["dev_loss_by_epoch"]
+    by_epoch = ("; at the end of epoch " + ", ".join(f"{e}: {loss}" for e, loss in epochs.items())) if epochs else ""
     text = f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
 ---
@@ -52,7 +54,7 @@ Made by `mint-distill tune-teacher`.
 ## Results
 - optimizer steps: {summary["steps"]} ({summary["train_seconds"]} s, {summary["processes"]} process(es))
 - train loss (request tokens): first step {summary["train_loss_first"]}, last step {summary["train_loss_last"]}
-- dev loss (request tokens): before tuning {summary["dev_loss_before"]}, after tuning {summary["dev_loss_after"]}
+- dev loss (request tokens): before tuning {summary["dev_loss_before"]}, after tuning {summary["dev_loss_after"]}{by_epoch}
 
 ## Use
 ```python

@@ -216,14 +216,16 @@ def tune_teacher(
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
-            state["log"].append(
-                {
-                    "step": state["step"],
-                    "epoch": round(state["batches"] / per_epoch, 3),
-                    "loss": sum(state["window"]) / len(state["window"]),
-                    "lr": scheduler.get_last_lr()[0],
-                }
-            )
+            entry = {
+                "step": state["step"],
+                "epoch": round(state["batches"] / per_epoch, 3),
+                "loss": sum(state["window"]) / len(state["window"]),
+                "lr": scheduler.get_last_lr()[0],
+            }
+            if dev and state["batches"] // per_epoch > _epochs_evaluated(state["log"]):
+                entry["dev_loss"] = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+                log.info("teacher step %d (epoch %.2f): dev loss %.4f", entry["step"], entry["epoch"], entry["dev_loss"])
+            state["log"].append(entry)
             state["window"] = []
             if state["step"] % tuning.checkpoint_every == 0 and state["step"] < total_steps:
                 state["seconds"] += time.perf_counter() - clock
@@ -233,7 +235,10 @@ def tune_teacher(
     state["seconds"] += time.perf_counter() - clock
     state["cpu_seconds"] += time.process_time() - cpu_clock
     model.eval()
-    dev_after = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+    last = state["log"][-1] if state["log"] else {}
+    dev_after = (  # the last step ends an epoch when `epochs` is whole: its dev loss is already known
+        last["dev_loss"] if "dev_loss" in last else _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+    )
     if accelerator.is_main_process:
         _save_adapter(accelerator.unwrap_model(model), output_dir)
         write_json_atomic(output_dir / "log.json", state["log"])
@@ -264,6 +269,7 @@ def tune_teacher(
         "train_loss_last": round(losses[-1], 4) if losses else None,
         "dev_loss_before": state["dev_loss_before"],
         "dev_loss_after": dev_after,
+        "dev_loss_by_epoch": {str(entry["epoch"]): entry["dev_loss"] for entry in state["log"] if "dev_loss" in entry},
         "resumed_from_step": state["resumed_from"],
         "train_seconds": round(state["seconds"], 1),
         "train_cpu_seconds": round(state["cpu_seconds"], 1),
@@ -317,6 +323,11 @@ def _epoch_batches(
     ]
     usable = len(batches) // accelerator.num_processes * accelerator.num_processes
     return batches[:usable][accelerator.process_index :: accelerator.num_processes]
+
+
+def _epochs_evaluated(entries: list[dict]) -> int:
+    """Whole epochs whose end the dev seeds were scored at: one log entry with a dev loss each."""
+    return sum("dev_loss" in entry for entry in entries)
 
 
 def _dev_loss(accelerator, model, builder, dev, tuning: TuningSpec, pad_id: int) -> float | None:
