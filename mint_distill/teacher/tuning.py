@@ -222,7 +222,8 @@ def tune_teacher(
                 "loss": sum(state["window"]) / len(state["window"]),
                 "lr": scheduler.get_last_lr()[0],
             }
-            if dev and state["batches"] // per_epoch > _epochs_evaluated(state["log"]):
+            ended_an_epoch = state["batches"] // per_epoch > (state["batches"] - tuning.gradient_accumulation) // per_epoch
+            if dev and ended_an_epoch:  # within this step's batches
                 entry["dev_loss"] = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
                 log.info("teacher step %d (epoch %.2f): dev loss %.4f", entry["step"], entry["epoch"], entry["dev_loss"])
             state["log"].append(entry)
@@ -323,11 +324,6 @@ def _epoch_batches(
     ]
     usable = len(batches) // accelerator.num_processes * accelerator.num_processes
     return batches[:usable][accelerator.process_index :: accelerator.num_processes]
-
-
-def _epochs_evaluated(entries: list[dict]) -> int:
-    """Whole epochs whose end the dev seeds were scored at: one log entry with a dev loss each."""
-    return sum("dev_loss" in entry for entry in entries)
 
 
 def _dev_loss(accelerator, model, builder, dev, tuning: TuningSpec, pad_id: int) -> float | None:
