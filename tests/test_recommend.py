@@ -251,10 +251,10 @@ def test_pointrec_city_catalog_holds_the_city_and_its_synonyms(tiny_export):
 def test_bad_catalog_lines_name_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"item_id": "a", "text": "fine"}\n{"item_id": "b"}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: needs `item_id`"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: needs `item_id`"):
         read_jsonl_catalog(path)
     path.write_text('{"item_id": "a", "text": "x"}\n{"item_id": "a", "text": "y"}\n')
-    with pytest.raises(DataError, match="line 2: item_id `a` already on line 1"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: item_id `a` already on line 1"):
         read_jsonl_catalog(path)
 
 

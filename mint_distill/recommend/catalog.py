@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..io import sha256_json
+from ..io import numbered_jsonl, sha256_json
 
 
 @dataclass
@@ -45,26 +44,17 @@ def read_jsonl_catalog(path: str | os.PathLike) -> Catalog:
     texts: list[str] = []
     names: list[str | None] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}, line {number}: expected an object with item_id and text")
-            item_id, text = record.get("item_id"), record.get("text")
-            if item_id is None or not isinstance(text, str) or not text.strip():
-                raise DataError(f"{path}, line {number}: needs `item_id` and a non-empty `text`")
-            item_id = str(item_id)
-            if item_id in seen:
-                raise DataError(f"{path}, line {number}: item_id `{item_id}` already on line {seen[item_id]}")
-            seen[item_id] = number
-            ids.append(item_id)
-            texts.append(text)
-            names.append(record.get("name"))
+    for number, record in numbered_jsonl(path):
+        item_id, text = record.get("item_id"), record.get("text")
+        if item_id is None or not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}:{number}: needs `item_id` and a non-empty `text`")
+        item_id = str(item_id)
+        if item_id in seen:
+            raise DataError(f"{path}:{number}: item_id `{item_id}` already on line {seen[item_id]}")
+        seen[item_id] = number
+        ids.append(item_id)
+        texts.append(text)
+        names.append(record.get("name"))
     if not ids:
         raise DataError(f"{path}: no items")
     return Catalog(name=str(path), ids=ids, texts=texts, names=names, index_home=path.parent / f".{path.name}.index")
