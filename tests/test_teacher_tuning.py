@@ -1,5 +1,6 @@
 """LoRA tuning on a tiny random Llama: the request loss goes down, the adapter reloads to the same
-outputs, an interrupted run resumes to the same weights, and QLoRA runs the same path on the CPU."""
+outputs, an interrupted run resumes to the same weights, `select_by: dev_loss` keeps the best
+epoch's adapter (also across a resumption), and QLoRA runs the same path on the CPU."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import json
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from fixtures.teacher.tiny_teacher import SEEDS, save_tiny_teacher
 
+from mint_distill.errors import DataError
 from mint_distill.recipe.sections.base import LoraSpec
 from mint_distill.recipe.sections.teacher import PromptSpec, TuningSpec
 from mint_distill.teacher import tuning as tuning_module
+from mint_distill.teacher.card import write_adapter_card
 from mint_distill.teacher.histories import load_seeds
 from mint_distill.teacher.prompts import PromptBuilder
 from mint_distill.teacher.tuning import build_examples, collate, request_loss, tune_teacher
@@ -136,21 +140,28 @@ def test_adapter_reloads_to_the_same_outputs(tuned, teacher_dir, seeds):
         assert torch.allclose(merged(**inputs).logits, trained, atol=1e-4)
 
 
+def _interrupt_at_training_batch(number: int, monkeypatch):
+    """Make the `number`th training batch's loss raise KeyboardInterrupt (dev scoring, which sums
+    its losses, is not counted); return the real loss function, to put back for the resumption."""
+    real_loss = tuning_module.request_loss
+    batches = {"n": 0}
+
+    def interrupted(model, batch, reduction="mean"):
+        if reduction == "mean":
+            batches["n"] += 1
+            if batches["n"] == number:
+                raise KeyboardInterrupt
+        return real_loss(model, batch, reduction)
+
+    monkeypatch.setattr(tuning_module, "request_loss", interrupted)
+    return real_loss
+
+
 def test_interrupted_tuning_resumes_to_the_same_weights(
     tuned, teacher_dir, seeds, tmp_path, monkeypatch
 ):
     out, uninterrupted_run = tuned
-    calls = {"n": 0}
-    real_loss = tuning_module.request_loss
-
-    def killed_after_seven_training_batches(model, batch, reduction="mean"):
-        if reduction == "mean":
-            calls["n"] += 1
-            if calls["n"] == 8:
-                raise KeyboardInterrupt
-        return real_loss(model, batch, reduction)
-
-    monkeypatch.setattr(tuning_module, "request_loss", killed_after_seven_training_batches)
+    real_loss = _interrupt_at_training_batch(8, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=SPEC, prompt=PROMPT)
     checkpoints = sorted(p.name for p in (tmp_path / ".checkpoints").iterdir())
@@ -170,6 +181,88 @@ def test_interrupted_tuning_resumes_to_the_same_weights(
     assert resumed.summary["dev_loss_by_epoch"] == pytest.approx(uninterrupted_run.summary["dev_loss_by_epoch"], abs=1e-3)
 
 
+SELECT_BY_DEV_LOSS = SPEC.model_copy(update={"select_by": "dev_loss"})
+# Dev losses answered in turn: before tuning, then at the end of epochs 1-4; epoch 2 is the best.
+SCRIPTED_DEV_LOSSES = [3.0, 2.0, 1.5, 1.8, 1.9]
+
+
+def _script_dev_losses(monkeypatch) -> list[dict]:
+    """Make `_dev_loss` answer `SCRIPTED_DEV_LOSSES` in turn; return the LoRA weights it was asked
+    about, one copy per call (calls of an interrupted run and its resumption count together)."""
+    from peft import get_peft_model_state_dict
+
+    asked: list[dict] = []
+
+    def scripted(accelerator, model, *args):
+        weights = get_peft_model_state_dict(accelerator.unwrap_model(model))
+        asked.append({name: tensor.detach().cpu().clone() for name, tensor in weights.items()})
+        return SCRIPTED_DEV_LOSSES[len(asked) - 1]
+
+    monkeypatch.setattr(tuning_module, "_dev_loss", scripted)
+    return asked
+
+
+@pytest.fixture(scope="module")
+def selected(teacher_dir, seeds, tmp_path_factory):
+    out = tmp_path_factory.mktemp("selected")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        asked = _script_dev_losses(monkeypatch)
+        result = tune_teacher(str(teacher_dir), seeds, out, tuning=SELECT_BY_DEV_LOSS, prompt=PROMPT)
+    return out, result, asked
+
+
+def _same_weights(left: dict, right: dict) -> bool:
+    return left.keys() == right.keys() and all(torch.equal(left[name], right[name]) for name in left)
+
+
+def test_select_by_dev_loss_keeps_the_adapter_of_the_best_epoch(selected):
+    from peft import get_peft_model_state_dict
+
+    out, result, asked = selected
+    summary = result.summary
+    assert summary["dev_loss_by_epoch"] == {"1.0": 2.0, "2.0": 1.5, "3.0": 1.8, "4.0": 1.9}
+    assert (summary["kept_step"], summary["kept_epoch"], summary["dev_loss_after"]) == (6, 2.0, 1.5)
+    epoch_two, last = asked[2], asked[4]
+    assert not _same_weights(epoch_two, last)  # training went on after the kept epoch
+    assert _same_weights(_lora_weights(out), epoch_two)
+    in_memory = get_peft_model_state_dict(result.model)
+    assert _same_weights({name: tensor.cpu() for name, tensor in in_memory.items()}, epoch_two)
+    card = write_adapter_card(out / "adapter", summary=summary, hyperparameters={}, seeds_file="seeds.jsonl", seeds_sha256="0")
+    assert "kept: the adapter of step 6 (epoch 2.0; `select_by: dev_loss`)" in card.read_text()
+    assert not (out / ".checkpoints").exists()
+
+
+def test_select_by_last_keeps_the_last_step_whatever_the_dev_loss(teacher_dir, seeds, tmp_path, monkeypatch):
+    asked = _script_dev_losses(monkeypatch)
+    result = tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=SPEC, prompt=PROMPT)
+    assert (result.summary["kept_step"], result.summary["dev_loss_after"]) == (12, 1.9)
+    assert _same_weights(_lora_weights(tmp_path), asked[4])
+
+
+def test_an_interrupted_selection_resumes_to_the_same_kept_adapter(selected, teacher_dir, seeds, tmp_path, monkeypatch):
+    out, _, _ = selected
+    asked = _script_dev_losses(monkeypatch)
+    real_loss = _interrupt_at_training_batch(8, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=SELECT_BY_DEV_LOSS, prompt=PROMPT)
+    assert len(asked) == 3  # before tuning, epochs 1 and 2: the best is on disk before the interruption
+    monkeypatch.setattr(tuning_module, "request_loss", real_loss)
+
+    resumed = tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=SELECT_BY_DEV_LOSS, prompt=PROMPT)
+    assert resumed.summary["resumed_from_step"] == 6
+    assert (resumed.summary["kept_step"], resumed.summary["dev_loss_after"]) == (6, 1.5)
+    kept, expected = _lora_weights(tmp_path), _lora_weights(out)
+    assert kept.keys() == expected.keys()
+    for name in kept:
+        assert torch.allclose(kept[name], expected[name], atol=RESUME_ATOL), name
+
+
+def test_select_by_dev_loss_without_dev_seeds_is_refused(teacher_dir, seeds, tmp_path):
+    train_only = [s for s in seeds if s.split == "train"]
+    with pytest.raises(DataError, match="teacher.tuning.select_by"):
+        tune_teacher(str(teacher_dir), train_only, tmp_path, tuning=SELECT_BY_DEV_LOSS, prompt=PROMPT)
+
+
 def test_qlora_runs_on_the_cpu(seeds, tmp_path):
     pytest.importorskip("bitsandbytes")
     wide = save_tiny_teacher(
@@ -184,3 +277,25 @@ def test_qlora_runs_on_the_cpu(seeds, tmp_path):
     assert quantized  # the frozen base really is 4-bit
     config = json.loads((tmp_path / "tuned" / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["peft_type"] == "LORA"
+
+
+def test_validate_names_select_by_dev_loss_when_the_seed_file_has_no_dev_seeds(tmp_path):
+    from mint_distill.pipeline import all_stages
+    from mint_distill.recipe import load_recipe
+
+    (stage,) = [stage for stage in all_stages() if stage.name == "tune-teacher"]
+    lines = SEEDS.read_text(encoding="utf-8").splitlines()
+    train_only = tmp_path / "train-only.jsonl"
+    train_only.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["split"] == "train"))
+
+    def selection_problems(seeds_file):
+        recipe = load_recipe(
+            REPO_ROOT / "recipes" / "smoke.yaml",
+            [f"teacher.tuning.seeds={seeds_file}", "teacher.tuning.select_by=dev_loss"],
+        )
+        return [problem for problem in stage.check(recipe) if "select_by" in problem]
+
+    assert selection_problems(SEEDS) == []
+    assert selection_problems(train_only) == [
+        f"teacher.tuning.select_by: dev_loss needs dev seeds; {train_only} has none"
+    ]

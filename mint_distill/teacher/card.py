@@ -55,6 +55,7 @@ Made by `mint-distill tune-teacher`.
 - optimizer steps: {summary["steps"]} ({summary["train_seconds"]} s, {summary["processes"]} process(es))
 - train loss (request tokens): first step {summary["train_loss_first"]}, last step {summary["train_loss_last"]}
 - dev loss (request tokens): before tuning {summary["dev_loss_before"]}, after tuning {summary["dev_loss_after"]}{by_epoch}
+- kept: the adapter of step {summary["kept_step"]} (epoch {summary["kept_epoch"]}; `select_by: {summary["select_by"]}`)
 
 ## Use
 ```python

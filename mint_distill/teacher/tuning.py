@@ -5,7 +5,8 @@ seeds, then the seed's own history), so the tuned teacher sees at generation exa
 it was trained on. The loop is plain PyTorch under an `Accelerator`: one process on a CPU, or
 `accelerate launch` over several devices. Every `checkpoint_every` optimizer steps the adapter,
 optimizer, scheduler and RNG state go to `<output>/.checkpoints/`; a rerun resumes at the same
-step with the same data order.
+step with the same data order. With `select_by: dev_loss` the adapter with the lowest dev loss so
+far waits in `<output>/.checkpoints/best/` and is the one saved at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ..console import progress_bar
 from ..errors import DataError
-from ..io import read_json, write_json_atomic
+from ..io import atomic_path, read_json, write_json_atomic
 from ..recipe.sections.teacher import PromptSpec, TuningSpec
 from .histories import Seed
 from .prompts import PromptBuilder, PromptTemplate, prompt_rng
@@ -27,7 +28,9 @@ from .prompts import PromptBuilder, PromptTemplate, prompt_rng
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = ".checkpoints"
+BEST = "best"
 ADAPTER = "adapter"
+WEIGHTS = "adapter.safetensors"
 
 
 @dataclass
@@ -142,6 +145,8 @@ def tune_teacher(
     dev = [s for s in seeds if s.split == "dev"]
     if not train:
         raise DataError("teacher.tuning.seeds: the seed file has no `train` records")
+    if tuning.select_by == "dev_loss" and not dev:
+        raise DataError("teacher.tuning.select_by: dev_loss needs `dev` records in the seed file")
 
     on_cpu = not torch.cuda.is_available()
     accelerator = fresh_accelerator(
@@ -181,6 +186,7 @@ def tune_teacher(
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     checkpoints = Checkpoints(output_dir / CHECKPOINTS)
+    best = BestAdapter(output_dir / CHECKPOINTS / BEST) if tuning.select_by == "dev_loss" else None
     state = checkpoints.restore(accelerator.unwrap_model(model), optimizer, scheduler)
     if state["step"] == 0:
         state["dev_loss_before"] = _dev_loss(
@@ -226,6 +232,8 @@ def tune_teacher(
             if dev and ended_an_epoch:  # within this step's batches
                 entry["dev_loss"] = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
                 log.info("teacher step %d (epoch %.2f): dev loss %.4f", entry["step"], entry["epoch"], entry["dev_loss"])
+                if best is not None:
+                    best.offer(accelerator, model, entry, state)
             state["log"].append(entry)
             state["window"] = []
             if state["step"] % tuning.checkpoint_every == 0 and state["step"] < total_steps:
@@ -237,9 +245,14 @@ def tune_teacher(
     state["cpu_seconds"] += time.process_time() - cpu_clock
     model.eval()
     last = state["log"][-1] if state["log"] else {}
-    dev_after = (  # the last step ends an epoch when `epochs` is whole: its dev loss is already known
+    dev_last = (  # the last step ends an epoch when `epochs` is whole: its dev loss is already known
         last["dev_loss"] if "dev_loss" in last else _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
     )
+    kept = {"step": state["step"], "epoch": last.get("epoch"), "dev_loss": dev_last}
+    if best is not None and state["best"] is not None and state["best"]["dev_loss"] < dev_last:
+        best.load_into(accelerator.unwrap_model(model))
+        kept = state["best"]
+        log.info("teacher: keeping step %d (epoch %s), dev loss %.4f", kept["step"], kept["epoch"], kept["dev_loss"])
     if accelerator.is_main_process:
         _save_adapter(accelerator.unwrap_model(model), output_dir)
         write_json_atomic(output_dir / "log.json", state["log"])
@@ -269,8 +282,11 @@ def tune_teacher(
         "train_loss_first": round(losses[0], 4) if losses else None,
         "train_loss_last": round(losses[-1], 4) if losses else None,
         "dev_loss_before": state["dev_loss_before"],
-        "dev_loss_after": dev_after,
+        "dev_loss_after": kept["dev_loss"],
         "dev_loss_by_epoch": {str(entry["epoch"]): entry["dev_loss"] for entry in state["log"] if "dev_loss" in entry},
+        "select_by": tuning.select_by,
+        "kept_step": kept["step"],
+        "kept_epoch": kept["epoch"],
         "resumed_from_step": state["resumed_from"],
         "train_seconds": round(state["seconds"], 1),
         "train_cpu_seconds": round(state["cpu_seconds"], 1),
@@ -310,6 +326,16 @@ def _save_adapter(network, output_dir: Path) -> None:
     network.save_pretrained(staging)
     shutil.rmtree(output_dir / ADAPTER, ignore_errors=True)
     staging.rename(output_dir / ADAPTER)
+
+
+def _write_weights(network, path: Path) -> None:
+    """The trainable (LoRA) weights as safetensors, renamed into place once written."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    weights = get_peft_model_state_dict(network)
+    with atomic_path(path) as staging:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, staging)
 
 
 def _epoch_batches(
@@ -381,12 +407,13 @@ class Checkpoints:
             "seconds": 0.0,
             "cpu_seconds": 0.0,
             "dev_loss_before": None,
+            "best": None,
             "resumed_from": None,
         }
         latest = self.latest()
         if latest is None:
             return fresh
-        set_peft_model_state_dict(network, load_file(latest / "adapter.safetensors"))
+        set_peft_model_state_dict(network, load_file(latest / WEIGHTS))
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(latest / "scheduler.pt", weights_only=True))
         torch.set_rng_state(torch.load(latest / "rng.pt", weights_only=True))
@@ -399,19 +426,13 @@ class Checkpoints:
 
     def save(self, accelerator, model, optimizer, scheduler, state: dict) -> None:
         import torch
-        from peft import get_peft_model_state_dict
-        from safetensors.torch import save_file
 
         if accelerator.is_main_process:
             target = self.folder / f"step-{state['step']:07d}"
             staging = self.folder / f".{target.name}.tmp"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            weights = get_peft_model_state_dict(accelerator.unwrap_model(model))
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in weights.items()},
-                staging / "adapter.safetensors",
-            )
+            _write_weights(accelerator.unwrap_model(model), staging / WEIGHTS)
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
             torch.save(torch.get_rng_state(), staging / "rng.pt")
@@ -426,3 +447,26 @@ class Checkpoints:
                 if older != target:
                     shutil.rmtree(older)
         accelerator.wait_for_everyone()
+
+
+class BestAdapter:
+    """The LoRA weights with the lowest dev loss so far; which step they are is kept in the loop
+    state, so a checkpoint and the best it knows of resume together."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def offer(self, accelerator, model, entry: dict, state: dict) -> None:
+        """Keep this step's weights if its dev loss is the lowest yet."""
+        if state["best"] is not None and entry["dev_loss"] >= state["best"]["dev_loss"]:
+            return
+        if accelerator.is_main_process:
+            _write_weights(accelerator.unwrap_model(model), self.folder / WEIGHTS)
+        accelerator.wait_for_everyone()
+        state["best"] = {key: entry[key] for key in ("step", "epoch", "dev_loss")}
+
+    def load_into(self, network) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(network, load_file(self.folder / WEIGHTS))

@@ -59,6 +59,11 @@ class TuningSpec(Section):
     checkpoint_every: int = Field(
         10, ge=1, description="optimizer steps between resumable checkpoints"
     )
+    select_by: Literal["last", "dev_loss"] = Field(
+        "last",
+        description="the adapter kept: the last step's, or the one with the lowest dev loss among "
+        "the epoch ends and the last step (needs dev seeds)",
+    )
     seed: Seed = 0
 
 
