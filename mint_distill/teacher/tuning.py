@@ -188,10 +188,12 @@ def tune_teacher(
     checkpoints = Checkpoints(output_dir / CHECKPOINTS)
     best = BestAdapter(output_dir / CHECKPOINTS / BEST) if tuning.select_by == "dev_loss" else None
     state = checkpoints.restore(accelerator.unwrap_model(model), optimizer, scheduler)
+
+    def dev_loss() -> float | None:
+        return _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+
     if state["step"] == 0:
-        state["dev_loss_before"] = _dev_loss(
-            accelerator, model, builder, dev, tuning, tokenizer.pad_token_id
-        )
+        state["dev_loss_before"] = dev_loss()
 
     clock, cpu_clock = time.perf_counter(), time.process_time()
     model.train()
@@ -228,9 +230,9 @@ def tune_teacher(
                 "loss": sum(state["window"]) / len(state["window"]),
                 "lr": scheduler.get_last_lr()[0],
             }
-            ended_an_epoch = state["batches"] // per_epoch > (state["batches"] - tuning.gradient_accumulation) // per_epoch
-            if dev and ended_an_epoch:  # within this step's batches
-                entry["dev_loss"] = _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+            step_start = state["batches"] - tuning.gradient_accumulation
+            if dev and state["batches"] // per_epoch > step_start // per_epoch:  # an epoch ended within
+                entry["dev_loss"] = dev_loss()
                 log.info("teacher step %d (epoch %.2f): dev loss %.4f", entry["step"], entry["epoch"], entry["dev_loss"])
                 if best is not None:
                     best.offer(accelerator, model, entry, state)
@@ -245,9 +247,8 @@ def tune_teacher(
     state["cpu_seconds"] += time.process_time() - cpu_clock
     model.eval()
     last = state["log"][-1] if state["log"] else {}
-    dev_last = (  # the last step ends an epoch when `epochs` is whole: its dev loss is already known
-        last["dev_loss"] if "dev_loss" in last else _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
-    )
+    # the last step ends an epoch when `epochs` is whole: its dev loss is already known
+    dev_last = last["dev_loss"] if "dev_loss" in last else dev_loss()
     kept = {"step": state["step"], "epoch": last.get("epoch"), "dev_loss": dev_last}
     if best is not None and state["best"] is not None and state["best"]["dev_loss"] < dev_last:
         best.load_into(accelerator.unwrap_model(model))
