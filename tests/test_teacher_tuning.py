@@ -186,9 +186,9 @@ SELECT_BY_DEV_LOSS = SPEC.model_copy(update={"select_by": "dev_loss"})
 SCRIPTED_DEV_LOSSES = [3.0, 2.0, 1.5, 1.8, 1.9]
 
 
-def _script_dev_losses(monkeypatch) -> list[dict]:
-    """Make `_dev_loss` answer `SCRIPTED_DEV_LOSSES` in turn; return the LoRA weights it was asked
-    about, one copy per call (calls of an interrupted run and its resumption count together)."""
+def _script_dev_losses(monkeypatch, losses=tuple(SCRIPTED_DEV_LOSSES)) -> list[dict]:
+    """Make `_dev_loss` answer `losses` in turn; return the LoRA weights it was asked about, one
+    copy per call (calls of an interrupted run and its resumption count together)."""
     from peft import get_peft_model_state_dict
 
     asked: list[dict] = []
@@ -196,7 +196,7 @@ def _script_dev_losses(monkeypatch) -> list[dict]:
     def scripted(accelerator, model, *args):
         weights = get_peft_model_state_dict(accelerator.unwrap_model(model))
         asked.append({name: tensor.detach().cpu().clone() for name, tensor in weights.items()})
-        return SCRIPTED_DEV_LOSSES[len(asked) - 1]
+        return losses[len(asked) - 1]
 
     monkeypatch.setattr(tuning_module, "_dev_loss", scripted)
     return asked
@@ -255,6 +255,26 @@ def test_an_interrupted_selection_resumes_to_the_same_kept_adapter(selected, tea
     assert kept.keys() == expected.keys()
     for name in kept:
         assert torch.allclose(kept[name], expected[name], atol=RESUME_ATOL), name
+
+
+def test_a_best_newer_than_the_resumed_checkpoint_is_kept_with_its_own_record(
+    teacher_dir, seeds, tmp_path, monkeypatch
+):
+    # Checkpoints at steps 4 and 8, epoch ends at 3, 6, 9 and 12: interrupted after step 7, the
+    # run resumes from step 4 and replays epoch 2, which scores worse this time (as GPU kernels
+    # may); the best stays the first epoch 2, its weights and its dev loss together.
+    asked = _script_dev_losses(monkeypatch, losses=(3.0, 2.0, 1.5, 2.1, 1.8, 1.9))
+    spec = SELECT_BY_DEV_LOSS.model_copy(update={"checkpoint_every": 4})
+    real_loss = _interrupt_at_training_batch(8, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=spec, prompt=PROMPT)
+    monkeypatch.setattr(tuning_module, "request_loss", real_loss)
+
+    resumed = tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=spec, prompt=PROMPT)
+    assert resumed.summary["resumed_from_step"] == 4
+    assert resumed.summary["dev_loss_by_epoch"] == {"1.0": 2.0, "2.0": 2.1, "3.0": 1.8, "4.0": 1.9}
+    assert (resumed.summary["kept_step"], resumed.summary["dev_loss_after"]) == (6, 1.5)
+    assert _same_weights(_lora_weights(tmp_path), asked[2])
 
 
 def test_select_by_dev_loss_without_dev_seeds_is_refused(teacher_dir, seeds, tmp_path):

@@ -31,6 +31,7 @@ CHECKPOINTS = ".checkpoints"
 BEST = "best"
 ADAPTER = "adapter"
 WEIGHTS = "adapter.safetensors"
+BEST_RECORD = {"step": int, "epoch": float, "dev_loss": float}  # kept in the best weights' metadata
 
 
 @dataclass
@@ -235,7 +236,7 @@ def tune_teacher(
                 entry["dev_loss"] = dev_loss()
                 log.info("teacher step %d (epoch %.2f): dev loss %.4f", entry["step"], entry["epoch"], entry["dev_loss"])
                 if best is not None:
-                    best.offer(accelerator, model, entry, state)
+                    best.offer(accelerator, model, entry)
             state["log"].append(entry)
             state["window"] = []
             if state["step"] % tuning.checkpoint_every == 0 and state["step"] < total_steps:
@@ -250,9 +251,10 @@ def tune_teacher(
     # the last step ends an epoch when `epochs` is whole: its dev loss is already known
     dev_last = last["dev_loss"] if "dev_loss" in last else dev_loss()
     kept = {"step": state["step"], "epoch": last.get("epoch"), "dev_loss": dev_last}
-    if best is not None and state["best"] is not None and state["best"]["dev_loss"] < dev_last:
+    best_so_far = best.record() if best is not None else None
+    if best_so_far is not None and best_so_far["dev_loss"] < dev_last:
         best.load_into(accelerator.unwrap_model(model))
-        kept = state["best"]
+        kept = best_so_far
         log.info("teacher: keeping step %d (epoch %s), dev loss %.4f", kept["step"], kept["epoch"], kept["dev_loss"])
     if accelerator.is_main_process:
         _save_adapter(accelerator.unwrap_model(model), output_dir)
@@ -329,14 +331,14 @@ def _save_adapter(network, output_dir: Path) -> None:
     staging.rename(output_dir / ADAPTER)
 
 
-def _write_weights(network, path: Path) -> None:
+def _write_weights(network, path: Path, metadata: dict[str, str] | None = None) -> None:
     """The trainable (LoRA) weights as safetensors, renamed into place once written."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     weights = get_peft_model_state_dict(network)
     with atomic_path(path) as staging:
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, staging)
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, staging, metadata)
 
 
 def _epoch_batches(
@@ -408,7 +410,6 @@ class Checkpoints:
             "seconds": 0.0,
             "cpu_seconds": 0.0,
             "dev_loss_before": None,
-            "best": None,
             "resumed_from": None,
         }
         latest = self.latest()
@@ -451,20 +452,32 @@ class Checkpoints:
 
 
 class BestAdapter:
-    """The LoRA weights with the lowest dev loss so far; which step they are is kept in the loop
-    state, so a checkpoint and the best it knows of resume together."""
+    """The LoRA weights with the lowest dev loss so far, their step, epoch and dev loss in the
+    same file's metadata: one atomic write, so weights and record always belong together, also
+    when a run resumes from a checkpoint older than them."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def offer(self, accelerator, model, entry: dict, state: dict) -> None:
+    def record(self) -> dict | None:
+        from safetensors import safe_open
+
+        if not (self.folder / WEIGHTS).is_file():
+            return None
+        with safe_open(self.folder / WEIGHTS, framework="pt") as weights:
+            metadata = weights.metadata()
+        return {key: kind(metadata[key]) for key, kind in BEST_RECORD.items()}
+
+    def offer(self, accelerator, model, entry: dict) -> None:
         """Keep this step's weights if its dev loss is the lowest yet."""
-        if state["best"] is not None and entry["dev_loss"] >= state["best"]["dev_loss"]:
+        best = self.record()
+        if best is not None and entry["dev_loss"] >= best["dev_loss"]:
             return
+        accelerator.wait_for_everyone()  # every process has read the record before it changes
         if accelerator.is_main_process:
-            _write_weights(accelerator.unwrap_model(model), self.folder / WEIGHTS)
+            record = {key: str(entry[key]) for key in BEST_RECORD}
+            _write_weights(accelerator.unwrap_model(model), self.folder / WEIGHTS, record)
         accelerator.wait_for_everyone()
-        state["best"] = {key: entry[key] for key in ("step", "epoch", "dev_loss")}
 
     def load_into(self, network) -> None:
         from peft import set_peft_model_state_dict
