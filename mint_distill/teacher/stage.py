@@ -48,6 +48,9 @@ def _check(recipe: Recipe) -> list[str]:
         seeds = load_seeds(_seeds_file(recipe))
         if not any(s.split == "train" for s in seeds):
             problems.append(f"teacher.tuning.seeds: {_seeds_file(recipe)} has no train seeds")
+        tuning = recipe.teacher.tuning
+        if tuning.enabled and tuning.select_by == "dev_loss" and not any(s.split == "dev" for s in seeds):
+            problems.append(f"teacher.tuning.select_by: dev_loss needs dev seeds; {_seeds_file(recipe)} has none")
     except MintError as error:
         problems.append(f"teacher.tuning.seeds: {error}")
     try:
@@ -68,19 +71,7 @@ def _check_tuning(recipe: Recipe) -> list[str]:
         head="causal-lm",
         trust_remote_code=teacher.trust_remote_code,
     )
-    return [*_check(recipe), *_check_selection(recipe), *([lora_problem] if lora_problem else [])]
-
-
-def _check_selection(recipe: Recipe) -> list[str]:
-    if recipe.teacher.tuning.select_by != "dev_loss":
-        return []
-    try:
-        seeds = load_seeds(_seeds_file(recipe))
-    except MintError:
-        return []  # `_check` names the seed file's problem
-    if any(s.split == "dev" for s in seeds):
-        return []
-    return [f"teacher.tuning.select_by: dev_loss needs dev seeds; {_seeds_file(recipe)} has none"]
+    return [*_check(recipe), *([lora_problem] if lora_problem else [])]
 
 
 def _check_generate(recipe: Recipe) -> list[str]:
