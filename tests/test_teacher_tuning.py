@@ -183,10 +183,10 @@ def test_interrupted_tuning_resumes_to_the_same_weights(
 
 SELECT_BY_DEV_LOSS = SPEC.model_copy(update={"select_by": "dev_loss"})
 # Dev losses answered in turn: before tuning, then at the end of epochs 1-4; epoch 2 is the best.
-SCRIPTED_DEV_LOSSES = [3.0, 2.0, 1.5, 1.8, 1.9]
+SCRIPTED_DEV_LOSSES = (3.0, 2.0, 1.5, 1.8, 1.9)
 
 
-def _script_dev_losses(monkeypatch, losses=tuple(SCRIPTED_DEV_LOSSES)) -> list[dict]:
+def _script_dev_losses(monkeypatch, losses=SCRIPTED_DEV_LOSSES) -> list[dict]:
     """Make `_dev_loss` answer `losses` in turn; return the LoRA weights it was asked about, one
     copy per call (calls of an interrupted run and its resumption count together)."""
     from peft import get_peft_model_state_dict
