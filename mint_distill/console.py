@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -38,6 +39,10 @@ class _DropMissingKernelHint(logging.Filter):
 
 _MISSING_KERNEL_HINT = _DropMissingKernelHint()
 
+# peft asks every model it wraps for transformers' deprecated `is_gradient_checkpointing`, which
+# warns at each LoRA model built; the fix is theirs, not something a user of a recipe can change.
+_PEFT_ASKS_DEPRECATED_PROPERTY = r"`is_gradient_checkpointing` is deprecated"
+
 
 def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     _state["quiet"] = quiet
@@ -46,6 +51,7 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
         bitsandbytes_cpu.removeFilter(_MISSING_KERNEL_HINT)
     else:
         bitsandbytes_cpu.addFilter(_MISSING_KERNEL_HINT)
+        warnings.filterwarnings("ignore", _PEFT_ASKS_DEPRECATED_PROPERTY, FutureWarning)
     logger = logging.getLogger("mint_distill")
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.handlers = [h for h in logger.handlers if not isinstance(h, RichHandler)]

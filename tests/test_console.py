@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pytest
 
@@ -38,3 +39,34 @@ def test_debug_shows_the_missing_kernel_hint(restored_logging, caplog):
     with caplog.at_level(logging.WARNING):
         restored_logging.warning(KERNEL_HINT, "No module named 'kernels'")
     assert [r.name for r in caplog.records] == [BITSANDBYTES_CPU]
+
+
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1,
+    )
+    return LlamaForCausalLM(config)
+
+
+def future_warnings_while_wrapping_in_lora(debug: bool) -> list[str]:
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup_logging(debug=debug)
+        get_peft_model(tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+        warnings.warn("a FutureWarning of our own", FutureWarning, stacklevel=1)
+    return [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+
+
+def test_peft_asking_for_the_deprecated_checkpointing_property_is_silenced(restored_logging):
+    assert future_warnings_while_wrapping_in_lora(debug=False) == ["a FutureWarning of our own"]
+
+
+def test_debug_shows_peft_asking_for_the_deprecated_checkpointing_property(restored_logging):
+    shown = future_warnings_while_wrapping_in_lora(debug=True)
+    assert any(message.startswith("`is_gradient_checkpointing` is deprecated") for message in shown)
+    assert "a FutureWarning of our own" in shown
