@@ -33,8 +33,9 @@ def _job(tmp_path: Path, name: str, paths: dict, encoder: Path) -> Path:
         eval_every=2,
         checkpoint_every=2,
         early_stopping_patience=2,
-        # The processes must agree to float32's rounding; `auto` would train in bf16 on a CPU
-        # with AVX512-BF16, where gloo's other summation order shows in the third digit.
+        # Agreement to float32's rounding. `auto` would train in bf16 on a CPU with AVX512-BF16,
+        # where each process rounds its half of a gradient to bf16 before gloo sums the halves,
+        # and Adam's first step turns near-cancelling elements into differences of 2 x lr.
         mixed_precision="no",
     )
     job = {
