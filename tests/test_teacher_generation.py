@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,18 @@ def test_bfloat16_teacher_samples_in_bfloat16(teacher_dir, builder):
     assert set(dtypes) == {torch.bfloat16}
     assert [sample.new_tokens for sample in samples] == [4, 4]
 
+
+def test_min_new_tokens_hold_across_chunks_without_transformers_length_warnings(loaded, builder):
+    model, tokenizer = loaded
+    prompts = [builder.build(u, prompt_rng(0, u.user_id)).text for u in load_users(USERS)[:3]]
+    settings = {"max_new_tokens": 12, "min_new_tokens": 12, "do_sample": False, "stop": ()}
+    whole = RequestSampler(model, tokenizer, chunk_tokens=12, **settings).sample(prompts, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chunked = RequestSampler(model, tokenizer, chunk_tokens=5, **settings).sample(prompts, seed=0)
+    assert [sample.new_tokens for sample in chunked] == [12, 12, 12]
+    assert [sample.text for sample in chunked] == [sample.text for sample in whole]
+    assert not [str(w.message) for w in caught if "length constraints" in str(w.message)]
 
 def test_output_stops_at_stop_strings(loaded, builder):
     model, tokenizer = loaded

@@ -128,12 +128,15 @@ class RequestSampler:
         torch.manual_seed(seed)
         while running and generated < max_new:
             step = min(self.chunk_tokens, max_new - generated)
+            # At most the chunk: a longer minimum still keeps the end token out of this whole
+            # chunk, and transformers warns at every call when the minimum exceeds the maximum.
+            step_min = min(step, max(0, min_new - generated))
             with torch.no_grad():
                 output = self.model.generate(
                     input_ids=sequences,
                     attention_mask=attention,
                     **({cache_argument: cache} if cache is not None else {}),
-                    **{**self.options, "max_new_tokens": step, "min_new_tokens": max(0, min_new - generated)},
+                    **{**self.options, "max_new_tokens": step, "min_new_tokens": step_min},
                     stop_strings=self.stop or None,
                     tokenizer=self.tokenizer if self.stop else None,
                     pad_token_id=self.tokenizer.pad_token_id,
