@@ -279,7 +279,10 @@ def _in_fresh_process(function: Callable, *args):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from .console import logging_like_this_process
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, **logging_like_this_process()) as pool:
         return pool.submit(function, *args).result()
 
 

@@ -24,7 +24,7 @@ from rich.text import Text
 
 console = Console(stderr=True)
 stdout = Console()
-_state = {"quiet": False}
+_state = {"quiet": False, "debug": False}
 T = TypeVar("T")
 
 
@@ -45,7 +45,7 @@ _PEFT_ASKS_DEPRECATED_PROPERTY = r"`is_gradient_checkpointing` is deprecated"
 
 
 def setup_logging(quiet: bool = False, debug: bool = False) -> None:
-    _state["quiet"] = quiet
+    _state.update(quiet=quiet, debug=debug)
     bitsandbytes_cpu = logging.getLogger("bitsandbytes.backends.cpu.ops")
     if debug:
         bitsandbytes_cpu.removeFilter(_MISSING_KERNEL_HINT)
@@ -67,6 +67,12 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
 
 def is_quiet() -> bool:
     return _state["quiet"]
+
+
+def logging_like_this_process() -> dict:
+    """`initializer` and `initargs` for a process pool whose processes should filter and show
+    output as this one does: a spawned process starts from Python's defaults."""
+    return {"initializer": setup_logging, "initargs": (_state["quiet"], _state["debug"])}
 
 
 class _RateColumn(ProgressColumn):

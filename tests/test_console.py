@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from mint_distill.console import setup_logging
+from mint_distill.console import is_quiet, logging_like_this_process, setup_logging
 
 BITSANDBYTES_CPU = "bitsandbytes.backends.cpu.ops"
 KERNEL_HINT = (
@@ -70,3 +72,15 @@ def test_debug_shows_peft_asking_for_the_deprecated_checkpointing_property(resto
     shown = future_warnings_while_wrapping_in_lora(debug=True)
     assert any(message.startswith("`is_gradient_checkpointing` is deprecated") for message in shown)
     assert "a FutureWarning of our own" in shown
+
+
+def quiet_in_a_spawned_process(**pool_options) -> bool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, **pool_options) as pool:
+        return pool.submit(is_quiet).result()
+
+
+def test_a_spawned_pool_sets_up_its_logging_like_this_process(restored_logging):
+    setup_logging(quiet=True)
+    assert quiet_in_a_spawned_process() is False  # Python's defaults, where the bench's hint showed
+    assert quiet_in_a_spawned_process(**logging_like_this_process()) is True

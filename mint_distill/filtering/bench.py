@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..console import logging_like_this_process
 from .keep import KeepRule
 
 BENCH_REQUESTS: tuple[str, ...] = (
@@ -104,7 +105,8 @@ def quantization_study(
     request_texts = [request for request in requests for _ in items]
     runs = {}
     for quantization in dict.fromkeys(["none", *quantizations]):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn, **logging_like_this_process()) as pool:
             runs[quantization] = pool.submit(
                 _score_in_this_process, model, quantization, item_texts, request_texts, batch_size, threads
             ).result()

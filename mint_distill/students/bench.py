@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..console import logging_like_this_process
+
 WORDS = [
     "quiet",
     "bar",
@@ -99,7 +101,7 @@ def bench_training(
                 "steps": steps,
                 "threads": threads,
             }
-            with context.Pool(1) as pool:
+            with context.Pool(1, **logging_like_this_process()) as pool:
                 results.append(BenchResult(**pool.apply(_measure, (config,))))
     return results
 
