@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from .fresh_process import in_fresh_process
+
 TEACHER_MODEL = "embedded:smollm2-135m-instruct"
 ENCODERS = ("embedded:all-minilm-l6-v2", "embedded:all-mpnet-base-v2")
 
@@ -107,7 +109,7 @@ def bench_teacher(sizes: Sizes, repeats: int) -> list[BenchRow]:
 
     rows = []
     for precision in ("float32", "bfloat16") if native_bf16(default_device_type()) else ("float32",):
-        values, peak = _in_fresh_process(_generate, sizes, repeats, precision)
+        values, peak = in_fresh_process(_generate, sizes, repeats, precision)
         measure = (
             f"generation {precision}, batch {sizes.teacher_prompts}, {sizes.teacher_new_tokens} new tokens, "
             f"{sizes.teacher_examples} few-shot examples"
@@ -183,7 +185,7 @@ def bench_encoding(sizes: Sizes, repeats: int) -> list[BenchRow]:
     items = sizes.encoding_requests * sizes.encoding_pool
     rows = []
     for model in sizes.encoders:
-        values, peak = _in_fresh_process(_encode, model, sizes, repeats)
+        values, peak = in_fresh_process(_encode, model, sizes, repeats)
         measure = f"item encoding, {items} POI texts of ~90 words"
         rows.append(BenchRow("encoding", measure, "items/s", model, values, peak))
     return rows
@@ -208,7 +210,7 @@ def _encode(model: str, sizes: Sizes, repeats: int) -> tuple[tuple[float, ...], 
 def bench_export(sizes: Sizes, repeats: int) -> list[BenchRow]:
     rows = []
     for model in sizes.encoders:
-        values, peak = _in_fresh_process(_export_speedups, model, sizes, repeats)
+        values, peak = in_fresh_process(_export_speedups, model, sizes, repeats)
         measure = "ONNX int8 vs PyTorch fp32 requests/s"
         rows.append(BenchRow("export", measure, "x speed-up", model, values, peak))
     return rows
@@ -273,17 +275,6 @@ STAGES: dict[str, Callable[[Sizes, int], list[BenchRow]]] = {
     "export": bench_export,
     "data": bench_data,
 }
-
-
-def _in_fresh_process(function: Callable, *args):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .console import logging_like_this_process
-
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn, **logging_like_this_process()) as pool:
-        return pool.submit(function, *args).result()
 
 
 def _peak_rss_mb() -> float:

@@ -9,7 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from mint_distill.console import is_quiet, logging_like_this_process, setup_logging
+from mint_distill.console import is_quiet, setup_logging
+from mint_distill.fresh_process import in_fresh_process
 
 BITSANDBYTES_CPU = "bitsandbytes.backends.cpu.ops"
 KERNEL_HINT = (
@@ -74,13 +75,9 @@ def test_debug_shows_peft_asking_for_the_deprecated_checkpointing_property(resto
     assert "a FutureWarning of our own" in shown
 
 
-def quiet_in_a_spawned_process(**pool_options) -> bool:
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn, **pool_options) as pool:
-        return pool.submit(is_quiet).result()
-
-
-def test_a_spawned_pool_sets_up_its_logging_like_this_process(restored_logging):
+def test_a_fresh_process_sets_up_its_logging_like_this_process(restored_logging):
     setup_logging(quiet=True)
-    assert quiet_in_a_spawned_process() is False  # Python's defaults, where the bench's hint showed
-    assert quiet_in_a_spawned_process(**logging_like_this_process()) is True
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        assert pool.submit(is_quiet).result() is False  # Python's defaults, where the bench's hint showed
+    assert in_fresh_process(is_quiet) is True

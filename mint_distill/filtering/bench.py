@@ -8,16 +8,14 @@ categories, neighbourhood and tips) and the hand-written requests below.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import random
 import resource
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..console import logging_like_this_process
+from ..fresh_process import in_fresh_process
 from .keep import KeepRule
 
 BENCH_REQUESTS: tuple[str, ...] = (
@@ -105,11 +103,9 @@ def quantization_study(
     request_texts = [request for request in requests for _ in items]
     runs = {}
     for quantization in dict.fromkeys(["none", *quantizations]):
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn, **logging_like_this_process()) as pool:
-            runs[quantization] = pool.submit(
-                _score_in_this_process, model, quantization, item_texts, request_texts, batch_size, threads
-            ).result()
+        runs[quantization] = in_fresh_process(
+            _score_in_this_process, model, quantization, item_texts, request_texts, batch_size, threads
+        )
     reference = runs["none"]["scores"]
     rule = KeepRule("likelihood", keep_fraction=keep_fraction)
     reference_kept = _kept(rule, reference, len(items))

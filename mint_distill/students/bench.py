@@ -13,13 +13,12 @@ On a shared machine wall time depends on the other load; `cpu_seconds_per_step` 
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..console import logging_like_this_process
+from ..fresh_process import in_fresh_process
 
 WORDS = [
     "quiet",
@@ -86,7 +85,6 @@ def bench_training(
     never truncated (max lengths are set to fit them): pick lengths that match the recipe's data,
     or its max lengths for a worst case.
     """
-    context = multiprocessing.get_context("spawn")
     results = []
     for model in models:
         for student in students:
@@ -101,8 +99,7 @@ def bench_training(
                 "steps": steps,
                 "threads": threads,
             }
-            with context.Pool(1, **logging_like_this_process()) as pool:
-                results.append(BenchResult(**pool.apply(_measure, (config,))))
+            results.append(BenchResult(**in_fresh_process(_measure, config)))
     return results
 
 
