@@ -96,10 +96,12 @@ def test_min_new_tokens_hold_across_chunks_without_transformers_length_warnings(
     whole = RequestSampler(model, tokenizer, chunk_tokens=12, **settings).sample(prompts, seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        chunked = RequestSampler(model, tokenizer, chunk_tokens=5, **settings).sample(prompts, seed=0)
+        chunked_sampler = RequestSampler(model, tokenizer, chunk_tokens=5, **settings)
+        chunked = chunked_sampler.sample(prompts, seed=0)
     assert [sample.new_tokens for sample in chunked] == [12, 12, 12]
     assert [sample.text for sample in chunked] == [sample.text for sample in whole]
     assert not [str(w.message) for w in caught if "length constraints" in str(w.message)]
+
 
 def test_output_stops_at_stop_strings(loaded, builder):
     model, tokenizer = loaded
