@@ -180,6 +180,7 @@ def test_sentence_transformers_lora_folder_is_loaded_with_its_adapter(collection
 
 
 def test_cross_encoder_reranks_the_top_k_and_keeps_the_tail(collection, models, tmp_path):
+    import torch
     from sentence_transformers import CrossEncoder
 
     first_stage = {"r1": {"bar2": 4.0, "pub1": 3.0, "bar1": 2.0, "bar3": 1.0}, "r2": {"fish1": 1.0}}
@@ -188,7 +189,11 @@ def test_cross_encoder_reranks_the_top_k_and_keeps_the_tail(collection, models, 
     assert scorer.counters == {"pairs": 3, "pairs_scored": 3}
 
     model = CrossEncoder(str(models["crossencoder"]), device="cpu")
-    direct = model.predict([(collection.requests["r1"], collection.items[item]) for item in ("bar2", "pub1")])
+    # the folder records sentence-transformers' default sigmoid; reranking scores are the logits
+    # (the scale fusion weights are chosen on), whatever a folder records
+    assert isinstance(model.activation_fn, torch.nn.Sigmoid)
+    pairs = [(collection.requests["r1"], collection.items[item]) for item in ("bar2", "pub1")]
+    direct = model.predict(pairs, activation_fn=torch.nn.Identity())
     head = ranked(dict(zip(("bar2", "pub1"), direct.tolist())))
     order = [item for item, _ in ranked(run["r1"])]
     assert order == [item for item, _ in head] + ["bar1"]  # depth 3: bar3 is cut

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -163,18 +164,26 @@ def test_interrupted_indexing_resumes_from_finished_chunks(tiny_export, tmp_path
     np.testing.assert_allclose(index.embeddings, encoder.encode(list(items.values())), atol=1e-6)
 
 
+def _indexed(tiny_export, tmp_path):
+    """The tiny catalog, its fp32 export encoder and their index."""
+    catalog = read_jsonl_catalog(tiny_export["catalog"])
+    encoder = open_encoder(str(tiny_export["export"]), precision="fp32")
+    return catalog, encoder, build_or_load_index(catalog, encoder, tmp_path / "index")
+
+
 def test_rerank_orders_by_the_cross_encoder(tiny_export, tmp_path):
+    import torch
     from sentence_transformers import CrossEncoder
 
     reranker = CrossEncoder(str(make_cross_encoder(tmp_path / "ce")), device="cpu")
-    catalog = read_jsonl_catalog(tiny_export["catalog"])
-    encoder = open_encoder(str(tiny_export["export"]), precision="fp32")
-    index = build_or_load_index(catalog, encoder, tmp_path / "index")
+    catalog, encoder, index = _indexed(tiny_export, tmp_path)
     request = "quiet bar with live jazz music"
     plain = Recommender(catalog, encoder, index).recommend([("q", request)], k=10)[0]
     reranked = Recommender(catalog, encoder, index, reranker, rerank_top_k=10).recommend([("q", request)], k=10)[0]
     assert {r.item_id for r in reranked.results} == {r.item_id for r in plain.results}
-    expected = reranker.predict([(request, r.text) for r in plain.results])
+    # logits, though the folder records sentence-transformers' default sigmoid
+    assert isinstance(reranker.activation_fn, torch.nn.Sigmoid)
+    expected = reranker.predict([(request, r.text) for r in plain.results], activation_fn=torch.nn.Identity())
     order = [plain.results[i].item_id for i in np.argsort(-expected, kind="stable")]
     assert [r.item_id for r in reranked.results] == order
     assert [r.rerank_score for r in reranked.results] == pytest.approx(sorted(expected, reverse=True), abs=1e-6)
@@ -189,9 +198,7 @@ def test_fused_rerank_weighs_the_cross_encoder_against_the_encoder(tiny_export, 
 
     folder = make_cross_encoder(tmp_path / "ce")
     reranker = CrossEncoder(str(folder), device="cpu")
-    catalog = read_jsonl_catalog(tiny_export["catalog"])
-    encoder = open_encoder(str(tiny_export["export"]), precision="fp32")
-    index = build_or_load_index(catalog, encoder, tmp_path / "index")
+    catalog, encoder, index = _indexed(tiny_export, tmp_path)
     request = [("q", "quiet bar with live jazz music")]
 
     def order(results):
@@ -225,6 +232,47 @@ def test_fused_rerank_weighs_the_cross_encoder_against_the_encoder(tiny_export, 
         result = CliRunner().invoke(cli, [*command, *extra])
         assert result.exit_code == 0, result.output
         assert [r["item_id"] for r in json.loads(result.stdout)["results"]] == expected_order
+
+
+def test_items_past_the_reranked_ones_follow_in_the_encoders_order(tiny_export, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    reranker = CrossEncoder(str(make_cross_encoder(tmp_path / "ce")), device="cpu")
+    catalog, encoder, index = _indexed(tiny_export, tmp_path)
+    request = [("q", "quiet bar with live jazz music")]
+    plain = Recommender(catalog, encoder, index).recommend(request, k=10)[0].results
+    head_only = Recommender(catalog, encoder, index, reranker, rerank_top_k=3).recommend(request, k=10)[0].results
+    assert len(head_only) == len(plain) == 10  # -k beyond the reranked candidates keeps its depth
+    assert {r.item_id for r in head_only[:3]} == {r.item_id for r in plain[:3]}
+    assert [r.item_id for r in head_only[3:]] == [r.item_id for r in plain[3:]]
+    scores = [r.rerank_score for r in head_only]
+    assert all(a > b for a, b in itertools.pairwise(scores)), "a TREC run of these scores keeps this order"
+
+
+def test_recommend_reranks_as_many_candidates_as_the_weight_was_chosen_over(tiny_export, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from mint_distill.cli import cli
+
+    folder = make_cross_encoder(tmp_path / "ce")
+    (folder / "mint-student.json").write_text(json.dumps({"fusion_weight": 1.0, "rerank_top_k": 3}))
+    reranker = CrossEncoder(str(folder), device="cpu")
+    catalog, encoder, index = _indexed(tiny_export, tmp_path)
+    request = [("q", "quiet bar with live jazz music")]
+
+    def order(rerank_top_k):
+        answer = Recommender(catalog, encoder, index, reranker, rerank_top_k, 1.0).recommend(request, k=10)[0]
+        return [r.item_id for r in answer.results]
+
+    assert order(3) != order(10)
+    command = [
+        "recommend", "-e", str(tiny_export["export"]), "--precision", "fp32", "-c", str(tiny_export["catalog"]),
+        "-k", "10", "--rerank", str(folder), "--format", "jsonl", request[0][1],
+    ]
+    for extra, expected in (([], order(3)), (["--rerank-top-k", "10"], order(10))):
+        result = CliRunner().invoke(cli, [*command, *extra])
+        assert result.exit_code == 0, result.output
+        assert [r["item_id"] for r in json.loads(result.stdout)["results"]] == expected
 
 
 def test_pointrec_city_catalog_holds_the_city_and_its_synonyms(tiny_export):

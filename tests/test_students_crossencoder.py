@@ -123,8 +123,11 @@ def test_train_crossencoder_writes_a_cross_encoder_folder_and_card(world, tmp_pa
     assert summary["dev_mrr@10_first_stage"] == round(first_stage["mrr@10"], 4)
     model = CrossEncoder(str(tmp_path / "out" / "model"), device="cpu")
     assert model.num_labels == 1 and model.max_length == 48
+    # a plain load predicts the logits the fusion weight was chosen on, not their sigmoid
+    assert isinstance(model.activation_fn, torch.nn.Identity)
     info = json.loads((tmp_path / "out" / "model" / "mint-student.json").read_text())
     assert info["kind"] == "crossencoder" and info["loss"] == "listwise"
+    assert info["rerank_top_k"] == 20  # the candidates the weight was chosen over
     assert info["training"]["steps"] == summary["steps"]
     assert info["dev"]["first_stage"] == first_stage
     # the fusion weight is the one of the kept checkpoint's dev evaluation

@@ -125,6 +125,7 @@ STAGE_OPTIONS: dict[str, Any] = {
         "students.crossencoder.enabled",
         "students.crossencoder.rerank_top_k",
     ),
+    "version": 2,  # 2: cross-encoders score with logits, the scale their fusion weight is chosen on
     "after": (AVERAGE_BIENCODER, TRAIN_CROSSENCODER),
     "input_files": _input_files,
     "check": _check,

@@ -20,7 +20,7 @@ from ..students.fusion import recorded_fusion_weight
 from .catalog import Catalog, pointrec_city_catalog, read_jsonl_catalog
 from .encoders import Encoder, open_encoder
 from .index import CatalogIndex, build_or_load_index
-from .recommender import Answer, Recommendation, Recommender, open_reranker
+from .recommender import Answer, Recommendation, Recommender, open_reranker, recorded_reranking
 from .requests import numbered
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "read_jsonl_catalog",
     "recommend",
     "recorded_fusion_weight",
+    "recorded_reranking",
 ]
 
 
@@ -47,7 +48,7 @@ def recommend(
     catalog: str | os.PathLike | Catalog,
     k: int = 10,
     reranker: str | None = None,
-    rerank_top_k: int = 50,
+    rerank_top_k: int | None = None,
     fusion_weight: float | None = None,
     index_dir: str | os.PathLike | None = None,
     precision: str = "int8",
@@ -56,13 +57,14 @@ def recommend(
 
     The catalog is indexed once per encoder (see `build_or_load_index`); `encoder` is an ONNX
     export folder, a bundle, an adapter folder or a model reference (see `open_encoder`);
-    `precision` picks the int8 or fp32 model of an ONNX export; `fusion_weight` (default: as the
-    reranker's folder records) fuses the reranker's scores with the encoder's.
+    `precision` picks the int8 or fp32 model of an ONNX export; `fusion_weight` fuses the
+    reranker's scores with the encoder's over its `rerank_top_k` candidates (both default to what
+    the reranker's folder records; see `recorded_reranking`).
     """
     catalog = catalog if isinstance(catalog, Catalog) else read_jsonl_catalog(catalog)
     encoder = open_encoder(encoder, precision=precision) if isinstance(encoder, str) else encoder
     index = build_or_load_index(catalog, encoder, Path(index_dir) if index_dir else None)
     scorer = open_reranker(reranker) if reranker else None
-    if reranker and fusion_weight is None:
-        fusion_weight = recorded_fusion_weight(reranker)
+    if reranker:
+        fusion_weight, rerank_top_k = recorded_reranking(reranker, fusion_weight, rerank_top_k)
     return Recommender(catalog, encoder, index, scorer, rerank_top_k, fusion_weight).recommend(numbered(requests), k)

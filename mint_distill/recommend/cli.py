@@ -9,6 +9,7 @@ import click
 
 from ..errors import MintError
 from .output import FORMATS
+from .recommender import DEFAULT_RERANK_TOP_K
 
 
 @click.command("recommend")
@@ -49,10 +50,9 @@ from .output import FORMATS
 )
 @click.option(
     "--rerank-top-k",
-    default=50,
-    show_default=True,
     type=click.IntRange(1),
-    help="First-stage items the cross-encoder rescores.",
+    help="First-stage items the cross-encoder rescores. Default: as many as its fusion weight was "
+    f"chosen over, when its folder records that, else {DEFAULT_RERANK_TOP_K}.",
 )
 @click.option(
     "--fusion-weight",
@@ -96,7 +96,7 @@ def recommend(
     request_file: Path | None,
     k: int,
     rerank: str | None,
-    rerank_top_k: int,
+    rerank_top_k: int | None,
     fusion_weight: float | None,
     output_format: str,
     precision: str,
@@ -118,11 +118,10 @@ def recommend(
       cat requests.txt | mint-distill recommend -e embedded:all-minilm-l6-v2 -c items.jsonl -k 5
     """
     from ..console import console, stdout
-    from ..students.fusion import recorded_fusion_weight
     from .encoders import open_encoder
     from .index import build_or_load_index
     from .output import print_tables, write_jsonl, write_trec
-    from .recommender import Recommender, open_reranker
+    from .recommender import Recommender, open_reranker, recorded_reranking
     from .requests import numbered, parse_request_lines, read_request_file
 
     if (catalog is None) == (pointrec_city is None):
@@ -144,8 +143,8 @@ def recommend(
     text_encoder = open_encoder(encoder, precision=precision, base=base, bundle_paths=list(adapter_paths))
     index = build_or_load_index(items, text_encoder, index_dir, rebuild=rebuild_index)
     reranker = open_reranker(rerank, list(adapter_paths), base) if rerank else None
-    if rerank and fusion_weight is None:
-        fusion_weight = recorded_fusion_weight(rerank)
+    if rerank:
+        fusion_weight, rerank_top_k = recorded_reranking(rerank, fusion_weight, rerank_top_k, list(adapter_paths))
     console.print(
         f"{items.name}: {len(items)} items; encoder {text_encoder.description}; index {index.folder}", highlight=False
     )

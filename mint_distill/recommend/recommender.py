@@ -11,6 +11,8 @@ from .catalog import Catalog
 from .encoders import Encoder
 from .index import CatalogIndex
 
+DEFAULT_RERANK_TOP_K = 50
+
 
 @dataclass
 class Recommendation:
@@ -38,7 +40,8 @@ class Answer:
 class Recommender:
     """Ranks the catalog for each request with the encoder (cosine or dot, as the model says);
     with a reranker, its top `rerank_top_k` are rescored by the cross-encoder and reordered
-    (with `fusion_weight`, by its score fused with the encoder's, as the evaluate stage does)."""
+    (with `fusion_weight`, by its score fused with the encoder's, as the evaluate stage does),
+    and any further items follow in the encoder's order."""
 
     def __init__(
         self,
@@ -46,7 +49,7 @@ class Recommender:
         encoder: Encoder,
         index: CatalogIndex,
         reranker=None,
-        rerank_top_k: int = 50,
+        rerank_top_k: int = DEFAULT_RERANK_TOP_K,
         fusion_weight: float | None = None,
     ):
         if index.ids != catalog.ids:
@@ -64,7 +67,7 @@ class Recommender:
         for (request_id, text), found in zip(requests, hits, strict=True):
             results = [self._recommendation(row, score) for row, score in found]
             if self.reranker is not None:
-                results = self._rerank(text, results[: self.rerank_top_k])
+                results = self._rerank(text, results)
             for rank, result in enumerate(results[:k], start=1):
                 result.rank = rank
             answers.append(Answer(request_id, text, results[:k]))
@@ -74,15 +77,23 @@ class Recommender:
         return Recommendation(0, self.catalog.ids[row], self.catalog.names[row], self.catalog.texts[row], score)
 
     def _rerank(self, request: str, results: list[Recommendation]) -> list[Recommendation]:
-        predicted = self.reranker.predict([(request, result.text) for result in results], show_progress_bar=False)
-        scores = {result.item_id: float(score) for result, score in zip(results, predicted, strict=True)}
+        """The top `rerank_top_k` reordered by the cross-encoder, then the rest in the encoder's
+        order, with rerank scores below every reranked item's (TREC tools order a run by score)."""
+        from ..students.crossencoder import predict_logits
+
+        head, tail = results[: self.rerank_top_k], results[self.rerank_top_k :]
+        predicted = predict_logits(self.reranker, [(request, result.text) for result in head])
+        scores = {result.item_id: score for result, score in zip(head, predicted, strict=True)}
         if self.fusion_weight is not None:
             from ..students.fusion import fuse
 
-            scores = fuse({result.item_id: result.score for result in results}, scores, self.fusion_weight)
-        for result in results:
+            scores = fuse({result.item_id: result.score for result in head}, scores, self.fusion_weight)
+        for result in head:
             result.rerank_score = scores[result.item_id]
-        return sorted(results, key=lambda r: (-r.rerank_score, r.item_id))
+        floor = min(scores.values(), default=0.0)
+        for position, result in enumerate(tail, start=1):
+            result.rerank_score = floor - position
+        return sorted(head, key=lambda r: (-r.rerank_score, r.item_id)) + tail
 
 
 def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: str | None = None):
@@ -90,19 +101,52 @@ def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: s
     a LoRA-tuned CrossEncoder folder, or a CrossEncoder folder / reference."""
     from sentence_transformers import CrossEncoder
 
-    from ..adapters.bundle import ADAPTER_CONFIG, MANIFEST, BundleError
-    from ..adapters.installed import find_bundle
+    from ..adapters.bundle import ADAPTER_CONFIG
     from ..adapters.loading import load_adapted_model, load_bundle
     from ..models import resolve_model
 
+    bundle = _reranker_bundle(spec, bundle_paths)
+    if bundle is not None:
+        return load_bundle(bundle.path, component="crossencoder", base=base, merge=True)
     folder = Path(spec).expanduser()
-    if (folder / MANIFEST).is_file() or not folder.exists():
-        try:
-            bundle = find_bundle(spec, bundle_paths)
-        except BundleError:
-            bundle = None
-        if bundle is not None:
-            return load_bundle(bundle.path, component="crossencoder", base=base, merge=True)
     if (folder / ADAPTER_CONFIG).is_file():
         return load_adapted_model(folder, base, kind="cross-encoder", merge=True)
     return CrossEncoder(resolve_model(spec).location, device="cpu")
+
+
+def recorded_reranking(
+    spec: str,
+    fusion_weight: float | None = None,
+    rerank_top_k: int | None = None,
+    bundle_paths: list[str | os.PathLike] = (),
+) -> tuple[float | None, int]:
+    """(fusion weight, rerank top k) for the reranker `spec`: the values given, else those its
+    folder's `mint-student.json` records (the weight chosen on the synthetic dev split, and how many
+    candidates it was chosen over), else no fusion and `DEFAULT_RERANK_TOP_K`."""
+    from ..adapters.bundle import component_entry
+    from ..students.fusion import recorded_fusion_weight, recorded_rerank_top_k
+
+    bundle = _reranker_bundle(spec, bundle_paths)
+    if bundle is not None:
+        folder = bundle.path / component_entry(bundle.path, bundle.manifest, "crossencoder")["path"]
+    else:
+        folder = Path(spec).expanduser()
+    if fusion_weight is None:
+        fusion_weight = recorded_fusion_weight(folder)
+    if rerank_top_k is None:
+        rerank_top_k = recorded_rerank_top_k(folder) or DEFAULT_RERANK_TOP_K
+    return fusion_weight, rerank_top_k
+
+
+def _reranker_bundle(spec: str, bundle_paths: list[str | os.PathLike]):
+    """The bundle `spec` names (a bundle folder or an installed domain), or None."""
+    from ..adapters.bundle import MANIFEST, BundleError
+    from ..adapters.installed import find_bundle
+
+    folder = Path(spec).expanduser()
+    if not (folder / MANIFEST).is_file() and folder.exists():
+        return None
+    try:
+        return find_bundle(spec, bundle_paths)
+    except BundleError:
+        return None

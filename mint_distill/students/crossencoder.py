@@ -40,7 +40,11 @@ def load_crossencoder(
     device: str | None = None,
 ):
     """A CrossEncoder with one output logit: a trained cross-encoder as it is, or an encoder
-    (sentence-transformers or plain transformers folder, hub id, `embedded:` model) with a new head."""
+    (sentence-transformers or plain transformers folder, hub id, `embedded:` model) with a new head.
+
+    Its `predict` returns the raw logit, and the folder it is saved to records that, so a plain
+    `CrossEncoder(folder).predict` gives the scores its fusion weight was chosen on.
+    """
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -51,9 +55,31 @@ def load_crossencoder(
         resolved.location,
         num_labels=1,
         max_length=max_length,
+        activation_fn=torch.nn.Identity(),
         trust_remote_code=trust_remote_code,
         device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
     )
+
+
+def predict_logits(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32) -> list[float]:
+    """The raw logit of each (request, item) pair, whatever activation the folder records.
+
+    sentence-transformers applies a sigmoid to one-label models by default; fusion z-normalises
+    scores per request, and z(sigmoid(x)) orders fused lists differently from z(x), so every
+    score that is fused, or that a fusion weight is chosen on, is a logit.
+    """
+    import torch
+
+    if not pairs:
+        return []
+    scores = model.predict(
+        list(pairs),
+        batch_size=batch_size,
+        activation_fn=torch.nn.Identity(),
+        convert_to_tensor=True,
+        show_progress_bar=False,
+    )
+    return scores.float().cpu().tolist()
 
 
 def rerank(
@@ -69,23 +95,8 @@ def rerank(
     Scores are the cross-encoder's raw logits (no sigmoid), so they are comparable across requests
     only in order, not in scale.
     """
-    import torch
-
     pairs = list(candidates.items()) if isinstance(candidates, Mapping) else list(candidates)
-    if not pairs:
-        return []
-    scores = (
-        model.predict(
-            [(query, text) for _, text in pairs],
-            batch_size=batch_size,
-            activation_fn=torch.nn.Identity(),
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
-        .float()
-        .cpu()
-        .tolist()
-    )
+    scores = predict_logits(model, [(query, text) for _, text in pairs], batch_size=batch_size)
     ranked = sorted(zip((identifier for identifier, _ in pairs), scores), key=lambda pair: -pair[1])
     return ranked[:top_k] if top_k is not None else ranked
 
@@ -187,17 +198,13 @@ class CrossEncoderTask:
 
     def _score_dev_pairs(self, model, candidates: Mapping[str, Mapping[str, None]]) -> dict[tuple[str, str], float]:
         """(request id, item id) -> raw score, every pair scored once in length-sorted batches."""
-        import torch
-
         keys = [(request_id, item) for request_id, items in candidates.items() for item in items]
-        scores = model.predict(
+        scores = predict_logits(
+            model,
             [(self.data.requests[request_id], self.data.items[item]) for request_id, item in keys],
             batch_size=self.batch_size * 8,
-            activation_fn=torch.nn.Identity(),
-            convert_to_tensor=True,
-            show_progress_bar=False,
         )
-        return dict(zip(keys, scores.float().cpu().tolist()))
+        return dict(zip(keys, scores))
 
     def save(self, model, folder: Path) -> None:
         model.save(str(folder), create_model_card=False)
@@ -279,6 +286,7 @@ def train_crossencoder(
             "loss": spec.loss,
             "max_length": spec.max_length,
             "fusion_weight": fusion_weight,
+            "rerank_top_k": spec.rerank_top_k,
             "data_counts": counts,
             "training": training_record(result, settings),
             "dev": {

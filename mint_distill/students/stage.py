@@ -229,7 +229,7 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     TRAIN_CROSSENCODER,
     summary="train the cross-encoder student (CrEnc-Mint) on kept pairs and mined negatives",
     config_keys=("seed", "students.crossencoder"),
-    version=2,  # 2: dev MRR@10 / Recall@10 rerank the bi-encoder's top k
+    version=3,  # 2: dev MRR@10 / Recall@10 rerank the bi-encoder's top k; 3: saved to predict logits
     after=(*TEXT_STAGES, MINE_NEGATIVES),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
 )

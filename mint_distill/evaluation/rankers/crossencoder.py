@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...models.precision import Precision, autocast, resolve_precision
+from ...students.crossencoder import predict_logits
 from ..cache import PairScoreCache, cache_key
 from ..encoders import load_cross_encoder
 
 
 class CrossEncoderScorer:
-    """Scores (request, item) pairs with a CrossEncoder; scores are cached by model and texts."""
+    """Scores (request, item) pairs with a CrossEncoder's raw logits, cached by model and texts."""
 
     def __init__(
         self,
@@ -27,7 +28,7 @@ class CrossEncoderScorer:
         self.model, model_fingerprint = load_cross_encoder(model, device)
         self.precision = resolve_precision(precision, self.model.device.type)
         identity = cache_key(
-            kind="cross-encoder", model=model_fingerprint, max_length=self.model.max_length,
+            kind="cross-encoder", model=model_fingerprint, max_length=self.model.max_length, scores="logits",
             **({"precision": self.precision} if self.precision != "float32" else {}),
         )
         path = Path(cache_dir) / "pair-scores" / identity / "scores.jsonl" if cache_dir is not None else None
@@ -44,5 +45,4 @@ class CrossEncoderScorer:
     def _predict(self, items: list[str], requests: list[str]) -> list[float]:
         pairs = list(zip(requests, items))
         with autocast(self.precision, self.model.device.type):
-            scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_tensor=True)
-        return scores.float().cpu().tolist()
+            return predict_logits(self.model, pairs, batch_size=self.batch_size)
