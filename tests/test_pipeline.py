@@ -288,6 +288,23 @@ def test_interrupted_stage_resumes_without_duplicates(recipe_file):
     assert words == ["w0", "w1", "w2", "w3"]
 
 
+def test_the_same_forced_command_after_an_interrupt_resumes_where_it_was(recipe_file):
+    interrupt = {}
+    stages = make_stages(Calls(), interrupt_after=interrupt)
+    recipe = load_recipe(recipe_file)
+    run_pipeline(recipe, stages=stages)
+    interrupt["index"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe, stages=stages, from_stage="words")
+
+    result = run_pipeline(recipe, stages=stages, from_stage="words")
+    assert result.skipped == ["words"]  # redone before the interrupt
+    assert result.ran == ["lengths", "total"]
+    assert result.summaries["lengths"] == {"written": 2}  # resumed, not forced over again
+    # a finished forced run leaves nothing behind: the command forces every stage again
+    assert run_pipeline(recipe, stages=stages, from_stage="words").ran == ["words", "lengths", "total"]
+
+
 def test_partial_stage_with_changed_config_starts_over(recipe_file):
     calls = Calls()
     stages = make_stages(calls, interrupt_after={"index": 2})

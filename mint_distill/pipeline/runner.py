@@ -130,7 +130,8 @@ def run_pipeline(
     A stage whose manifest matches the recipe keys it depends on, its input files and its
     upstream outputs is skipped. `force` reruns the named stages; `from_stage` reruns that stage
     and every later one, keeping earlier outputs; `until` stops after the named stage. A stage
-    interrupted with the same fingerprint resumes in its folder (`ctx.resuming`).
+    interrupted with the same fingerprint resumes in its folder (`ctx.resuming`), a forced one
+    too when the same command runs again (`_ForcedRun`).
     """
     stages = [s for s in (stages if stages is not None else all_stages()) if s.enabled(recipe)]
     names = [s.name for s in stages]
@@ -144,7 +145,8 @@ def run_pipeline(
     run_root.mkdir(parents=True, exist_ok=True)
     result = RunResult(run_root)
     with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
-        forced_stages = {*force, *(names[start:stop] if from_stage else ())}
+        forced_run = _ForcedRun(run_root, {*force, *(names[start:stop] if from_stage else ())})
+        forced_stages = forced_run.still_to_force()
         _refuse_what_would_stop_a_stage(recipe, stages[start:stop], forced_stages)
         write_text_atomic(run_root / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
         for index, stage in enumerate(stages[:stop]):
@@ -169,9 +171,38 @@ def run_pipeline(
                 result.summaries[stage.name] = reused
                 result.reused.append(stage.name)
                 continue
+            if forced:
+                forced_run.starting(stage.name)
             result.summaries[stage.name] = _run_stage(stage, state, recipe, run_root, quiet, forced)
             result.ran.append(stage.name)
+        forced_run.done()
     return result
+
+
+class _ForcedRun:
+    """The stages a `--force` / `--from` run has started, kept in the run folder until it ends.
+
+    Run again after an interrupt, the same command forces only the stages it had not reached:
+    the ones it redid are fresh, and the one it was in resumes instead of starting over.
+    """
+
+    FILE = ".forced-run.json"
+
+    def __init__(self, run_root: Path, forced: set[str]):
+        self.path = run_root / self.FILE
+        self.forced = sorted(forced)
+        previous = read_json(self.path) if self.path.is_file() else {}
+        self.started: list[str] = previous.get("started", []) if previous.get("forced") == self.forced else []
+
+    def still_to_force(self) -> set[str]:
+        return set(self.forced) - set(self.started)
+
+    def starting(self, stage: str) -> None:
+        self.started.append(stage)
+        write_json_atomic(self.path, {"forced": self.forced, "started": self.started})
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
