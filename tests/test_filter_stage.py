@@ -154,6 +154,18 @@ def test_pairs_hold_every_shown_item_with_its_score_rank_and_decision(tmp_path, 
     assert (recipe.parent / "runs/toy" / SCORE_CACHE).is_file()
 
 
+def test_a_rerun_from_cached_scores_leaves_the_students_fresh(tmp_path, tiny_llama):
+    recipe = write_run(tmp_path, tiny_llama)
+    run_filter_stage(load_recipe(recipe), quiet=True)
+    manifest = tmp_path / "runs/toy/filter/manifest.json"
+    first = read_json(manifest)
+    assert run_filter_stage(load_recipe(recipe), force=True, quiet=True).ran == ["filter"]
+    again = read_json(manifest)
+    # summary.json now counts every pair as cached, but later stages read the same pairs
+    assert (first["summary"]["pairs_from_cache"], again["summary"]["pairs_from_cache"]) == (0, 10)
+    assert again["output_hash"] == first["output_hash"]
+
+
 def test_a_new_keep_rule_reruns_the_stage_from_cached_scores(tmp_path, tiny_llama):
     recipe = write_run(tmp_path, tiny_llama)
     run_filter_stage(load_recipe(recipe), quiet=True)

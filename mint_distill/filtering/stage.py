@@ -139,6 +139,7 @@ def run_filter(ctx: StageContext) -> dict[str, Any]:
 _OPTIONS: dict[str, Any] = {
     "summary": "score each request's shown items (LM likelihood or bi-encoder similarity) and keep the ones that best explain it",
     "config_keys": (FILTER,),
+    "reports": ("summary.json",),  # counts of pairs scored now or cached: a rerun from the cache changes them
     "after": ("data", "generate"),
 }
 FILTER_STAGE = Stage(name=FILTER, run=run_filter, **_OPTIONS)

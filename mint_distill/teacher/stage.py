@@ -12,6 +12,7 @@ from .distributed import process_state
 from .gates import GateSettings
 from .histories import History, Seed, load_seeds, load_users
 from .prompts import PromptBuilder, PromptTemplate, load_template
+from .report import REPORT_FILE
 
 _PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
 
@@ -100,6 +101,7 @@ def _join_other_processes() -> None:
     input_files=_input_files,
     enabled=lambda recipe: uses_llm(recipe) and recipe.teacher.tuning.enabled,
     check=_check_tuning,
+    reports=("summary.json", "log.json"),  # timings; generate reads the adapter
 )
 def run_tune_teacher(ctx: StageContext) -> dict:
     from .card import write_adapter_card
@@ -151,6 +153,8 @@ def run_tune_teacher(ctx: StageContext) -> dict:
     after=("data", "tune-teacher"),
     input_files=_input_files,
     check=_check_generate,
+    # timings and the teacher table; the filter and the students read requests.jsonl
+    reports=("summary.json", REPORT_FILE, "report_samples.jsonl"),
 )
 def run_generate(ctx: StageContext) -> dict:
     _join_other_processes()
@@ -414,7 +418,7 @@ def _teacher_report(
     from ..models.loading import load_sentence_transformer
     from .gates import check_request
     from .metrics import Catalog
-    from .report import REPORT_FILE, format_table, measure_row
+    from .report import format_table, measure_row
     from .synthesis import REQUESTS
 
     spec = ctx.recipe.teacher.report
