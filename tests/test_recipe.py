@@ -165,6 +165,19 @@ def test_env_default_and_value(tmp_path, monkeypatch):
     assert load_recipe(path).run_dir == "fallback"
     monkeypatch.setenv("MINT_TEST_RUNS", "/tmp/elsewhere")
     assert load_recipe(path).run_dir == "/tmp/elsewhere"
+    monkeypatch.setenv("MINT_TEST_RUNS", "")  # empty counts as unset for `:-`, as in a shell
+    assert load_recipe(path).run_dir == "fallback"
+
+
+def test_a_schema_default_data_dir_falls_back_when_its_variable_is_empty(monkeypatch):
+    from mint_distill.data.paths import data_dir
+
+    monkeypatch.setenv("MINT_TEST_DATA", "")
+    assert data_dir("${MINT_TEST_DATA:-../shared/data}") == Path("../shared/data")
+    assert data_dir("${MINT_TEST_DATA}") == Path("")  # no default: the empty value itself
+    monkeypatch.delenv("MINT_TEST_DATA")
+    with pytest.raises(RecipeError, match=r"data.data_dir uses \$\{MINT_TEST_DATA\}"):
+        data_dir("${MINT_TEST_DATA}")
 
 
 def test_invalid_yaml_and_missing_file(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 import types
 import typing
 from pathlib import Path
@@ -15,10 +14,9 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from ..environment import expand_variables
 from ..errors import RecipeError
 from .schema import Recipe
-
-_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -72,17 +70,8 @@ def _expand_env(value: Any) -> Any:
     if isinstance(value, list):
         return [_expand_env(item) for item in value]
     if isinstance(value, str):
-        return _ENV_PATTERN.sub(_env_value, value)
+        return expand_variables(value)
     return value
-
-
-def _env_value(match: re.Match) -> str:
-    name, default = match.group("name"), match.group("default")
-    if name in os.environ:
-        return os.environ[name]
-    if default is None:
-        raise RecipeError(f"recipe uses ${{{name}}} but the environment variable {name} is not set")
-    return default
 
 
 def apply_override(raw: dict, override: str) -> None:
