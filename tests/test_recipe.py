@@ -96,6 +96,7 @@ def test_overrides_are_type_checked_and_applied(tmp_path):
         ("seed=-1", "seed"),
         (f"students.biencoder.training.seed={2**32}", "students.biencoder.training.seed"),
         ("teacher.generation.seed=-5", "teacher.generation.seed"),
+        ("teacher.generation.min_words=300", "teacher.generation"),  # above max_words (200)
     ],
 )
 def test_values_that_would_fail_a_later_stage_are_refused_on_load(tmp_path, override, key):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...models.precision import MixedPrecision, Precision
 from .base import LoraSpec, Section, Seed
@@ -100,6 +100,13 @@ class GenerationSpec(Section):
     )
     max_users: int | None = Field(None, ge=1)
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationSpec:
+        if self.max_words < self.min_words:
+            # every request would be rejected, and the run would stop only at the students
+            raise ValueError(f"max_words ({self.max_words}) is below min_words ({self.min_words})")
+        return self
 
 
 class ReportSpec(Section):
