@@ -109,6 +109,10 @@ def test_requests_render_like_test_requests_and_rank_their_graded_pools(tmp_path
             {"judgements": {"pointrec:103": 0}},
             r"dev\.jsonl:2: `judgements`: .*no item is graded above 0",
         ),
+        (
+            {"judgements": {"103": 2, "pointrec:104": 1}},
+            r"dev\.jsonl:2: `judgements`: .*items are `pointrec:<poi_id>`, got \['103'\]",
+        ),
         ({"description": ""}, r"dev\.jsonl:2: `description`: "),
         ({"request_id": "hw-1"}, r"dev\.jsonl:2: request_id 'hw-1' appears twice"),
         ({"city_name": "Lisbon"}, r"dev\.jsonl:2: `city_name`: Extra inputs are not permitted"),
@@ -123,7 +127,7 @@ def test_a_bad_request_names_the_file_line_and_field(tmp_path, change, message):
 
 
 def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data_dir):
-    record = {**seafood_request(), "judgements": {"pointrec:999999": 2, "b1": 1}}
+    record = {**seafood_request(), "judgements": {"pointrec:999999": 2, "pointrec:103": 1}}
     path = write_requests(tmp_path / "dev.jsonl", [record])
     catalog = load_poi_catalog(data_dir / "pointrec")
     with pytest.raises(DataError, match=r"dev\.jsonl: request hw-1 grades 'pointrec:999999'"):

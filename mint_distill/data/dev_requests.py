@@ -57,6 +57,11 @@ class DevRequest(BaseModel):
         bad = {item: grade for item, grade in value.items() if not 0 <= grade <= MAX_GRADE}
         if bad:
             raise ValueError(f"grades must be 0-{MAX_GRADE}, got {bad}")
+        # Checked here, not only when a pool is ranked: the data stage keeps these ids out of
+        # training, and an id spelled otherwise would match no training item and keep nothing out.
+        unprefixed = [item for item in value if not item.startswith(POINTREC_PREFIX) or item == POINTREC_PREFIX]
+        if unprefixed:
+            raise ValueError(f"items are `{POINTREC_PREFIX}<poi_id>`, got {unprefixed[:3]}")
         if not any(value.values()):
             raise ValueError("no item is graded above 0")
         return value
