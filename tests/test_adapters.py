@@ -138,6 +138,20 @@ def test_wrong_base_is_refused_naming_both_hashes(trained, bundle, tmp_path):
     assert expected in str(raised.value) and actual in str(raised.value)
 
 
+def test_an_adapter_folder_that_records_its_base_refuses_another(trained, tmp_path):
+    from mint_distill.adapters.loading import load_adapted_model
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained["trained"], adapter)
+    recorded = {"reference": str(trained["base"]), "weights_sha256": sha256_file(trained["base"] / "model.safetensors")}
+    (adapter / "mint-student.json").write_text(json.dumps({"kind": "biencoder", "base_model": recorded}))
+    other = make_base_encoder(tmp_path / "other-base", seed=7)
+    with pytest.raises(BaseModelMismatchError, match=r"adapter .*adapter was trained on") as raised:
+        load_adapted_model(adapter, str(other))
+    assert sha256_file(other / "model.safetensors") in str(raised.value)
+    assert load_adapted_model(adapter, str(trained["base"])).encode(TEXTS).shape[0] == len(TEXTS)
+
+
 def test_bundle_refuses_a_fully_fine_tuned_model(trained, tmp_path):
     with pytest.raises(BundleError, match="LoRA adapters only"):
         write_bundle(tmp_path / "b", domain="toy", biencoder=ComponentSource(trained["base"], str(trained["base"])))

@@ -310,17 +310,22 @@ def check_bundle(bundle: str | os.PathLike) -> dict[str, Any]:
 def check_base(bundle: str | os.PathLike, component: str, manifest: dict[str, Any], base: str | None = None):
     """Resolve the component's base model (or `base`) and refuse it unless its weights match."""
     recorded = component_entry(bundle, manifest, component)["base_model"]
-    reference = base or recorded["reference"]
-    resolved = resolve_model(reference)
+    resolved = resolve_model(base or recorded["reference"])
+    refuse_other_base(f"adapter bundle {bundle} ({component})", recorded, resolved)
+    return resolved
+
+
+def refuse_other_base(adapter: str, recorded: dict[str, Any], resolved) -> None:
+    """Raise BaseModelMismatchError unless `resolved` has the weights `recorded` (a
+    `base_model` record: reference and weights_sha256) names."""
     actual = resolved.weights_sha256()
     if actual != recorded["weights_sha256"]:
         raise BaseModelMismatchError(
-            f"adapter bundle {bundle} ({component}) was trained on `{recorded['reference']}` with weights sha256 "
-            f"{recorded['weights_sha256']}, but the base model `{reference}` here ({resolved.location}) has weights "
+            f"{adapter} was trained on `{recorded['reference']}` with weights sha256 "
+            f"{recorded['weights_sha256']}, but the base model `{resolved.reference}` here ({resolved.location}) has weights "
             f"sha256 {actual}. A LoRA adapter only works on the exact base it was trained on: install that base "
             "(e.g. `mint-distill models pull`) or pass the matching one as the base."
         )
-    return resolved
 
 
 def component_entry(bundle: str | os.PathLike, manifest: dict[str, Any], component: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .bundle import (
     check_bundle,
     component_entry,
     read_manifest,
+    refuse_other_base,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ def load_adapted_model(
     if base is None:
         base = read_json(adapter_folder / ADAPTER_CONFIG).get("base_model_name_or_path") or ""
     resolved = base if isinstance(base, ResolvedModel) else resolve_model(str(base))
+    recorded = _recorded_base(adapter_folder)
+    if recorded is not None:
+        refuse_other_base(f"adapter {adapter_folder}", recorded, resolved)
     with tempfile.TemporaryDirectory(prefix="mint-adapter-view-") as view:
         _overlay(_base_folder(resolved), adapter_folder, Path(view))
         model = _model_class(kind)(view, device=device or _default_device())
@@ -62,6 +66,15 @@ def load_adapted_model(
     transformer.model = adapted.merge_and_unload() if merge else adapted
     model.eval()
     return model
+
+
+def _recorded_base(adapter_folder: Path) -> dict | None:
+    """The base model a student's training recorded (`mint-student.json`), where it did."""
+    from ..students.card import INFO_FILE
+
+    info = adapter_folder / INFO_FILE
+    recorded = read_json(info).get("base_model") if info.is_file() else None
+    return recorded if recorded and recorded.get("weights_sha256") else None
 
 
 def load_bundle(
