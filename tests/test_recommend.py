@@ -332,6 +332,17 @@ def test_cli_formats_and_request_sources(tiny_export, tmp_path):
     assert trec.exit_code == 0, trec.output
     first = trec.stdout.splitlines()[0].split()
     assert first[:4] == ["Q7", "Q0", "item011", "1"] and len(trec.stdout.splitlines()) == 3
+    # arguments and a file together: the file's requests are numbered on, and a taken id is refused
+    requests.write_text(texts["item011"] + "\n" + json.dumps({"request_id": "r1", "request": "x"}) + "\n")
+    mixed = runner.invoke(cli, [*base, "--format", "trec", "--requests", str(requests), texts["item005"]])
+    assert mixed.exit_code == 2 and "requests.jsonl, line 2: request id 'r1' is already taken" in mixed.output
+    requests.write_text(texts["item011"] + "\n")
+    mixed = runner.invoke(cli, [*base, "--format", "trec", "--requests", str(requests), texts["item005"]])
+    assert mixed.exit_code == 0, mixed.output
+    assert [line.split()[0] for line in mixed.stdout.splitlines()] == ["r1"] * 3 + ["r2"] * 3
+    requests.write_bytes(texts["item011"].encode() + b"\ncaf\xe9\n")
+    latin = runner.invoke(cli, [*base, "--requests", str(requests)])
+    assert latin.exit_code == 2 and "requests.jsonl, line 2: not UTF-8 text" in latin.output
     table = runner.invoke(cli, [*base, "-"], input=texts["item020"] + "\n")
     assert table.exit_code == 0, table.output
     assert "Item020 (item020)" in table.stdout

@@ -129,7 +129,8 @@ def recommend(
     if requests == ("-",):
         pairs = parse_request_lines(sys.stdin, "<stdin>")
     elif request_file is not None:
-        pairs = numbered(requests) + read_request_file(request_file)
+        given = numbered(requests)
+        pairs = given + read_request_file(request_file, given)
     elif requests:
         pairs = numbered(requests)
     elif not sys.stdin.isatty():
