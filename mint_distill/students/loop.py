@@ -241,9 +241,7 @@ def train_loop(
                 state.start_metrics = metrics
             better = improved(metrics, state.best_metrics, settings.select_by)
             if better:
-                _save_best(
-                    task, accelerator.unwrap_model(model), best_root, state.step, state.best_step
-                )
+                _save_best(task, accelerator.unwrap_model(model), best_root, state.step)
                 state.best_step, state.best_metrics, state.evals_without_improvement = (
                     state.step,
                     metrics,
@@ -323,11 +321,11 @@ def train_loop(
                 state.stopped_early = evaluate_and_select() and not last
                 model.train()
             if not last and not state.stopped_early and state.step % settings.checkpoint_every == 0:
-                _checkpoint(accelerator, state, checkpoints)
+                _checkpoint(accelerator, state, checkpoints, best_root)
             for callback in callbacks:
                 callback(state)
     if main:
-        _finish(checkpoints, state)
+        _finish(checkpoints, state, best_root)
     accelerator.wait_for_everyone()
     # prepare() wrapped the caller's model in the training autocast; later use runs at full precision.
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -390,16 +388,23 @@ def _best_dir(best_root: Path, step: int | None) -> Path:
     return best_root / f"step-{step or 0:06d}"
 
 
-def _save_best(task: Task, model: Any, best_root: Path, step: int, previous: int | None) -> None:
-    """Save the model as the new best, then drop the previous best (a kill in between leaves both)."""
+def _save_best(task: Task, model: Any, best_root: Path, step: int) -> None:
+    """Save the model as the new best. The previous best stays until a checkpoint records this
+    one (`_keep_only_best`): a run resumed from an older checkpoint may replay this step without
+    its evaluation winning again, and then needs the best that checkpoint names."""
     target = _best_dir(best_root, step)
     staging = best_root / f".tmp-{target.name}"
     shutil.rmtree(staging, ignore_errors=True)
     task.save(model, staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    if previous is not None and previous != step:
-        shutil.rmtree(_best_dir(best_root, previous), ignore_errors=True)
+
+
+def _keep_only_best(best_root: Path, step: int | None) -> None:
+    keep = _best_dir(best_root, step).name
+    for folder in best_root.glob("*"):
+        if folder.name != keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -416,15 +421,12 @@ def _prepare_scratch(out_dir: Path, state: TrainerState, fresh: bool) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         log_path.unlink(missing_ok=True)
         return
-    keep = _best_dir(out_dir / BEST, state.best_step).name
-    for folder in (out_dir / BEST).glob("*"):
-        if folder.name != keep:
-            shutil.rmtree(folder, ignore_errors=True)
+    _keep_only_best(out_dir / BEST, state.best_step)
     if log_path.exists():
         write_jsonl_atomic(log_path, [r for r in read_jsonl(log_path) if r["step"] <= state.step])
 
 
-def _checkpoint(accelerator: Any, state: TrainerState, checkpoints: Path) -> None:
+def _checkpoint(accelerator: Any, state: TrainerState, checkpoints: Path, best_root: Path) -> None:
     """Save a resumable checkpoint: staged in a temporary folder, renamed when complete."""
     target = checkpoints / f"step-{state.step:06d}"
     staging = checkpoints / f".tmp-{target.name}"
@@ -440,12 +442,14 @@ def _checkpoint(accelerator: Any, state: TrainerState, checkpoints: Path) -> Non
         for older in checkpoints.glob("step-*"):
             if older != target:
                 shutil.rmtree(older, ignore_errors=True)
+        _keep_only_best(best_root, state.best_step)
     accelerator.wait_for_everyone()
 
 
-def _finish(checkpoints: Path, state: TrainerState) -> None:
+def _finish(checkpoints: Path, state: TrainerState, best_root: Path) -> None:
     """Mark training finished and free the checkpoints (the best model is kept in `.best`)."""
     checkpoints.mkdir(parents=True, exist_ok=True)
     write_json_atomic(checkpoints / DONE, asdict(state))
+    _keep_only_best(best_root, state.best_step)
     for folder in checkpoints.glob("*step-*"):
         shutil.rmtree(folder, ignore_errors=True)
