@@ -29,6 +29,9 @@ def model_references(recipe: Recipe) -> dict[str, str]:
     from .teacher.stage import uses_llm
 
     references: dict[str, str] = {}
+    catalog = recipe.data.catalog
+    if catalog.enabled and catalog.similar_by is not None:
+        references["data.catalog.similar_by"] = catalog.similar_by
     if uses_llm(recipe):
         references["teacher.model"] = recipe.teacher.model
     if recipe.filter.method in SCORED_METHODS:
@@ -87,12 +90,30 @@ def validate_recipe(recipe: Recipe) -> ValidationReport:
 
 
 def _ablation_problems(recipe: Recipe) -> list[str]:
+    """What would stop an ablation run (`mint-distill ablate` starts them after the full run):
+    an invalid variant, a model only a variant loads that is not here, a variant's stage problem."""
     from .evaluation.ablations import variant_recipe
 
     problems = []
+    recipe_models = set(model_references(recipe).values())
+    recipe_problems = set(stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)]))
     for variant in recipe.ablations:
         try:
-            variant_recipe(recipe, variant)
+            ablation = variant_recipe(recipe, variant)
         except MintError as error:
             problems.append(str(error))
+            continue
+        for key, reference in model_references(ablation).items():
+            if reference in recipe_models:
+                continue
+            try:
+                resolve_model(reference)
+            except MintError as error:
+                problems.append(f"ablations.{variant}: {key}: {error}")
+        stages = [stage for stage in all_stages() if stage.enabled(ablation)]
+        problems += [
+            f"ablations.{variant}: {problem}"
+            for problem in stage_problems(ablation, stages)
+            if problem not in recipe_problems
+        ]
     return problems

@@ -104,6 +104,20 @@ def test_default_recipe_validates_here(shared_data):
     assert "name: pointrec" in result.stdout and "can run here" in result.stderr
 
 
+def test_validate_names_models_only_an_ablation_or_the_catalog_sampler_loads(shared_data):
+    from conftest import REPO_ROOT, embedded_or_skip
+
+    for name in ("smollm2-135m-instruct", "all-minilm-l6-v2", "all-mpnet-base-v2"):
+        embedded_or_skip(name)
+    result = mint(
+        "validate", "recipes/pointrec.yaml", "ablations={bad: [students.biencoder.model=/no/such/model]}",
+        "data.catalog.similar_by=/no/such/encoder", cwd=REPO_ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "data.catalog.similar_by: model folder `/no/such/encoder` does not exist" in result.stderr
+    assert "ablations.bad: students.biencoder.model: model folder `/no/such/model`" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("arguments", "exit_code"), [(["models", "--help"], 0), (["validate", "missing.yaml"], 2)]
 )
