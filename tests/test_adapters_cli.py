@@ -66,3 +66,19 @@ def test_import_installs_a_verified_bundle(installed, tmp_path):
     assert code == 0 and "ok toy" in output
     code, output = _run("adapters", "import", str(archive), "--to", str(tmp_path / "adapters"))
     assert code == 2 and "already exists" in output
+
+
+def test_an_installed_bundle_is_found_by_the_name_it_was_installed_under(installed, tmp_path):
+    archive = tmp_path / "toy.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        bundle.add(installed / "toy", arcname="toy")
+    root = tmp_path / "adapters"
+    for name in ("toy", "toy-v2"):
+        code, output = _run("adapters", "import", str(archive), "--to", str(root), "--name", name)
+        assert code == 0, output
+    for name in ("toy", "toy-v2"):
+        code, output = _run("adapters", "verify", name, "--path", str(root))
+        assert code == 0 and str(root / name) in output, output
+    shutil.move(root / "toy", root / "toy-v1")  # now only their domain is `toy`
+    code, output = _run("adapters", "verify", "toy", "--path", str(root))
+    assert code == 2 and "all have the domain `toy`; name one by its folder" in output

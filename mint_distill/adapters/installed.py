@@ -60,17 +60,29 @@ def discover_bundles(extra: list[str | os.PathLike] = ()) -> tuple[list[BundleIn
 
 
 def find_bundle(name_or_path: str | os.PathLike, extra: list[str | os.PathLike] = ()) -> BundleInfo:
-    """A bundle by folder path, or by domain name among the installed ones."""
+    """A bundle by folder path, or among the installed ones by the name it was installed under
+    (its folder: `adapters import --name`), else by its domain.
+
+    Two installed bundles of one domain (e.g. `poi` and `poi-v2`) are told apart by name only.
+    """
     path = Path(name_or_path)
     if (path / MANIFEST).is_file():
         return BundleInfo(path, read_manifest(path))
     bundles, _ = discover_bundles(extra)
+    named = [bundle for bundle in bundles if bundle.path.name == str(name_or_path)]
+    if named:
+        return named[0]  # the first search root that has it, as on a PATH
     matches = [bundle for bundle in bundles if bundle.domain == str(name_or_path)]
+    if len(matches) > 1:
+        raise BundleError(
+            f"adapter bundles {', '.join(str(b.path) for b in matches)} all have the domain `{name_or_path}`; "
+            "name one by its folder"
+        )
     if not matches:
-        known = ", ".join(sorted({b.domain for b in bundles})) or "none"
+        known = ", ".join(sorted({b.path.name for b in bundles} | {b.domain for b in bundles})) or "none"
         roots = ", ".join(str(r) for r in search_roots(extra))
         raise BundleError(
-            f"no adapter bundle `{name_or_path}`: not a bundle folder, and not a domain installed in {roots} "
+            f"no adapter bundle `{name_or_path}`: not a bundle folder, nor the name or domain of one installed in {roots} "
             f"(installed: {known})"
         )
     return matches[0]
