@@ -200,6 +200,10 @@ def test_force_from_and_until(recipe_file):
     assert run_pipeline(recipe, stages=stages, from_stage="lengths").ran == ["lengths", "total"]
     with pytest.raises(MintError, match="unknown or disabled stage `nope`"):
         run_pipeline(recipe, stages=stages, force=("nope",))
+    with pytest.raises(MintError, match="--from total comes after --until lengths"):
+        run_pipeline(recipe, stages=stages, from_stage="total", until="lengths")
+    with pytest.raises(MintError, match="--force total: after --until lengths"):
+        run_pipeline(recipe, stages=stages, until="lengths", force=("total",))
 
 
 def test_from_requires_earlier_stages_to_have_run(recipe_file):

@@ -140,6 +140,11 @@ def run_pipeline(
             raise MintError(f"unknown or disabled stage `{name}`; stages of this recipe: {', '.join(names)}")
     start = names.index(from_stage) if from_stage else 0
     stop = names.index(until) + 1 if until else len(names)
+    if start >= stop:
+        raise MintError(f"--from {from_stage} comes after --until {until}: no stage would run")
+    beyond = [name for name in force if names.index(name) >= stop]
+    if beyond:
+        raise MintError(f"--force {', '.join(beyond)}: after --until {until}, so it would not run")
 
     run_root = run_root_of(recipe)
     run_root.mkdir(parents=True, exist_ok=True)
