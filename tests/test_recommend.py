@@ -162,6 +162,10 @@ def test_interrupted_indexing_resumes_from_finished_chunks(tiny_export, tmp_path
     index = build_or_load_index(catalog, resumed)
     assert resumed.calls == 2, "the first chunk was kept; two chunks were left"
     np.testing.assert_allclose(index.embeddings, encoder.encode(list(items.values())), atol=1e-6)
+    (index.folder / "embeddings.npy").unlink()  # a half-deleted index is built again
+    rebuilt = _FailingAfter(encoder, 0)
+    np.testing.assert_allclose(build_or_load_index(catalog, rebuilt).embeddings, index.embeddings, atol=1e-6)
+    assert rebuilt.calls == 3
 
 
 def _indexed(tiny_export, tmp_path):

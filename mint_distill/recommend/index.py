@@ -78,7 +78,8 @@ def build_or_load_index(
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     info = read_json(folder / "index.json") if (folder / "index.json").is_file() else None
-    if info and info.get("fingerprint") == fingerprint:
+    whole = all((folder / name).is_file() for name in ("embeddings.npy", "ids.json"))
+    if info and info.get("fingerprint") == fingerprint and whole:
         embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
         return CatalogIndex(folder, read_json(folder / "ids.json"), embeddings, info)
     return _build(catalog, encoder, folder, fingerprint)
