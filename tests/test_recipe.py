@@ -104,6 +104,17 @@ def test_values_that_would_fail_a_later_stage_are_refused_on_load(tmp_path, over
         load_recipe(write(tmp_path, "r.yaml", BASE), [override])
 
 
+def test_a_bad_value_names_the_override_that_set_it(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "seed: -2\n")
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(path, ["teacher.generation.min_words=300", "filter.keep_fraction=0.5"])
+    lines = str(raised.value).splitlines()
+    seed = lines.index(next(line for line in lines if "`seed`" in line))
+    assert "set on the command line" not in lines[seed + 1]  # the file's own value
+    words = lines.index(next(line for line in lines if "`teacher.generation`" in line))
+    assert lines[words + 1].strip() == "(set on the command line: `teacher.generation.min_words=300`)"
+
+
 def test_seed_bounds_are_what_the_training_seeding_accepts(tmp_path):
     from accelerate.utils import set_seed
 

@@ -7,6 +7,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     try:
         return Recipe.model_validate(raw)
     except ValidationError as error:
-        raise RecipeError(format_validation_error(error, source=str(path))) from None
+        raise RecipeError(format_validation_error(error, source=str(path), overrides=overrides)) from None
 
 
 def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
@@ -161,19 +162,31 @@ def _unknown_key_message(path: str, key: str, model: type[BaseModel], origin: st
     return f"{origin}: unknown key `{path}`.{hint} Allowed keys here: {', '.join(allowed)}."
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def format_validation_error(error: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
+    """One line per problem; a problem with a key that an override set names that override."""
     lines = [f"{source}: the recipe is not valid:"]
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            parts = [str(part) for part in item["loc"]]
-            try:
-                check_key_path(parts, origin="recipe")
-            except RecipeError as unknown:
-                lines.append(f"  - {unknown}".replace("recipe: ", "", 1))
-                continue
-        if item["type"] == "missing":
-            lines.append(f"  - `{path}` is required but missing.")
-        else:
-            lines.append(f"  - `{path}`: {item['msg']}; got {item.get('input')!r}.")
+        lines.extend(_one_problem(item, path) + _set_by(path, overrides))
     return "\n".join(lines)
+
+
+def _set_by(path: str, overrides: Sequence[str]) -> list[str]:
+    """The last override that set `path`, a key inside it or the section holding it."""
+    setting = [
+        override
+        for override in overrides
+        if (key := override.partition("=")[0]) == path or key.startswith(f"{path}.") or path.startswith(f"{key}.")
+    ]
+    return [f"    (set on the command line: `{setting[-1]}`)"] if setting else []
+
+
+def _one_problem(item: dict, path: str) -> list[str]:
+    if item["type"] == "extra_forbidden":
+        try:
+            check_key_path([str(part) for part in item["loc"]], origin="recipe")
+        except RecipeError as unknown:
+            return [f"  - {unknown}".replace("recipe: ", "", 1)]
+    if item["type"] == "missing":
+        return [f"  - `{path}` is required but missing."]
+    return [f"  - `{path}`: {item['msg']}; got {item.get('input')!r}."]
