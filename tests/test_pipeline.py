@@ -309,6 +309,24 @@ def test_the_same_forced_command_after_an_interrupt_resumes_where_it_was(recipe_
     assert run_pipeline(recipe, stages=stages, from_stage="words").ran == ["words", "lengths", "total"]
 
 
+def test_a_stage_that_fetches_its_own_input_is_fresh_on_the_next_run(recipe_file, tmp_path):
+    dataset = tmp_path / "downloads" / "reviews.json"
+    registry = StageRegistry()
+
+    @registry.register("data", summary="fetch, then read", config_keys=(), input_files=lambda recipe: [dataset])
+    def data(ctx):
+        dataset.parent.mkdir(exist_ok=True)
+        dataset.write_text('["a review"]')  # as a download inside the stage would
+        write_json_atomic(ctx.dir / "reviews.json", json.loads(dataset.read_text()))
+
+    stages = registry.ordered()
+    recipe = load_recipe(recipe_file)
+    assert run_pipeline(recipe, stages=stages).ran == ["data"]
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh"]
+    dataset.write_text('["another review"]')  # a changed input still makes it stale
+    assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
+
+
 def test_partial_stage_with_changed_config_starts_over(recipe_file):
     calls = Calls()
     stages = make_stages(calls, interrupt_after={"index": 2})

@@ -280,7 +280,7 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     seconds = time.perf_counter() - clock
     manifest = {
         "stage": stage.name,
-        **state.expected,
+        **_with_inputs_it_fetched(state.expected, stage, recipe, run_root),
         "config": stage.config(config_dump(recipe)),
         "stage_version": stage.version,
         "output_hash": sha256_tree(stage_dir, exclude=(MANIFEST, *stage.reports)),
@@ -295,6 +295,15 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     log.info("stage %-18s done in %.1f s", stage.name, seconds)
     release_freed_memory()
     return summary
+
+
+def _with_inputs_it_fetched(expected: dict, stage: Stage, recipe: Recipe, run_root: Path) -> dict:
+    """`expected` with the input files that were not there when the stage started (a dataset
+    its run downloaded) as they are now, so that the next run does not find the stage stale.
+    Files that were there keep the hash they had when the stage read them."""
+    after = _expected_fingerprint(stage, recipe, config_dump(recipe), run_root, FileHashCache(run_root / ".file-hashes.json"))
+    present = {path: digest for path, digest in expected["input_files"].items() if digest != "missing"}
+    return {**expected, "input_files": {**after["input_files"], **present}}
 
 
 class _RunLock:
