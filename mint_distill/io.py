@@ -53,8 +53,14 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The file's JSON value; a malformed file is a DataError naming it and the line."""
+    from .errors import DataError
+
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:

@@ -371,6 +371,16 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
+def test_a_malformed_json_file_is_an_error_naming_it_and_the_line(tmp_path):
+    from mint_distill.errors import DataError
+    from mint_distill.io import read_json
+
+    path = tmp_path / "mint-student.json"
+    path.write_text('{\n  "fusion_weight": 0.3,\n  "rerank_top_k": \n}\n')
+    with pytest.raises(DataError, match=r"mint-student\.json:4: not valid JSON"):
+        read_json(path)
+
+
 def test_appender_drops_torn_tail(tmp_path):
     path = tmp_path / "rows.jsonl"
     with JsonlAppender(path) as out:
