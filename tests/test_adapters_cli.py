@@ -82,3 +82,16 @@ def test_an_installed_bundle_is_found_by_the_name_it_was_installed_under(install
     shutil.move(root / "toy", root / "toy-v1")  # now only their domain is `toy`
     code, output = _run("adapters", "verify", "toy", "--path", str(root))
     assert code == 2 and "all have the domain `toy`; name one by its folder" in output
+
+
+def test_a_bundle_with_a_damaged_manifest_is_named_not_loaded_as_a_model(installed, tmp_path):
+    from mint_distill.adapters import BundleError
+    from mint_distill.recommend import open_reranker
+
+    damaged = tmp_path / "toy"
+    shutil.copytree(installed / "toy", damaged)
+    (damaged / "manifest.json").write_text('{"format": ')
+    with pytest.raises(BundleError, match=r"toy/manifest\.json:1: not valid JSON"):
+        open_reranker(str(damaged))
+    code, output = _run("adapters", "list", "--path", str(tmp_path))
+    assert code == 0 and "not valid JSON" in output and "skipped" in output, output

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import IntegrityError, MintError
+from ..errors import DataError, IntegrityError, MintError
 from ..io import read_json, sha256_file, sha256_json, write_json_atomic
 from ..models import EMBEDDED, resolve_model
 from ..models.resolver import EMBEDDED_PREFIX
@@ -250,8 +250,8 @@ def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{bundle}: not an adapter bundle (no {MANIFEST})")
     try:
         manifest = read_json(path)
-    except ValueError as error:
-        raise BundleError(f"{path}: not valid JSON: {error}") from None
+    except DataError as error:
+        raise BundleError(str(error)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: not a mint-distill adapter bundle manifest (format must be `{BUNDLE_FORMAT}`)")
     version = manifest.get("format_version")

@@ -144,9 +144,11 @@ def _reranker_bundle(spec: str, bundle_paths: list[str | os.PathLike]):
     from ..adapters.installed import find_bundle
 
     folder = Path(spec).expanduser()
-    if not (folder / MANIFEST).is_file() and folder.exists():
+    if (folder / MANIFEST).is_file():
+        return find_bundle(folder, bundle_paths)  # a bundle: a bad manifest is an error, not a model
+    if folder.exists():
         return None
     try:
         return find_bundle(spec, bundle_paths)
     except BundleError:
-        return None
+        return None  # not an installed bundle: a model reference
