@@ -100,6 +100,13 @@ def test_csv_with_carriage_returns_quoted_newlines_gzip_and_bad_rows(tmp_path):
     )
 
 
+def test_tsv_is_split_on_tabs(tmp_path):
+    path = tmp_path / "reviews.tsv.gz"
+    path.write_bytes(gzip.compress(b"user\titem\ttext\nu1\ti1\tgood, cheap, quick\n"))
+    rows = list(iter_csv(path, ReadReport(), "skip", ["user", "item", "text"]))
+    assert [row for _, row in rows] == [{"user": "u1", "item": "i1", "text": "good, cheap, quick"}]
+
+
 def test_csv_missing_column_names_it_and_the_header(tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text("Reviewer,Review\nA,B\n", encoding="utf-8")

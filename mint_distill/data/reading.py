@@ -175,7 +175,7 @@ def iter_csv(
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     lines = decoded_lines(path, report, position)
     tracker = _LineTracker(lines)
-    reader = csv.reader(tracker)
+    reader = csv.reader(tracker, delimiter="\t" if _is_tsv(path) else ",")
     try:
         header = next(reader)
     except StopIteration:
@@ -225,8 +225,12 @@ class _LineTracker:
         return text
 
 
+def _is_tsv(path: Path) -> bool:
+    return [s.lower() for s in path.suffixes if s.lower() != ".gz"][-1:] == [".tsv"]
+
+
 def table_format(path: Path) -> Literal["csv", "jsonl"]:
-    """`csv` or `jsonl` from the file name (a trailing .gz is ignored)."""
+    """`csv` (.csv, or tab-separated .tsv) or `jsonl` from the file name (a trailing .gz is ignored)."""
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
     if last in (".csv", ".tsv"):
