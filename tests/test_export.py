@@ -110,16 +110,18 @@ def _ndcg5(ranked: list[str], judged: dict[str, int]) -> float:
     return dcg / best if best else 0.0
 
 
-def test_ndcg_parity_on_a_test_collection(exported, tmp_path):
+def test_ndcg_parity_on_a_test_collection(exported, tmp_path, monkeypatch):
     from mint_distill.data import load_test_collection
     from mint_distill.recipe import Recipe
     from mint_distill.recipe.sections.data import TestCollectionSpec
 
+    monkeypatch.setenv("MINT_TEST_FIXTURES", str(FIXTURES))
     recipe = Recipe.model_validate(
         {
             "name": "toy",
             "data": {
-                "data_dir": str(FIXTURES),
+                # unexpanded, as the schema's default data_dir reaches the export
+                "data_dir": "${MINT_TEST_FIXTURES}",
                 "source": {"format": "yelp_academic", "path": "yelp_academic"},
                 "test": {"path": "pointrec", "download": False},
             },

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from statistics import fmean
 from typing import Any
 
@@ -113,10 +112,11 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
         from ..evaluation import evaluate_run, from_test_collection
     except ImportError as error:
         return f"NDCG parity skipped: the evaluation package is not available ({error})"
+    from ..data.paths import data_dir
     from ..errors import MintError
 
     try:
-        test = load_test_collection(recipe.data.test, Path(recipe.data.data_dir))
+        test = load_test_collection(recipe.data.test, data_dir(recipe.data.data_dir))
         collection = from_test_collection(test, recipe.data.test.pool)
     except MintError as error:
         return f"NDCG parity skipped: the test collection cannot be loaded ({error})"
