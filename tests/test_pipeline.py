@@ -327,6 +327,26 @@ def test_a_stage_that_fetches_its_own_input_is_fresh_on_the_next_run(recipe_file
     assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
 
 
+def test_retrained_weights_of_a_local_model_make_the_stages_that_load_it_stale(recipe_file, tmp_path):
+    model = tmp_path / "my-encoder"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    registry = StageRegistry()
+
+    @registry.register("evaluate", summary="reads evaluation.*", config_keys=("evaluation",))
+    def evaluate(ctx):
+        write_json_atomic(ctx.dir / "metrics.json", {"ndcg": 0.5})
+
+    stages = registry.ordered()
+    ranker = f"evaluation.rankers=[{{name: mine, kind: dense, model: {model}}}]"
+    recipe = load_recipe(recipe_file, [ranker, "evaluation.reference=mine"])
+    run_pipeline(recipe, stages=stages)
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh"]
+    (model / "model.safetensors").write_bytes(b"weights v2")
+    assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
+
+
 def test_partial_stage_with_changed_config_starts_over(recipe_file):
     calls = Calls()
     stages = make_stages(calls, interrupt_after={"index": 2})

@@ -110,10 +110,25 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
         manifest = read_manifest(run_root / name)
         upstream[name] = manifest["output_hash"] if manifest else None
     files = {}
-    for path in stage.input_files(recipe):
+    for path in [*stage.input_files(recipe), *_local_model_weights(stage, recipe)]:
         path = Path(path)
         files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
     return fingerprint(stage.config(dump), stage.version, upstream, files)
+
+
+def _local_model_weights(stage: Stage, recipe: Recipe) -> list[Path]:
+    """The weight files of each model folder on this machine that the stage loads: retraining a
+    local baseline makes the stages that read it stale, as a changed recipe key does. Embedded
+    models are fixed by their registry, hub ids by their name."""
+    from ..models.resolver import EMBEDDED_PREFIX
+    from ..validation import model_references  # here: validation imports this package
+
+    files: list[Path] = []
+    for key, reference in model_references(recipe).items():
+        folder = Path(reference).expanduser()
+        if stage.reads(key) and not reference.startswith(EMBEDDED_PREFIX) and folder.is_dir():
+            files += sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+    return files
 
 
 def run_pipeline(
