@@ -92,6 +92,14 @@ def test_second_run_skips_everything(recipe_file):
     assert "torch" in manifest["versions"]
 
 
+def test_a_damaged_file_hash_cache_is_rebuilt(recipe_file):
+    stages = make_stages(Calls())
+    recipe = load_recipe(recipe_file)
+    run_pipeline(recipe, stages=stages)
+    (recipe_file.parent / "runs" / "toy" / ".file-hashes.json").write_text('{"torn": ')
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh", "fresh", "fresh"]
+
+
 def test_changed_key_reruns_that_stage_and_later_only(recipe_file):
     calls = Calls()
     stages = make_stages(calls)

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from ..io import read_json, sha256_file, sha256_json, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -60,7 +61,10 @@ class FileHashCache:
 
     def __init__(self, path: Path):
         self.path = path
-        self._entries: dict[str, dict] = read_json(path) if path.exists() else {}
+        try:
+            self._entries: dict[str, dict] = read_json(path) if path.exists() else {}
+        except DataError:  # a damaged cache (a disk filled mid-write) is only hashed again
+            self._entries = {}
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()
