@@ -81,6 +81,12 @@ def _check_precisions(recipe: Recipe, report: ValidationReport) -> None:
 def validate_recipe(recipe: Recipe) -> ValidationReport:
     report = ValidationReport()
     _check_precisions(recipe, report)
+    catalog = recipe.data.catalog
+    if catalog.enabled and catalog.source == "test" and not catalog.exclude_judged:
+        report.warnings.append(
+            "data.catalog.exclude_judged is false: catalog pseudo-histories may show items the test "
+            "collection judges, so its evaluation is not a held-out test"
+        )
     found, problems = resolve_models(recipe)
     report.models.update(found)
     report.problems.extend(problems)

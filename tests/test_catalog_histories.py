@@ -167,6 +167,9 @@ def test_judged_pois_are_used_only_when_exclusion_is_off(tmp_path, data_dir):
         i["item_id"].removeprefix(POINTREC_PREFIX) for u in catalog_users(out) for i in u["items"]
     }
     assert shown & judged_in_qrels(data_dir / "pointrec")
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    # the evaluation report then says so, instead of "the 0 judged POIs were excluded"
+    assert summary["judged_items_allowed"] is True and "judged_excluded" not in summary
 
 
 def test_sentences_skip_boilerplate_and_keep_to_the_token_bounds():

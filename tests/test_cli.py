@@ -118,6 +118,19 @@ def test_validate_names_models_only_an_ablation_or_the_catalog_sampler_loads(sha
     assert "ablations.bad: students.biencoder.model: model folder `/no/such/model`" in result.stderr
 
 
+def test_validate_warns_when_judged_test_items_may_be_training_items(shared_data):
+    from conftest import REPO_ROOT
+
+    from mint_distill.recipe import load_recipe
+    from mint_distill.validation import validate_recipe
+
+    recipe = REPO_ROOT / "recipes" / "pointrec.yaml"
+    warning = "data.catalog.exclude_judged is false"
+    assert not any(warning in w for w in validate_recipe(load_recipe(recipe)).warnings)
+    allowed = validate_recipe(load_recipe(recipe, ["data.catalog.exclude_judged=false"]))
+    assert any(w.startswith(warning) for w in allowed.warnings)
+
+
 @pytest.mark.parametrize(
     ("arguments", "exit_code"), [(["models", "--help"], 0), (["validate", "missing.yaml"], 2)]
 )

@@ -143,3 +143,9 @@ def test_the_report_says_how_many_judged_items_training_left_out(collection, tmp
     finally:
         del collection.notes["training_excluded_judged"]
     assert "Training used no judged item: the 1,280 judged POIs of the catalog were excluded" in report
+    collection.notes["training_allowed_judged"] = True
+    try:
+        report = render_markdown(evaluate_runs(collection, runs, reference="bm25").to_json())
+    finally:
+        del collection.notes["training_allowed_judged"]
+    assert "**Training may have used judged items**" in report and "Training used no judged item" not in report

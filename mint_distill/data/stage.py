@@ -107,7 +107,9 @@ def run_data_stage(ctx: StageContext) -> dict:
             catalog_items=catalog["items_shown"],
             user_histories_dropped=catalog["user_histories_dropped"],
         )
-        if "judged_in_catalog" in catalog:
+        if not ctx.recipe.data.catalog.exclude_judged:
+            summary["judged_items_allowed"] = True  # read by the evaluation report
+        elif "judged_in_catalog" in catalog:
             summary["judged_excluded"] = catalog["judged_in_catalog"]
         if catalog["dev_request_items"]:
             summary["dev_request_items_excluded"] = catalog["dev_request_items"]

@@ -98,6 +98,11 @@ def coverage_lines(metrics: dict[str, Any]) -> list[str]:
         lines.append("Judged items outside the pools cannot be retrieved but still count in the ideal ranking.")
     if coverage.get("min_pool_size"):
         lines.append(f"Only requests whose pool holds at least {coverage['min_pool_size']} POIs are evaluated.")
+    if coverage.get("training_allowed_judged"):
+        lines.append(
+            "**Training may have used judged items**: catalog adaptation ran with data.catalog.exclude_judged "
+            "false, so these figures are not a held-out test."
+        )
     if coverage.get("training_excluded_judged") is not None:
         lines.append(
             f"Training used no judged item: the {coverage['training_excluded_judged']:,} judged POIs of the "

@@ -87,9 +87,11 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     test = load_test_collection(recipe.data.test, data_dir(recipe.data.data_dir))
     collection = from_test_collection(test, recipe.data.test.pool)
-    excluded = _judged_items_kept_out_of_training(ctx.run_root)
-    if excluded is not None:
-        collection.notes["training_excluded_judged"] = excluded
+    data_summary = (read_manifest(ctx.run_root / "data") or {}).get("summary", {})
+    if data_summary.get("judged_items_allowed"):
+        collection.notes["training_allowed_judged"] = True
+    elif data_summary.get("judged_excluded") is not None:
+        collection.notes["training_excluded_judged"] = data_summary["judged_excluded"]
     students = student_rankers(recipe, ctx.run_root)
     ctx.log.info(
         "evaluating %d requests (pool %s) with %d system(s)%s", len(collection.qids()), collection.pool,
@@ -106,12 +108,6 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         "reference": metrics["reference"],
         "means": {name: entry["means"] for name, entry in metrics["systems"].items()},
     }
-
-
-def _judged_items_kept_out_of_training(run_root: Path) -> int | None:
-    """How many judged test items the run's data stage excluded from its catalog histories."""
-    manifest = read_manifest(run_root / "data")
-    return (manifest or {}).get("summary", {}).get("judged_excluded")
 
 
 STAGE_OPTIONS: dict[str, Any] = {
