@@ -152,6 +152,16 @@ class _FailingAfter:
         return self.encoder.encode(texts)
 
 
+def test_ties_at_the_cut_are_broken_by_item_id_whatever_the_catalog_order(tmp_path):
+    from mint_distill.recommend import CatalogIndex
+
+    vectors = {"best": [1.0, 0.0], **{f"tie{n}": [0.5, 0.5] for n in range(6)}, "far": [0.0, 1.0]}
+    for ids in (list(vectors), list(reversed(vectors))):
+        index = CatalogIndex(tmp_path, ids, np.array([vectors[i] for i in ids]), {"similarity": "dot"})
+        found = index.search(np.array([[1.0, 0.2]]), 3)[0]
+        assert [ids[row] for row, _ in found] == ["best", "tie0", "tie1"]
+
+
 def test_interrupted_indexing_resumes_from_finished_chunks(tiny_export, tmp_path):
     items = {f"i{n:04d}": f"{WORDS[n % len(WORDS)]} {WORDS[(n * 3) % len(WORDS)]}" for n in range(2 * CHUNK + 10)}
     catalog = read_jsonl_catalog(_write_catalog(tmp_path / "many.jsonl", items))
