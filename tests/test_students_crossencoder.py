@@ -135,6 +135,7 @@ def test_train_crossencoder_writes_a_cross_encoder_folder_and_card(world, tmp_pa
     assert summary["dev_fused_mrr@10"] >= max(summary["dev_mrr@10"], summary["dev_mrr@10_first_stage"]) - 1e-4
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "pipeline_tag: text-ranking" in card and "| measure | the bi-encoder's own order | kept step |" in card
+    assert "candidates])  # logits" in card and "z(these logits)" in card
     assert (tmp_path / "out" / "loss.png").is_file()
 
 

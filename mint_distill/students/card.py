@@ -163,9 +163,12 @@ def _usage(kind: str, finetune: str | None) -> str:
         code = (
             "from sentence_transformers import CrossEncoder\n\n"
             'model = CrossEncoder("path/to/this/folder")\n'
-            "scores = model.predict([(request, item_text) for item_text in candidates])"
+            "scores = model.predict([(request, item_text) for item_text in candidates])  # logits"
         )
-        note = ""
+        note = (
+            " `fusion_weight` (in `mint-student.json`) was chosen for z(these logits) against z(the"
+            " bi-encoder's scores), each z-normalised over a request's top `rerank_top_k` candidates."
+        )
     return f"## Usage\n\n```python\n{code}\n```\n{note}".rstrip()
 
 
