@@ -11,7 +11,7 @@ from mint_distill.students import LoopSettings, train_loop
 
 
 class ScriptedTask:
-    """A one-weight model whose dev loss at each step is read from a script, so that a replayed
+    """A tiny linear model whose dev loss at each step is read from a script, so that a replayed
     step can score otherwise than it did before the interrupt (as on a GPU, or with another
     number of processes)."""
 
