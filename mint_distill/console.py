@@ -39,8 +39,8 @@ class _DropMissingKernelHint(logging.Filter):
 
 _MISSING_KERNEL_HINT = _DropMissingKernelHint()
 
-# peft asks every model it wraps for transformers' deprecated `is_gradient_checkpointing`, which
-# warns at each LoRA model built; the fix is theirs, not something a user of a recipe can change.
+# peft before 0.22 asks every model it wraps for transformers' deprecated `is_gradient_checkpointing`,
+# which warns at each LoRA model built; the fix is theirs, not something a user of a recipe can change.
 _PEFT_ASKS_DEPRECATED_PROPERTY = r"`is_gradient_checkpointing` is deprecated"
 
 

@@ -54,23 +54,38 @@ def tiny_llama():
     return LlamaForCausalLM(config)
 
 
-def future_warnings_while_wrapping_in_lora(debug: bool) -> list[str]:
+def wrap_in_lora():
     from peft import LoraConfig, get_peft_model
 
+    get_peft_model(tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+
+
+def warn_as_peft_before_0_22():
+    """What peft 0.20-0.21 (which pyproject allows) made transformers warn at each LoRA model."""
+    warnings.warn(
+        "`is_gradient_checkpointing` is deprecated and will be removed in v6. Use "
+        "`is_activation_checkpointing` instead.",
+        FutureWarning,
+        stacklevel=1,
+    )
+
+
+def future_warnings(debug: bool, action) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         setup_logging(debug=debug)
-        get_peft_model(tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+        action()
         warnings.warn("a FutureWarning of our own", FutureWarning, stacklevel=1)
     return [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
 
 
-def test_peft_asking_for_the_deprecated_checkpointing_property_is_silenced(restored_logging):
-    assert future_warnings_while_wrapping_in_lora(debug=False) == ["a FutureWarning of our own"]
+@pytest.mark.parametrize("action", [wrap_in_lora, warn_as_peft_before_0_22])
+def test_peft_asking_for_the_deprecated_checkpointing_property_is_silenced(restored_logging, action):
+    assert future_warnings(debug=False, action=action) == ["a FutureWarning of our own"]
 
 
 def test_debug_shows_peft_asking_for_the_deprecated_checkpointing_property(restored_logging):
-    shown = future_warnings_while_wrapping_in_lora(debug=True)
+    shown = future_warnings(debug=True, action=warn_as_peft_before_0_22)
     assert any(message.startswith("`is_gradient_checkpointing` is deprecated") for message in shown)
     assert "a FutureWarning of our own" in shown
 
