@@ -37,9 +37,7 @@ class ResolvedModel:
         else:
             folder = Path(self.location)
         recorded = read_json(folder / FILES_RECORD) if (folder / FILES_RECORD).is_file() else {}
-        weights = sorted(
-            p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin")
-        )
+        weights = weight_files(folder)
         if not weights:
             raise ModelUnavailableError(f"{self.reference}: no weight files (*.safetensors, *.bin) in {folder}")
         parts = []
@@ -50,6 +48,11 @@ class ResolvedModel:
         if len(parts) == 1:
             return parts[0].split(":", 1)[1]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """A model folder's weight files (*.safetensors, *.bin), in sorted order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
 
 
 def _hub_offline() -> bool:

@@ -109,25 +109,29 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
     for name in stage.after:
         manifest = read_manifest(run_root / name)
         upstream[name] = manifest["output_hash"] if manifest else None
+    return fingerprint(stage.config(dump), stage.version, upstream, _input_file_digests(stage, recipe, hashes))
+
+
+def _input_file_digests(stage: Stage, recipe: Recipe, hashes: FileHashCache) -> dict[str, str]:
     files = {}
     for path in [*stage.input_files(recipe), *_local_model_weights(stage, recipe)]:
         path = Path(path)
         files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
-    return fingerprint(stage.config(dump), stage.version, upstream, files)
+    return files
 
 
 def _local_model_weights(stage: Stage, recipe: Recipe) -> list[Path]:
     """The weight files of each model folder on this machine that the stage loads: retraining a
     local baseline makes the stages that read it stale, as a changed recipe key does. Embedded
     models are fixed by their registry, hub ids by their name."""
-    from ..models.resolver import EMBEDDED_PREFIX
+    from ..models.resolver import EMBEDDED_PREFIX, weight_files
     from ..validation import model_references  # here: validation imports this package
 
     files: list[Path] = []
     for key, reference in model_references(recipe).items():
         folder = Path(reference).expanduser()
         if stage.reads(key) and not reference.startswith(EMBEDDED_PREFIX) and folder.is_dir():
-            files += sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+            files += weight_files(folder)
     return files
 
 
@@ -316,9 +320,9 @@ def _with_inputs_it_fetched(expected: dict, stage: Stage, recipe: Recipe, run_ro
     """`expected` with the input files that were not there when the stage started (a dataset
     its run downloaded) as they are now, so that the next run does not find the stage stale.
     Files that were there keep the hash they had when the stage read them."""
-    after = _expected_fingerprint(stage, recipe, config_dump(recipe), run_root, FileHashCache(run_root / ".file-hashes.json"))
+    now = _input_file_digests(stage, recipe, FileHashCache(run_root / ".file-hashes.json"))
     present = {path: digest for path, digest in expected["input_files"].items() if digest != "missing"}
-    return {**expected, "input_files": {**after["input_files"], **present}}
+    return {**expected, "input_files": {**now, **present}}
 
 
 class _RunLock:
