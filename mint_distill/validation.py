@@ -90,19 +90,20 @@ def validate_recipe(recipe: Recipe) -> ValidationReport:
     found, problems = resolve_models(recipe)
     report.models.update(found)
     report.problems.extend(problems)
-    report.problems.extend(stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)]))
-    report.problems.extend(_ablation_problems(recipe))
+    recipe_problems = stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)])
+    report.problems.extend(recipe_problems)
+    report.problems.extend(_ablation_problems(recipe, set(recipe_problems)))
     return report
 
 
-def _ablation_problems(recipe: Recipe) -> list[str]:
+def _ablation_problems(recipe: Recipe, recipe_problems: set[str]) -> list[str]:
     """What would stop an ablation run (`mint-distill ablate` starts them after the full run):
-    an invalid variant, a model only a variant loads that is not here, a variant's stage problem."""
+    an invalid variant, a model only a variant loads that is not here, a variant's stage problem
+    other than the recipe's own (`recipe_problems`, reported once)."""
     from .evaluation.ablations import variant_recipe
 
     problems = []
     recipe_models = set(model_references(recipe).values())
-    recipe_problems = set(stage_problems(recipe, [stage for stage in all_stages() if stage.enabled(recipe)]))
     for variant in recipe.ablations:
         try:
             ablation = variant_recipe(recipe, variant)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..io import read_json
 from ..models import ResolvedModel, resolve_model
+from ..students.card import recorded
 from .bundle import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -55,9 +56,9 @@ def load_adapted_model(
     if base is None:
         base = read_json(adapter_folder / ADAPTER_CONFIG).get("base_model_name_or_path") or ""
     resolved = base if isinstance(base, ResolvedModel) else resolve_model(str(base))
-    recorded = _recorded_base(adapter_folder)
-    if recorded is not None:
-        refuse_other_base(f"adapter {adapter_folder}", recorded, resolved)
+    recorded_base = recorded(adapter_folder, "base_model")  # every student this project trains has one
+    if recorded_base and recorded_base.get("weights_sha256"):
+        refuse_other_base(f"adapter {adapter_folder}", recorded_base, resolved)
     with tempfile.TemporaryDirectory(prefix="mint-adapter-view-") as view:
         _overlay(_base_folder(resolved), adapter_folder, Path(view))
         model = _model_class(kind)(view, device=device or _default_device())
@@ -66,15 +67,6 @@ def load_adapted_model(
     transformer.model = adapted.merge_and_unload() if merge else adapted
     model.eval()
     return model
-
-
-def _recorded_base(adapter_folder: Path) -> dict | None:
-    """The base model a student's training recorded (`mint-student.json`), where it did."""
-    from ..students.card import INFO_FILE
-
-    info = adapter_folder / INFO_FILE
-    recorded = read_json(info).get("base_model") if info.is_file() else None
-    return recorded if recorded and recorded.get("weights_sha256") else None
 
 
 def load_bundle(

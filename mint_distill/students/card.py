@@ -13,10 +13,16 @@ from typing import Any
 
 import yaml
 
-from ..io import write_json_atomic, write_text_atomic
+from ..io import read_json, write_json_atomic, write_text_atomic
 from ..pipeline.manifest import library_versions
 
 INFO_FILE = "mint-student.json"
+
+
+def recorded(model_dir: str | Path, key: str) -> Any:
+    """What a student folder's `mint-student.json` records under `key`, or None (no file or key)."""
+    info = Path(model_dir).expanduser() / INFO_FILE
+    return read_json(info).get(key) if info.is_file() else None
 CARD_FILE = "README.md"
 
 _TITLES = {"biencoder": "BiEnc-Mint", "crossencoder": "CrEnc-Mint"}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import recorded
+
 FUSION_WEIGHTS = tuple(step / 10 for step in range(11))
 
 
@@ -35,18 +37,10 @@ def _z(values: list[float]) -> np.ndarray:
 def recorded_fusion_weight(model_dir: str | Path) -> float | None:
     """The weight a cross-encoder folder's training chose or its recipe fixed (`mint-student.json`),
     or None where the folder records none (its scores are then used alone)."""
-    return _recorded(model_dir, "fusion_weight")
+    return recorded(model_dir, "fusion_weight")
 
 
 def recorded_rerank_top_k(model_dir: str | Path) -> int | None:
     """How many first-stage candidates the cross-encoder's fusion weight was chosen over, or None
     where its folder records none (z-normalising over another number changes what the weight means)."""
-    return _recorded(model_dir, "rerank_top_k")
-
-
-def _recorded(model_dir: str | Path, key: str):
-    from ..io import read_json
-    from .card import INFO_FILE
-
-    info = Path(model_dir).expanduser() / INFO_FILE
-    return read_json(info).get(key) if info.is_file() else None
+    return recorded(model_dir, "rerank_top_k")
