@@ -164,7 +164,7 @@ def test_lora_adapter_saves_alone_and_reloads_to_identical_embeddings(world, tmp
     assert 0 < trainable < 0.1 * sum(p.numel() for p in model.parameters())
     task = BiEncoderTask(model, data, data.train, batch_size=4, dev_catalog=None)
     settings = LoopSettings(
-        epochs=2,
+        epochs=3,
         learning_rate=1e-2,
         batch_size=4,
         warmup_ratio=0.0,

@@ -9,7 +9,8 @@ import pytest
 from fixtures.students.toy import write_toy_world
 
 from mint_distill.errors import DataError
-from mint_distill.students.batching import BatchSchedule, process_share
+from mint_distill.students.batching import BatchFootprint, BatchSchedule, process_share
+from mint_distill.students.biencoder import BiEncoderTask
 from mint_distill.students.data import (
     Pair,
     load_item_cities,
@@ -97,10 +98,10 @@ def test_negatives_file_is_split_like_its_pairs_and_checked_against_the_catalog(
 
 def test_batches_replay_exactly_and_never_repeat_a_request_or_item():
     pairs = [Pair(f"r{i // 3}", f"i{(i * 7) % 40}") for i in range(90)]
-    keys = lambda i: (("request", pairs[i].request_id), ("item", pairs[i].item_id))
-    first = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
-    again = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
-    other = BatchSchedule(len(pairs), 8, seed=4, keys=keys)
+    footprints = lambda i: BatchFootprint.of([("request", pairs[i].request_id), ("item", pairs[i].item_id)])
+    first = BatchSchedule(len(pairs), 8, seed=3, footprints=footprints)
+    again = BatchSchedule(len(pairs), 8, seed=3, footprints=footprints)
+    other = BatchSchedule(len(pairs), 8, seed=4, footprints=footprints)
     total = first.total_batches(2.5)
     assert total == len(first.epoch(0)) + len(first.epoch(1)) + int(len(first.epoch(2)) * 0.5)
     assert [again.locate(p) for p in range(total)] == [first.locate(p) for p in range(total)]
@@ -115,13 +116,55 @@ def test_batches_replay_exactly_and_never_repeat_a_request_or_item():
             seen.update(batch)
 
 
+def test_a_batch_holds_no_item_another_request_must_not_meet_but_shared_avoidances_do_meet():
+    # a, b and c each avoid item "x"; a and b bring other items, c brings x itself.
+    footprint = {
+        "a": BatchFootprint.of(["a", "ia"], also_avoids=["x"]),
+        "b": BatchFootprint.of(["b", "ib"], also_avoids=["x"]),
+        "c": BatchFootprint.of(["c", "x"]),
+        "d": BatchFootprint.of(["d", "id"]),
+    }
+    names = list(footprint)
+    batches = BatchSchedule(4, 2, seed=0, footprints=lambda i: footprint[names[i]]).epoch(0)
+    together = [{names[i] for i in batch} for batch in batches]
+    assert len(together) == 2
+    assert {"c", "a"} not in together and {"c", "b"} not in together
+    assert {"c", "d"} in together and {"a", "b"} in together
+
+
+def test_biencoder_batches_never_hold_another_shown_item_of_a_request(world):
+    data = load_student_data(world["pairs"], world["requests"], world["items"])
+    # A second request of the first user for each of its shown items, and hard negatives that are
+    # often another user's shown item.
+    request = data.train[0].request_id
+    twins = [Pair(f"{request}-{n}", item) for n, item in enumerate(sorted(data.shown[request]))]
+    data.shown.update({pair.request_id: data.shown[request] for pair in twins})
+    examples = data.train + twins
+    items = sorted(data.items)
+    hard = {pair: [items[(7 * n) % len(items)]] for n, pair in enumerate(examples)}
+    task = BiEncoderTask(None, data, examples, hard_negatives=hard, batch_size=4, dev_catalog=None)
+    schedule = BatchSchedule(len(examples), 4, seed=1, footprints=task.batch_footprints())
+    for epoch in range(3):
+        assert schedule.epoch(epoch)
+        for batch in schedule.epoch(epoch):
+            pairs = [examples[i] for i in batch]
+            for pair in pairs:
+                others = {i for o in pairs if o is not pair for i in (o.item_id, *hard[o])}
+                assert not others & data.shown[pair.request_id], (pair, others)
+    dev_task = BiEncoderTask(None, data, examples, batch_size=4, dev_catalog=None)
+    for batch in dev_task.dev_batches():
+        for pair in batch:
+            others = {o.item_id for o in batch if o is not pair}
+            assert not others & data.shown[pair.request_id]
+
+
 def test_grouped_batches_keep_each_city_together_where_it_can_fill_one():
     # 40 pairs in Vienna, 20 in Osaka, 5 in Porto (too few for a batch of 8), 7 without a city.
     cities = ["Vienna"] * 40 + ["Osaka"] * 20 + ["Porto"] * 5 + [None] * 7
     pairs = [Pair(f"r{i}", f"i{i}") for i in range(len(cities))]
-    keys = lambda i: (("request", pairs[i].request_id), ("item", pairs[i].item_id))
-    grouped = BatchSchedule(len(pairs), 8, seed=3, keys=keys, groups=lambda i: cities[i])
-    mixed = BatchSchedule(len(pairs), 8, seed=3, keys=keys)
+    footprints = lambda i: BatchFootprint.of([("request", pairs[i].request_id), ("item", pairs[i].item_id)])
+    grouped = BatchSchedule(len(pairs), 8, seed=3, footprints=footprints, groups=lambda i: cities[i])
+    mixed = BatchSchedule(len(pairs), 8, seed=3, footprints=footprints)
 
     def single_city(batch):
         return len({cities[i] for i in batch}) == 1 and cities[batch[0]] is not None
@@ -137,7 +180,7 @@ def test_grouped_batches_keep_each_city_together_where_it_can_fill_one():
         # the groups' batches come shuffled, not Vienna's first
         assert whole != sorted(whole, key=["Vienna", "Osaka"].index)
         assert sum(map(single_city, mixed.epoch(epoch))) < 2
-    again = BatchSchedule(len(pairs), 8, seed=3, keys=keys, groups=lambda i: cities[i])
+    again = BatchSchedule(len(pairs), 8, seed=3, footprints=footprints, groups=lambda i: cities[i])
     assert [again.locate(p) for p in range(16)] == [grouped.locate(p) for p in range(16)]
 
 

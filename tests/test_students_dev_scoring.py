@@ -36,7 +36,7 @@ def _spec(encoder: Path) -> dict:
 def main_run(tmp_path_factory):
     """A finished run's folders as `ablate` finds them: data, generate, filter, the student."""
     root = tmp_path_factory.mktemp("dev-scoring")
-    world = write_toy_world(root / "world", users=24, dev_users=6)
+    world = write_toy_world(root / "world", users=32, dev_users=8)
     encoder = save_tiny_encoder(root / "encoder", dropout=0.0)
     run = root / "runs" / "main"
     for stage, name in (("data", "items"), ("generate", "requests"), ("filter", "pairs")):

@@ -26,7 +26,7 @@ class ScriptedTask:
     def num_examples(self) -> int:
         return 8
 
-    def batch_keys(self):
+    def batch_footprints(self):
         return None
 
     def batch_groups(self):

@@ -1,8 +1,9 @@
 """The order examples are trained in: a pure function of the seed, so a resumed run replays it.
 
 A global batch is what one forward pass sees across all processes; each process takes its
-contiguous share. With `keys`, no two examples of a batch share a key (the same request or
-the same item), so in-batch negatives are never another positive of the same request. With
+contiguous share. With `footprints`, no example of a batch brings what another must not meet
+(for the bi-encoder: its request, its item or its hard negatives against the other's request and
+every item shown for it), so in-batch negatives are never a positive of the request. With
 `groups`, batches are topic-aware (TAS-B, Hofstätter et al. 2021): each group fills batches of
 its own where it can, so in-batch negatives come from the same group (for the bi-encoder: the
 same city, where a place in the request would otherwise tell most negatives apart).
@@ -11,12 +12,29 @@ same city, where a place in the request would otherwise tell most negatives apar
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import MintError
 
-Keys = Callable[[int], Iterable[Hashable]]
+
+@dataclass(frozen=True)
+class BatchFootprint:
+    """What one example brings into a batch, and what it must not meet there: an example fits a
+    batch when nothing it brings is avoided by the batch and nothing it avoids is brought."""
+
+    brings: frozenset[Hashable]
+    avoids: frozenset[Hashable]
+
+    @classmethod
+    def of(cls, brings: Iterable[Hashable], also_avoids: Iterable[Hashable] = ()) -> BatchFootprint:
+        """An example that avoids whatever it brings itself, and `also_avoids` besides."""
+        brought = frozenset(brings)
+        return cls(brought, brought | frozenset(also_avoids))
+
+
+Footprints = Callable[[int], BatchFootprint]
 Groups = Callable[[int], Hashable | None]
 
 
@@ -26,10 +44,12 @@ def epoch_order(num_examples: int, seed: int, epoch: int, stream: int = 0) -> li
     return torch.randperm(num_examples, generator=generator).tolist()
 
 
-def distinct_key_batches(order: list[int], batch_size: int, keys: Keys | None) -> list[list[int]]:
-    """Cut `order` into full batches whose examples share no key; examples that do wait for a
-    later batch, and what cannot fill a last batch is left out of this epoch."""
-    if keys is None:
+def conflict_free_batches(
+    order: list[int], batch_size: int, footprints: Footprints | None
+) -> list[list[int]]:
+    """Cut `order` into full batches whose examples' footprints do not clash; an example that
+    clashes waits for a later batch, and what cannot fill a last batch is left out of this epoch."""
+    if footprints is None:
         return [
             order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)
         ]
@@ -37,13 +57,15 @@ def distinct_key_batches(order: list[int], batch_size: int, keys: Keys | None) -
     batches: list[list[int]] = []
     while len(remaining) >= batch_size:
         batch: list[int] = []
-        used: set[Hashable] = set()
+        brought: set[Hashable] = set()
+        avoided: set[Hashable] = set()
         deferred: list[int] = []
         for position, index in enumerate(remaining):
-            example_keys = set(keys(index))
-            if used.isdisjoint(example_keys):
+            footprint = footprints(index)
+            if avoided.isdisjoint(footprint.brings) and brought.isdisjoint(footprint.avoids):
                 batch.append(index)
-                used |= example_keys
+                brought |= footprint.brings
+                avoided |= footprint.avoids
                 if len(batch) == batch_size:
                     deferred.extend(remaining[position + 1 :])
                     break
@@ -57,9 +79,9 @@ def distinct_key_batches(order: list[int], batch_size: int, keys: Keys | None) -
 
 
 def grouped_batches(
-    order: list[int], batch_size: int, keys: Keys | None, group_of: Groups
+    order: list[int], batch_size: int, footprints: Footprints | None, group_of: Groups
 ) -> list[list[int]]:
-    """Batches of one group each where the group can fill them (`distinct_key_batches` within it,
+    """Batches of one group each where the group can fill them (`conflict_free_batches` within it,
     in `order`); the examples no group batch took, and those whose group is None, are then
     batched together in `order`. Groups' batches come out together: shuffle them before use."""
     members: dict[Hashable, list[int]] = {}
@@ -69,10 +91,10 @@ def grouped_batches(
             members.setdefault(group, []).append(index)
     batches: list[list[int]] = []
     for group_members in members.values():
-        batches.extend(distinct_key_batches(group_members, batch_size, keys))
+        batches.extend(conflict_free_batches(group_members, batch_size, footprints))
     taken = {index for batch in batches for index in batch}
     rest = [index for index in order if index not in taken]
-    return batches + distinct_key_batches(rest, batch_size, keys)
+    return batches + conflict_free_batches(rest, batch_size, footprints)
 
 
 class BatchSchedule:
@@ -83,7 +105,7 @@ class BatchSchedule:
         num_examples: int,
         batch_size: int,
         seed: int,
-        keys: Keys | None = None,
+        footprints: Footprints | None = None,
         groups: Groups | None = None,
     ):
         if num_examples < batch_size:
@@ -92,7 +114,7 @@ class BatchSchedule:
                 "lower the student's training.batch_size"
             )
         self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
-        self.keys, self.groups = keys, groups
+        self.footprints, self.groups = footprints, groups
         self._epochs: list[list[list[int]]] = []
 
     def epoch(self, epoch: int) -> list[list[int]]:
@@ -100,14 +122,14 @@ class BatchSchedule:
             epoch_number = len(self._epochs)
             order = epoch_order(self.num_examples, self.seed, epoch_number)
             if self.groups is None:
-                batches = distinct_key_batches(order, self.batch_size, self.keys)
+                batches = conflict_free_batches(order, self.batch_size, self.footprints)
             else:
-                batches = grouped_batches(order, self.batch_size, self.keys, self.groups)
+                batches = grouped_batches(order, self.batch_size, self.footprints, self.groups)
                 shuffled = epoch_order(len(batches), self.seed, epoch_number, stream=1)
                 batches = [batches[position] for position in shuffled]
             if not batches:
                 raise MintError(
-                    f"no batch of {self.batch_size} examples with distinct requests and items can be formed; "
+                    f"no batch of {self.batch_size} examples that are not each other's positives can be formed; "
                     "lower the student's training.batch_size"
                 )
             self._epochs.append(batches)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ..errors import DataError
 from ..recipe.sections.base import LoraSpec
 from ..recipe.sections.students import BiEncoderSpec
-from .batching import distinct_key_batches
+from .batching import BatchFootprint, conflict_free_batches
 from .card import base_model_identity
 from .data import Pair, StudentData, load_item_cities, load_student_data
 from .dev_metrics import ranking_measures
@@ -105,8 +105,17 @@ class BiEncoderTask:
     def num_examples(self) -> int:
         return len(self.examples)
 
-    def batch_keys(self) -> Callable[[int], tuple]:
-        return lambda index: pair_keys(self.examples[index])
+    def batch_footprints(self) -> Callable[[int], BatchFootprint]:
+        return lambda index: self.footprint(self.examples[index], with_hard_negatives=True)
+
+    def footprint(self, pair: Pair, with_hard_negatives: bool) -> BatchFootprint:
+        """A pair brings its request, its item and its hard negatives into a batch, and must not meet
+        any item shown for its request there: another positive of its user is no negative."""
+        negatives = self.hard_negatives.get(pair, ()) if with_hard_negatives else ()
+        return BatchFootprint.of(
+            [("request", pair.request_id), *(("item", i) for i in (pair.item_id, *negatives))],
+            also_avoids=[("item", i) for i in self.data.shown.get(pair.request_id, ())],
+        )
 
     def batch_groups(self) -> Callable[[int], Hashable | None] | None:
         """A pair's group is its item's (`item_groups`); pairs of ungrouped items go mixed."""
@@ -158,12 +167,15 @@ class BiEncoderTask:
             return {**self.dev_loss(model), **self.dev_ranking(model)}
 
     def dev_batches(self) -> list[list[Pair]]:
-        """The dev pairs in full batches that share no request or item, as `dev_loss` scores them."""
+        """The dev pairs in full batches, none a positive of another's request, as `dev_loss`
+        scores them."""
         dev = self.data.dev
         size = min(self.batch_size, len(dev))
         if size < 2:
             return []
-        batches = distinct_key_batches(list(range(len(dev))), size, lambda i: pair_keys(dev[i]))
+        batches = conflict_free_batches(
+            list(range(len(dev))), size, lambda i: self.footprint(dev[i], with_hard_negatives=False)
+        )
         return [[dev[i] for i in batch] for batch in batches]
 
     def dev_loss(self, model) -> dict[str, float]:
@@ -197,11 +209,6 @@ class BiEncoderTask:
 
     def save(self, model, folder: Path) -> None:
         model.save(str(folder), create_model_card=False)
-
-
-def pair_keys(pair: Pair) -> tuple:
-    """What two examples of one batch may not share: the request, or the item."""
-    return ("request", pair.request_id), ("item", pair.item_id)
 
 
 def dev_catalog_items(data: StudentData, size: int | None, seed: int) -> list[str]:

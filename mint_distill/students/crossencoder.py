@@ -140,7 +140,7 @@ class CrossEncoderTask:
     def num_examples(self) -> int:
         return len(self.groups)
 
-    def batch_keys(self) -> None:
+    def batch_footprints(self) -> None:
         return None
 
     def batch_groups(self) -> None:

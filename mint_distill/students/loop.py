@@ -21,7 +21,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from ..console import Bar, progress_bar
 from ..errors import MintError
 from ..io import JsonlAppender, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..models.precision import training_mixed_precision
-from .batching import BatchSchedule, process_share
+from .batching import BatchSchedule, Footprints, process_share
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class Task(Protocol):
 
     def num_examples(self) -> int: ...
 
-    def batch_keys(self) -> Callable[[int], Iterable[Hashable]] | None:
-        """Keys no two examples of one batch may share (None: any examples may meet)."""
+    def batch_footprints(self) -> Footprints | None:
+        """What each example brings into a batch and must not meet there (None: any examples may meet)."""
 
     def batch_groups(self) -> Callable[[int], Hashable | None] | None:
         """Each example's group, for batches drawn from one group where it can fill them
@@ -193,7 +193,7 @@ def train_loop(
         task.num_examples(),
         settings.batch_size,
         settings.seed,
-        task.batch_keys(),
+        task.batch_footprints(),
         task.batch_groups(),
     )
     accumulation = settings.gradient_accumulation

@@ -97,7 +97,8 @@ def _biencoder_problems(recipe: Recipe) -> list[str]:
     summary="train the bi-encoder student (BiEnc-Mint) on the kept pairs; dev selection, checkpoints",
     config_keys=("seed", "students.biencoder"),
     config_excluded=SAVE_TIME_KEYS,
-    version=2,  # 2: saves the trained weights at the training length; the next stage averages them
+    version=3,  # 2: saves the trained weights at the training length; the next stage averages them;
+    # 3: no in-batch negative is an item shown for the request
     after=TEXT_STAGES,
     enabled=lambda recipe: recipe.students.biencoder.enabled,
     check=_biencoder_problems,
