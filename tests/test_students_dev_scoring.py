@@ -74,6 +74,25 @@ def test_a_runs_own_student_scores_what_its_training_selected_it_on(main_run):
         assert mean == pytest.approx(scores.measures["loss"], abs=1e-5)
 
 
+def test_a_triplet_students_dev_loss_is_scored_at_its_own_margin(main_run, tmp_path):
+    world, encoder = main_run["world"], main_run["encoder"]
+    spec = {**_spec(encoder), "loss": "triplet", "triplet_margin": 0.25}
+    spec["training"] = {**spec["training"], "epochs": 1}
+    summary = train_biencoder(
+        spec,
+        pairs=world["pairs"],
+        requests=world["requests"],
+        items=world["items"],
+        out_dir=tmp_path / "train-biencoder",
+        seed=0,
+    )
+    data = run_dev_data(main_run["run"])
+    untrained = score_on_dev(str(encoder), data, BiEncoderSpec.model_validate(spec), seed=0)
+    assert untrained.measures["loss"] == pytest.approx(summary["dev_loss_before"], abs=1e-4)
+    at_default_margin = score_on_dev(str(encoder), data, BiEncoderSpec.model_validate({**spec, "triplet_margin": 1.0}), seed=0)
+    assert at_default_margin.measures["loss"] != pytest.approx(untrained.measures["loss"], abs=1e-4)
+
+
 def test_ablate_scores_every_variant_on_the_main_runs_dev_split(main_run, tmp_path):
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(

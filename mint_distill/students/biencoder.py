@@ -102,6 +102,30 @@ class BiEncoderTask:
         self.batch_size = batch_size
         self.dev_items = dev_catalog_items(data, dev_catalog, seed)
 
+    @classmethod
+    def from_spec(
+        cls,
+        model,
+        data: StudentData,
+        examples: list[Pair],
+        spec: BiEncoderSpec,
+        settings: LoopSettings,
+        **inputs: Any,
+    ) -> BiEncoderTask:
+        """The task `spec` trains (and scores its dev split with); `inputs`: hard negatives, item groups."""
+        return cls(
+            model,
+            data,
+            examples,
+            loss=spec.loss,
+            mnrl_scale=spec.mnrl_scale,
+            triplet_margin=spec.triplet_margin,
+            batch_size=settings.batch_size,
+            dev_catalog=spec.dev_catalog,
+            seed=settings.seed,
+            **inputs,
+        )
+
     def num_examples(self) -> int:
         return len(self.examples)
 
@@ -300,18 +324,14 @@ def train_biencoder(
         if spec.hard_negatives.count
         else None
     )
-    task = BiEncoderTask(
+    task = BiEncoderTask.from_spec(
         model,
         data,
         examples,
-        loss=spec.loss,
-        mnrl_scale=spec.mnrl_scale,
-        triplet_margin=spec.triplet_margin,
+        spec,
+        settings,
         hard_negatives=hard,
         item_groups=load_item_cities(items) if spec.batch_grouping == "city" else None,
-        batch_size=settings.batch_size,
-        dev_catalog=spec.dev_catalog,
-        seed=settings.seed,
     )
     result = train_loop(
         task, settings, out_dir, resume=resume, description="bi-encoder", callbacks=callbacks

@@ -55,16 +55,7 @@ def score_on_dev(
     settings = LoopSettings.from_spec(spec.training, seed)
     model, _ = load_biencoder(model_reference)
     model.max_seq_length = spec.max_seq_length
-    task = BiEncoderTask(
-        model,
-        data,
-        data.train,
-        loss=spec.loss,
-        mnrl_scale=spec.mnrl_scale,
-        batch_size=settings.batch_size,
-        dev_catalog=spec.dev_catalog,
-        seed=settings.seed,
-    )
+    task = BiEncoderTask.from_spec(model, data, data.train, spec, settings)
     on_gpu = model.device.type == "cuda"
     precision = resolve_mixed_precision(settings.mixed_precision, use_cpu=not on_gpu)
     autocast = (
