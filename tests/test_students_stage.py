@@ -120,6 +120,20 @@ def test_train_runs_the_student_stages_then_finds_them_fresh(tmp_path):
     assert skipped in " ".join(again.output.split())
 
 
+def test_dev_rankings_reach_the_depth_the_crossencoder_reranks(tmp_path):
+    recipe = _run_folder(tmp_path, epochs=0.5)
+    document = yaml.safe_load(recipe.read_text())
+    document["students"]["negatives"] = {"rank_start": 2, "rank_end": 6, "per_positive": 1}
+    document["students"]["crossencoder"]["rerank_top_k"] = 20
+    recipe.write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe)])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "runs" / "toy" / "mine-negatives" / "dev_rankings.jsonl"
+    rankings = [json.loads(line)["ranking"] for line in path.read_text().splitlines()]
+    # 20 of the 32 items, not the 12 the negatives' window alone would rank
+    assert rankings and {len(ranking) for ranking in rankings} == {20}
+
+
 def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
     recipe = _run_folder(tmp_path, epochs=0.5, finetune="lora")
     run_root = tmp_path / "runs" / "toy"

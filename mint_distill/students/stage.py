@@ -155,7 +155,7 @@ def average_biencoder_stage(ctx: StageContext) -> dict[str, Any]:
 @_stage(
     MINE_NEGATIVES,
     summary="rank the catalog with the trained bi-encoder; negatives for each kept pair from a rank window",
-    config_keys=("seed", "students.negatives"),
+    config_keys=("seed", "students.negatives", "students.crossencoder.rerank_top_k"),
     version=2,  # 2: also writes the dev requests' scored rankings
     after=(*TEXT_STAGES, AVERAGE_BIENCODER),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
@@ -179,7 +179,8 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
             model,
             requests,
             data.items,
-            depth=min(len(data.items), 2 * window[1]),
+            # deep enough for the window and for the candidates the cross-encoder's dev reranks
+            depth=min(len(data.items), max(2 * window[1], ctx.recipe.students.crossencoder.rerank_top_k)),
             batch_size=spec.encode_batch_size,
             cache_dir=ctx.dir / ".embeddings",
         )
