@@ -116,6 +116,14 @@ def test_coverage_counts_and_the_min_judged_with_text_filter():
     assert collection(min_judged_with_text=0.8).qids() == ["0002-000-NL"]
 
 
+def test_a_request_left_without_judgements_by_condensing_is_not_evaluated():
+    # 0003-000-AE's judged POIs all lack a record: condensed qrels leave it nothing to score on.
+    assert collection(pool="city").evaluation_qrels("0003-000-AE") == {}
+    assert collection(pool="city").qids() == ["0001-000-RF", "0002-000-NL"]
+    kept = collection(pool="city", condensed_qrels=False)
+    assert kept.evaluation_qrels("0003-000-AE") and kept.qids() == ["0001-000-RF", "0002-000-NL", "0003-000-AE"]
+
+
 def compact_copy(target: Path, broken: bool = True) -> Path:
     """The fixture in the shared-data layout: raw/ files and one compact JSON lines catalog."""
     (target / "raw" / "relevance").mkdir(parents=True)

@@ -137,3 +137,7 @@ def test_evaluate_metric_module_loads_offline_and_agrees(monkeypatch):
     references = [{"query_id": qid, "item_ids": list(QRELS[qid]), "grades": list(QRELS[qid].values())} for qid in QRELS]
     result = metric.compute(predictions=predictions, references=references)
     assert result == pytest.approx(mean(evaluate_run(RUN, QRELS)), abs=1e-12)
+    # A reference without grades is no judged request: trec_eval would not see it in a qrels file.
+    unanswered = {"query_id": "r4", "item_ids": [], "scores": []}
+    unjudged = {"query_id": "r4", "item_ids": [], "grades": []}
+    assert metric.compute(predictions=[*predictions, unanswered], references=[*references, unjudged]) == result

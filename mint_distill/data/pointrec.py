@@ -119,8 +119,10 @@ class TestCollection:
 
     # --- requests and coverage ---------------------------------------------------------------
     def qids(self) -> list[str]:
-        """Requests kept: at least `min_judged_with_text` of their judged POIs have a record and
-        their pool holds at least `min_pool_size` POIs."""
+        """Requests kept: at least `min_judged_with_text` of their judged POIs have a record, their
+        pool holds at least `min_pool_size` POIs, and metrics have a judgement to use (with condensed
+        qrels, a judged POI with a record): one without would score 0 here and be left out by
+        trec_eval on the written qrels."""
         return [row["qid"] for row in self.coverage() if row["kept"]]
 
     def coverage(self) -> list[dict]:
@@ -137,6 +139,7 @@ class TestCollection:
             with_text = {p: g for p, g in judged.items() if p in self.catalog}
             pool = self.pool(qid)
             share = len(with_text) / len(judged) if judged else 0.0
+            evaluated = with_text if self.spec.condensed_qrels else judged
             rows.append(
                 {
                     "qid": qid,
@@ -155,7 +158,7 @@ class TestCollection:
                     "relevant_in_pool": sum(1 for p in pool if judged.get(p, 0) > 0),
                     "city_pool_size": len(self.pool_of(qid, "city")),
                     "citycat_pool_size": len(self.pool_of(qid, "citycat")),
-                    "kept": bool(judged)
+                    "kept": bool(evaluated)
                 and share >= self.spec.min_judged_with_text
                 and len(pool) >= self.spec.min_pool_size,
                 }

@@ -74,12 +74,13 @@ def evaluate_run(
 ) -> PerQuery:
     """Per-query values `{measure: {qid: value}}`, as `trec_eval -c` computes them.
 
-    `qids` are the queries to evaluate (default: every judged query). A query the run does not
-    answer scores 0 on every measure; a requested query without any judgement also scores 0.
+    `qids` are the queries to evaluate (default: every query with a judgement, as trec_eval
+    reads a qrels file). A query the run does not answer scores 0 on every measure; a requested
+    query without any judgement also scores 0.
     """
     import ir_measures
 
-    wanted = sorted(set(qrels) if qids is None else set(qids))
+    wanted = sorted({qid for qid, judged in qrels.items() if judged} if qids is None else set(qids))
     judged = {qid: qrels[qid] for qid in wanted if qrels.get(qid)}
     answered = {qid: {item: float(score) for item, score in run[qid].items()} for qid in judged if run.get(qid)}
     by_object = {ir_measure(name, relevance_level): name for name in measures}
