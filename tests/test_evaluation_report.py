@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -131,6 +132,23 @@ def test_run_evaluation_writes_runs_that_trec_eval_scores_the_same(collection, t
     resumed = json.loads((out / "systems.json").read_text())
     assert resumed["bm25"] == systems["bm25"]  # same timing record: not recomputed
     assert (out / "runs" / "bm25-plain.trec").is_file()
+
+
+def test_the_report_says_ideal_rankings_are_within_reach_only_where_the_pools_hold_every_judged_item(
+    collection,
+):
+    condensed = dataclasses.replace(collection, notes={**collection.notes, "condensed_qrels": True})
+    runs = {"bm25": BM25Ranker().rank(condensed, 200)}
+    partial = render_markdown(evaluate_runs(condensed, runs, reference="bm25").to_json())
+    assert "the pools hold 6 of 9 judged items" in partial
+    assert "ideal rankings count only POIs a ranker can see" not in partial
+    assert "Judged items outside the pools cannot be retrieved but still count in the ideal ranking." in partial
+
+    pooled_qrels = {qid: {i: g for i, g in judged.items() if i in condensed.items} for qid, judged in condensed.qrels.items()}
+    pooled = dataclasses.replace(condensed, qrels=pooled_qrels, pools={qid: list(j) for qid, j in pooled_qrels.items()})
+    whole = render_markdown(evaluate_runs(pooled, {"bm25": BM25Ranker().rank(pooled, 200)}, reference="bm25").to_json())
+    assert "(condensed qrels): ideal rankings count only POIs a ranker can see." in whole
+    assert "still count in the ideal ranking" not in whole
 
 
 def test_the_report_says_how_many_judged_items_training_left_out(collection, tmp_path):

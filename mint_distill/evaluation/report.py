@@ -91,10 +91,11 @@ def coverage_lines(metrics: dict[str, Any]) -> list[str]:
             f"Of these requests' {coverage['judgements']:,} judgements, {coverage['judgements_with_text']:,} "
             f"({coverage['judgements_with_text'] / coverage['judgements']:.1%}) are of POIs with a record here."
         )
+    fully_pooled = coverage.get("judged_in_pool") == coverage.get("judged")
     if coverage.get("condensed_qrels"):
-        lines.append("Judgements of POIs with no record here were dropped (condensed qrels): ideal rankings "
-                     "count only POIs a ranker can see.")
-    elif shares:
+        lines.append("Judgements of POIs with no record here were dropped (condensed qrels)"
+                     + (": ideal rankings count only POIs a ranker can see." if fully_pooled else "."))
+    if shares and not fully_pooled:
         lines.append("Judged items outside the pools cannot be retrieved but still count in the ideal ranking.")
     if coverage.get("min_pool_size"):
         lines.append(f"Only requests whose pool holds at least {coverage['min_pool_size']} POIs are evaluated.")

@@ -34,8 +34,8 @@ def run_evaluation(
         # out/report.md, out/metrics.json, out/per_query.csv, out/runs/*.trec, out/qrels.txt, out/metrics.png
 
     `qrels.txt` holds the judgements the measures were computed with (the evaluated requests'; with
-    `condensed_qrels`, only of items a ranker can see), so that trec_eval on it and a run file gives
-    the report's numbers.
+    `condensed_qrels`, only of items that have a record), so that trec_eval on it and a run file
+    gives the report's numbers.
     """
     rankers = [*settings.rankers, *extra_rankers]
     if settings.reference not in {ranker.name for ranker in rankers}:

@@ -220,7 +220,7 @@ class TestCollectionSpec(Section):
     condensed_qrels: bool = Field(
         True,
         description="drop judgements of POIs with no record here, so ideal rankings count only "
-        "POIs a ranker can see (the condensed-pool protocol)",
+        "POIs a ranker can see in the judged pool (the condensed-pool protocol)",
     )
     max_snippets: int = Field(5, ge=0)
     query_template: str = Field(
