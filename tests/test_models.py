@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from conftest import embedded_or_skip
 from mint_distill.errors import IntegrityError, ModelUnavailableError
 from mint_distill.io import sha256_file
 from mint_distill.models import resolve_model
+from mint_distill.models.cache import FILES_RECORD
 from mint_distill.models.embedded import EmbeddedModel, Wheel
 from mint_distill.models.pull import pull_model, verify, verify_folder
 
@@ -41,6 +43,22 @@ def test_local_folder_resolves(tmp_path):
     resolved = resolve_model(str(folder))
     assert resolved.source == "local" and resolved.path == folder.resolve()
     assert resolved.weights_sha256() == sha256_file(folder / "model.safetensors")
+
+
+def test_a_local_folder_is_identified_by_its_weights_not_a_copied_pull_record(tmp_path):
+    from mint_distill.evaluation.encoders import fingerprint
+
+    # A copy of an embedded model folder, pull record included, whose weights were then retrained.
+    folder = tiny_bert(tmp_path / "bert")
+    (folder / FILES_RECORD).write_text(json.dumps({"model.safetensors": {"sha256": "0" * 64}}))
+    resolved = resolve_model(str(folder))
+    before = resolved.weights_sha256(), fingerprint(resolved)
+    assert before[0] == sha256_file(folder / "model.safetensors")
+    with open(folder / "model.safetensors", "ab") as weights:
+        weights.write(b" ")
+    after = resolved.weights_sha256(), fingerprint(resolved)
+    assert after[0] == sha256_file(folder / "model.safetensors")
+    assert after[0] != before[0] and after[1] != before[1]
 
 
 def test_missing_local_folder_and_non_model_folder(tmp_path):

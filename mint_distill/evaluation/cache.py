@@ -32,11 +32,11 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def folder_fingerprint(folder: str | os.PathLike) -> str:
-    """A digest of a model folder's files (the pull record of an embedded model, when present)."""
+def folder_fingerprint(folder: str | os.PathLike, embedded: bool = False) -> str:
+    """A digest of a model folder's files (for an `embedded` model, of its pull record, which
+    names every file's sha256)."""
     folder = Path(folder)
-    record = folder / FILES_RECORD
-    return sha256_file(record) if record.is_file() else sha256_tree(folder)
+    return sha256_file(folder / FILES_RECORD) if embedded else sha256_tree(folder)
 
 
 def cache_key(**identity: object) -> str:

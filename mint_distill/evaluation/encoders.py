@@ -24,7 +24,7 @@ def fingerprint(model: ResolvedModel) -> str:
     """A digest identifying a resolved model's files (hub models: their weight files)."""
     if model.source == "hub":
         return hashlib.sha256(f"{model.reference}\0{model.weights_sha256()}".encode()).hexdigest()
-    return folder_fingerprint(model.location)
+    return folder_fingerprint(model.location, embedded=model.source == "embedded")
 
 
 def load_biencoder(reference: str, device: str | None = None) -> tuple[Any, str]:

@@ -36,7 +36,9 @@ class ResolvedModel:
             folder = Path(snapshot_download(self.location, local_files_only=_hub_offline()))
         else:
             folder = Path(self.location)
-        recorded = read_json(folder / FILES_RECORD) if (folder / FILES_RECORD).is_file() else {}
+        # Only a pulled embedded model's record is ours: a copy of it in a local folder whose
+        # weights were since retrained would name the old weights.
+        recorded = read_json(folder / FILES_RECORD) if self.source == "embedded" else {}
         weights = weight_files(folder)
         if not weights:
             raise ModelUnavailableError(f"{self.reference}: no weight files (*.safetensors, *.bin) in {folder}")
