@@ -79,6 +79,26 @@ def test_hub_id_offline_says_what_to_do(monkeypatch, tmp_path):
     assert resolve_model("google/flan-t5-xl", check_hub=False).source == "hub"
 
 
+def test_a_hub_models_identity_fetches_its_weight_files_only(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "model.safetensors").write_bytes(b"weights")
+    asked = {}
+
+    def snapshot_download(repo_id, **options):
+        asked.update(options, repo_id=repo_id)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    digest = resolve_model("google/flan-t5-xl", check_hub=False).weights_sha256()
+    assert digest == hashlib.sha256(b"weights").hexdigest()
+    # Not the repo's TF, Flax or ONNX copies, which can be tens of GB.
+    assert asked == {"repo_id": "google/flan-t5-xl", "allow_patterns": ["*.safetensors", "*.bin"], "local_files_only": False}
+
+
 def test_unknown_embedded_name_lists_known_ones():
     with pytest.raises(ModelUnavailableError, match="embedded:all-mpnet-base-v2"):
         resolve_model("embedded:gpt-17")

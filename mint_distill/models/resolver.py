@@ -33,7 +33,12 @@ class ResolvedModel:
         if self.source == "hub":
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(self.location, local_files_only=_hub_offline()))
+            # Only the files the identity reads: a repo may also hold TF, Flax or ONNX copies.
+            folder = Path(
+                snapshot_download(
+                    self.location, allow_patterns=WEIGHT_PATTERNS, local_files_only=_hub_offline()
+                )
+            )
         else:
             folder = Path(self.location)
         # Only a pulled embedded model's record is ours: a copy of it in a local folder whose
@@ -52,9 +57,12 @@ class ResolvedModel:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+WEIGHT_PATTERNS = ["*.safetensors", "*.bin"]
+
+
 def weight_files(folder: Path) -> list[Path]:
-    """A model folder's weight files (*.safetensors, *.bin), in sorted order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
+    """A model folder's weight files (`WEIGHT_PATTERNS`), in sorted order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and any(p.match(pattern) for pattern in WEIGHT_PATTERNS))
 
 
 def _hub_offline() -> bool:
