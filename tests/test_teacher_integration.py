@@ -103,3 +103,7 @@ def test_smollm2_tunes_and_generates(tmp_path):
         "\n" not in o["request"] for o in accepted + rejected
     )  # stopped at the end of the request
     assert len(generated["teacher_report"]["rows"]) == 6  # 3 on the dev seeds, 2 on the users, the output
+
+    # Tuning again gives the same weights; its card's timings must not make generate run again.
+    again = run_pipeline(recipe, stages=stages, force=("tune-teacher",), quiet=True)
+    assert again.ran == ["tune-teacher"]

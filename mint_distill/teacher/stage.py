@@ -13,6 +13,7 @@ from .gates import GateSettings
 from .histories import History, Seed, load_seeds, load_users
 from .prompts import PromptBuilder, PromptTemplate, load_template
 from .report import REPORT_FILE
+from .tuning import ADAPTER
 
 _PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
 
@@ -101,11 +102,12 @@ def _join_other_processes() -> None:
     input_files=_input_files,
     enabled=lambda recipe: uses_llm(recipe) and recipe.teacher.tuning.enabled,
     check=_check_tuning,
-    reports=("summary.json", "log.json"),  # timings; generate reads the adapter
+    # timings, here and in the adapter's card; generate reads the adapter's weights
+    reports=("summary.json", "log.json", f"{ADAPTER}/README.md"),
 )
 def run_tune_teacher(ctx: StageContext) -> dict:
     from .card import write_adapter_card
-    from .tuning import ADAPTER, tune_teacher
+    from .tuning import tune_teacher
 
     _join_other_processes()
     teacher = ctx.recipe.teacher
@@ -257,7 +259,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     state = process_state()
     teacher, generation = ctx.recipe.teacher, ctx.recipe.teacher.generation
     seeds = load_seeds(_seeds_file(ctx.recipe))
-    adapter = ctx.upstream("tune-teacher") / "adapter" if teacher.tuning.enabled else None
+    adapter = ctx.upstream("tune-teacher") / ADAPTER if teacher.tuning.enabled else None
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise MintError(
             f"{adapter}: no adapter; run `mint-distill tune-teacher` first (or set teacher.tuning.enabled: false)"
