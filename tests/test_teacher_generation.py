@@ -402,3 +402,29 @@ def test_two_processes_under_accelerate_share_the_users(teacher_dir, tmp_path):
     ]
     assert sorted(merged) == sorted(f"u{k}#0" for k in range(1, 11))
     assert json.loads((out / "manifest.json").read_text())["summary"]["requests_wanted"] == 10
+
+
+def test_two_processes_tune_the_teacher_on_its_schedule_once_the_earlier_stages_have_finished(
+    teacher_dir, tmp_path
+):
+    tuning = {"seeds": str(SEEDS), "epochs": 4, "batch_size": 2, "gradient_accumulation": 1,
+              "learning_rate": 0.01, "warmup_ratio": 0.0, "checkpoint_every": 100}
+    recipe_path = _recipe(tmp_path, teacher_dir, tuning=tuning)
+    mint_distill = str(Path(sys.executable).with_name("mint-distill"))
+
+    # The main process cannot tune the teacher alone while the other one waits.
+    refused = run_on_cpu(accelerate_on_two_cpu_processes(mint_distill, "generate", str(recipe_path)), timeout=400)
+    assert refused.returncode != 0
+    assert "data, tune-teacher are not finished: run `mint-distill run RECIPE --until tune-teacher`" in refused.stderr
+    assert not (tmp_path / "runs" / "tiny" / "tune-teacher").exists()
+
+    _fresh_data(load_recipe(recipe_path))
+    done = run_on_cpu(accelerate_on_two_cpu_processes(mint_distill, "-q", "tune-teacher", str(recipe_path)), timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "runs" / "tiny" / "tune-teacher"
+    summary = json.loads((folder / "summary.json").read_text())
+    # 6 train seeds in batches of 2 on 2 processes: one batch per process and epoch.
+    assert (summary["processes"], summary["steps"]) == (2, 4)
+    log = json.loads((folder / "log.json").read_text())
+    # The linear schedule spans the run's own steps, as with one process.
+    assert [entry["lr"] for entry in log] == pytest.approx([0.01 * (4 - step) / 4 for step in (1, 2, 3, 4)])

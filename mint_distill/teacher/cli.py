@@ -31,7 +31,8 @@ def _run(recipe: Path, overrides: tuple[str, ...], stage: str, force: bool) -> N
 @_OVERRIDES
 @_FORCE
 def tune_teacher(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
-    """LoRA-tune the teacher LLM on the recipe's seed pairs (runs `data` first if needed).
+    """LoRA-tune the teacher LLM on the recipe's seed pairs (runs `data` first if needed; under
+    `accelerate launch`, the stages before it must have finished).
 
     Writes a PEFT adapter folder with a card to runs/<name>/tune-teacher/adapter and resumes
     from its last checkpoint if interrupted.

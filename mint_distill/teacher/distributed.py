@@ -1,9 +1,10 @@
 """Run one pipeline stage from the command line, alone or under `accelerate launch`.
 
-With one process this is `run_pipeline(recipe, until=stage)`. With several, only the main
-process drives the pipeline (run-folder lock, upstream stages, manifest); the others wait for
-it, take the same fresh-or-not decision, and then enter the stage function themselves, which
-synchronises with the main process and does its share of the work.
+With one process this is `run_pipeline(recipe, until=stage)`. With several, the earlier stages
+must be finished: a stage that every process must enter (tune-teacher before generate) cannot
+be run by the main process alone. Only the main process then drives the pipeline (run-folder
+lock, manifest); the others take the same fresh-or-not decision and enter the stage function
+themselves, which synchronises with the main process and does its share of the work.
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ def run_stage(
         return run_pipeline(recipe, stages=stages, until=stage_name, force=forced, quiet=quiet)
 
     position = names.index(stage_name)
-    if state.is_main_process and position > 0:
-        run_pipeline(recipe, stages=stages, until=names[position - 1], quiet=quiet)
-    state.wait_for_everyone()
+    states = stage_states(recipe, stages[: position + 1])
+    unfinished = [earlier.stage.name for earlier in states[:-1] if earlier.status != "fresh"]
+    if unfinished:
+        raise MintError(
+            f"under accelerate launch, `{stage_name}` runs only after the stages before it; "
+            f"{', '.join(unfinished)} {'is' if len(unfinished) == 1 else 'are'} not finished: run "
+            f"`mint-distill run RECIPE --until {unfinished[-1]}` first"
+        )
     target = stages[position]
-    fresh = stage_states(recipe, [target])[0].status == "fresh" and not force
-    state.wait_for_everyone()
+    fresh = states[-1].status == "fresh" and not force
+    state.wait_for_everyone()  # every process has read the states before the main process changes them
     if state.is_main_process:
         return run_pipeline(recipe, stages=stages, until=stage_name, force=forced, quiet=quiet)
     if not fresh:

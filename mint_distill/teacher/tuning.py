@@ -179,11 +179,12 @@ def tune_teacher(
         lr=tuning.learning_rate,
         weight_decay=tuning.weight_decay,
     )
+    # A prepared scheduler steps once per process at each optimizer step (Accelerate's convention).
     scheduler = get_scheduler(
         "linear",
         optimizer,
-        num_warmup_steps=round(tuning.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
+        num_warmup_steps=round(tuning.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     checkpoints = Checkpoints(output_dir / CHECKPOINTS)
