@@ -158,6 +158,17 @@ def test_template_file(tmp_path, tokenizer, seeds, user):
     assert template.scaffold_phrases() == ["Write the post this person would write."]
 
 
+def test_a_request_on_its_own_line_is_written_after_the_prompts_newline(tokenizer, seeds, user):
+    template = PromptTemplate(block="Places: {items}\nNotes:\n{reviews}\nTheir post:\n{request}\n")
+    builder = PromptBuilder(tokenizer, seeds, template=template, num_examples=1)
+    prompt = builder.build(user, prompt_rng(0, "t"))
+    assert prompt.text.endswith("Their post:\n")
+    # The target starts with the request itself: a stop string "\n" would otherwise end every
+    # generated request before its first word.
+    assert builder.target_text(prompt, "A quiet cafe please.") == "A quiet cafe please.\n"
+    assert prompt.text.count("Their post:\n") == 2  # the example's block too, its request inside
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -165,6 +176,9 @@ def test_template_file(tmp_path, tokenizer, seeds, user):
         ('block: "{items} {reviews}"\n', "must end with {request}"),
         ('block: "{items} {request}"\n', "must contain {reviews}"),
         ("- a list\n", "must be a mapping"),
+        ('item: "{name} ({country})"\n', "`item` uses {country}; it may use {city}, {name}"),
+        ('block: "{items} {reviews} in {city}: {request}"\n', "`block` uses {city}; it may use {items}, {request}, {reviews}"),
+        ('review: "- {sentence"\n', "`review` is not a valid format string"),
     ],
 )
 def test_bad_template_files_name_the_problem(tmp_path, content, message):

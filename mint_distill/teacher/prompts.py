@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -46,6 +47,14 @@ class PromptTemplate:
     instruction: str = ""
 
     def __post_init__(self) -> None:
+        for name, allowed in PLACEHOLDERS.items():
+            used = _placeholders(name, getattr(self, name))
+            unknown = sorted(used - allowed)
+            if unknown:
+                raise RecipeError(
+                    f"prompt template: `{name}` uses {', '.join(f'{{{u}}}' for u in unknown)}; it may use "
+                    f"{', '.join(f'{{{a}}}' for a in sorted(allowed))} (write {{{{ and }}}} for literal braces)"
+                )
         for placeholder in ("{items}", "{reviews}"):
             if placeholder not in self.block:
                 raise RecipeError(f"prompt template: `block` must contain {placeholder}")
@@ -55,7 +64,8 @@ class PromptTemplate:
             )
 
     def render(self, items: Sequence[ShownItem], request: str = "") -> str:
-        """One block; without a request it ends where the model starts writing."""
+        """One block; without a request it ends where the model starts writing: before {request},
+        less the spaces there (tokenizers join a leading space to the request's first word)."""
         names = self.item_separator.join(
             self.item.format(name=i.label, city=i.city)
             if i.city
@@ -63,14 +73,32 @@ class PromptTemplate:
             for i in items
         )
         reviews = self.review_separator.join(self.review.format(sentence=i.sentence) for i in items)
-        text = self.block.format(items=names, reviews=reviews, request=request)
-        return text if request else text.rstrip()
+        if request:
+            return self.block.format(items=names, reviews=reviews, request=request)
+        before_request = self.block[: self.block.rindex("{request}")]
+        return before_request.format(items=names, reviews=reviews, request="").rstrip(" \t")
 
     def scaffold_phrases(self) -> list[str]:
         """The template's own wording (each literal run of 3+ words), which a request must not copy."""
         literal = re.split(r"\{[a-z_]+\}", self.block + "\n" + self.instruction)
         phrases = [" ".join(part.split()) for chunk in literal for part in chunk.split("\n")]
         return [p.rstrip(":").strip() for p in phrases if len(p.split()) >= 3]
+
+
+# The fields a template's formatted strings may use; the separators and the instruction are literal.
+PLACEHOLDERS = {
+    "block": {"items", "reviews", "request"},
+    "item": {"name", "city"},
+    "item_without_city": {"name"},
+    "review": {"sentence"},
+}
+
+
+def _placeholders(name: str, text: str) -> set[str]:
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    except ValueError as error:
+        raise RecipeError(f"prompt template: `{name}` is not a valid format string ({error}); write {{{{ and }}}} for literal braces") from None
 
 
 def load_template(path: str | Path) -> PromptTemplate:
