@@ -58,9 +58,25 @@ def _train_batch(tokenizer, seeds):
         tokenizer, [s for s in seeds if s.split == "train"], num_examples=1, max_tokens=400
     )
     examples = build_examples(
-        builder, [s for s in seeds if s.split == "train"], seed=0, epoch=0, max_length=512
+        builder, [s for s in seeds if s.split == "train"], seed=0, prompt_seed=0, epoch=0, max_length=512
     )
     return collate(examples, tokenizer.pad_token_id)
+
+
+def test_the_prompt_seed_draws_the_examples_and_the_tuning_seed_the_order(tuned, seeds):
+    train = [s for s in seeds if s.split == "train"]
+    builder = PromptBuilder(tuned[1].tokenizer, train, num_examples=1, max_tokens=400)
+
+    def built(seed, prompt_seed):
+        return build_examples(builder, train, seed=seed, prompt_seed=prompt_seed, epoch=0, max_length=512)
+
+    def targets(examples):
+        return [e.input_ids[-e.target_length :] for e in examples]
+
+    base = built(0, 0)
+    other_examples, other_order = built(0, 1), built(1, 0)
+    assert targets(other_examples) == targets(base) and other_examples != base
+    assert sorted(targets(other_order)) == sorted(targets(base)) and targets(other_order) != targets(base)
 
 
 def _lora_weights(folder):

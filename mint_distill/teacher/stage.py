@@ -348,6 +348,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         batch_size=generation.batch_size,
         max_retries=generation.max_retries,
         seed=generation.seed,
+        prompt_seed=teacher.prompt.seed,
         settings=settings,
         request_prefix=teacher.request_prefix,
         rank=state.process_index,

@@ -69,12 +69,16 @@ def synthesize(
     batch_size: int = 16,
     max_retries: int = 2,
     seed: int = 0,
+    prompt_seed: int = 0,
     settings: dict | None = None,
     request_prefix: str | None = None,
     rank: int = 0,
     world: int = 1,
 ) -> dict:
     """Generate this rank's share of the unfinished units; return this session's counts.
+
+    `seed` seeds the sampling, `prompt_seed` (`teacher.prompt.seed`) the few-shot examples each
+    unit's attempts are shown.
 
     An accepted text is stored behind its history's `request_prefix` (`teacher.request_prefix`,
     see `prefix.render_prefix`); the gates judge the generated text alone.
@@ -100,7 +104,7 @@ def synthesize(
         while pending:
             prompts = {
                 unit.request_id: builder.build(
-                    unit.history, prompt_rng(seed, unit.request_id, attempt)
+                    unit.history, prompt_rng(prompt_seed, unit.request_id, attempt)
                 )
                 for unit, attempt in pending
             }

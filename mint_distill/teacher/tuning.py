@@ -52,15 +52,22 @@ class TuningExample:
 
 
 def build_examples(
-    builder: PromptBuilder, seeds: list[Seed], *, seed: int, epoch: int, max_length: int
+    builder: PromptBuilder,
+    seeds: list[Seed],
+    *,
+    seed: int,
+    prompt_seed: int,
+    epoch: int,
+    max_length: int,
 ) -> list[TuningExample]:
-    """One example per seed, in a seeded order per epoch, with examples drawn per epoch too."""
+    """One example per seed, in an order seeded by `seed` per epoch, with few-shot examples drawn
+    per epoch too, seeded by `prompt_seed` (`teacher.prompt.seed`)."""
     order = list(range(len(seeds)))
     prompt_rng(seed, "order", epoch).shuffle(order)
     examples = []
     for index in order:
         prompt, _ = builder.training_pair(
-            seeds[index], prompt_rng(seed, "tune", epoch, seeds[index].seed_id)
+            seeds[index], prompt_rng(prompt_seed, "tune", epoch, seeds[index].seed_id)
         )
         prompt_ids = builder.tokenizer(prompt.text, add_special_tokens=builder.add_special_tokens)[
             "input_ids"
@@ -192,7 +199,7 @@ def tune_teacher(
     state = checkpoints.restore(accelerator.unwrap_model(model), optimizer, scheduler)
 
     def dev_loss() -> float | None:
-        return _dev_loss(accelerator, model, builder, dev, tuning, tokenizer.pad_token_id)
+        return _dev_loss(accelerator, model, builder, dev, tuning, prompt.seed, tokenizer.pad_token_id)
 
     if state["step"] == 0:
         state["dev_loss_before"] = dev_loss()
@@ -207,7 +214,9 @@ def tune_teacher(
         for batch_index in range(state["batches"], total_batches):
             epoch, position = divmod(batch_index, per_epoch)
             if epoch not in epochs_cache:
-                epochs_cache = {epoch: _epoch_batches(builder, train, tuning, epoch, accelerator)}
+                epochs_cache = {
+                    epoch: _epoch_batches(builder, train, tuning, prompt.seed, epoch, accelerator)
+                }
             batch = {
                 k: v.to(accelerator.device)
                 for k, v in collate(epochs_cache[epoch][position], tokenizer.pad_token_id).items()
@@ -273,7 +282,7 @@ def tune_teacher(
         "dev_seeds": len(dev),
         "prompt_tokens_mean": round(
             sum(
-                builder.build(s.history, prompt_rng(tuning.seed, "tune", 0, s.seed_id)).num_tokens
+                builder.build(s.history, prompt_rng(prompt.seed, "tune", 0, s.seed_id)).num_tokens
                 for s in train
             )
             / len(train),
@@ -343,11 +352,16 @@ def _write_weights(network, path: Path, metadata: dict[str, str] | None = None) 
 
 
 def _epoch_batches(
-    builder, train, tuning: TuningSpec, epoch: int, accelerator
+    builder, train, tuning: TuningSpec, prompt_seed: int, epoch: int, accelerator
 ) -> list[list[TuningExample]]:
     """This process's batches of one epoch (equal counts on every process)."""
     examples = build_examples(
-        builder, train, seed=tuning.seed, epoch=epoch, max_length=tuning.max_length
+        builder,
+        train,
+        seed=tuning.seed,
+        prompt_seed=prompt_seed,
+        epoch=epoch,
+        max_length=tuning.max_length,
     )
     batches = [
         examples[i : i + tuning.batch_size] for i in range(0, len(examples), tuning.batch_size)
@@ -356,14 +370,16 @@ def _epoch_batches(
     return batches[:usable][accelerator.process_index :: accelerator.num_processes]
 
 
-def _dev_loss(accelerator, model, builder, dev, tuning: TuningSpec, pad_id: int) -> float | None:
+def _dev_loss(
+    accelerator, model, builder, dev, tuning: TuningSpec, prompt_seed: int, pad_id: int
+) -> float | None:
     """Mean request-token loss over the dev seeds (their prompts fixed across evaluations)."""
     import torch
 
     if not dev:
         return None
     examples = build_examples(
-        builder, dev, seed=tuning.seed, epoch=-1, max_length=tuning.max_length
+        builder, dev, seed=tuning.seed, prompt_seed=prompt_seed, epoch=-1, max_length=tuning.max_length
     )
     mine = examples[accelerator.process_index :: accelerator.num_processes]
     network = accelerator.unwrap_model(model)
