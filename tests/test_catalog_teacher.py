@@ -15,7 +15,7 @@ from fixtures.catalog.catalog_data import (
 from fixtures.teacher.tiny_teacher import SEEDS, save_tiny_teacher
 
 from mint_distill.data.text import render
-from mint_distill.errors import RecipeError
+from mint_distill.errors import MintError, RecipeError
 from mint_distill.filtering.records import read_requests
 from mint_distill.io import read_jsonl
 from mint_distill.pipeline import all_stages, run_pipeline
@@ -24,6 +24,7 @@ from mint_distill.recipe.sections.data import TestCollectionSpec
 from mint_distill.recipe.sections.teacher import TeacherSection
 from mint_distill.teacher.histories import History, ShownItem, load_seeds, load_users
 from mint_distill.teacher.prefix import render_prefix, request_fields
+from mint_distill.teacher.report import teacher_report
 
 PREFIX = TeacherSection().request_prefix
 USERS = 4
@@ -116,6 +117,8 @@ def test_template_teacher_writes_requests_the_filter_reads(tmp_path):
     assert summary["teacher"] == "template"
     assert summary["requests_by_origin"] == {"catalog": USERS, "history": USERS}
     assert summary["users_without_prefix"] == 0
+    with pytest.raises(MintError, match="one is written where an LLM teacher wrote requests"):
+        teacher_report(root)  # the report's setting is on: only LLM teachers are compared
     requests = read_requests(root / "generate" / "requests.jsonl")
     pairs = list(read_jsonl(root / "filter" / "pairs.jsonl"))
     assert len(pairs) == sum(len(r.item_ids) for r in requests)

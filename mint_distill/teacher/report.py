@@ -129,5 +129,8 @@ def teacher_report(run_root: str | Path) -> dict:
         raise MintError(f"{summary} not found: run `mint-distill generate RECIPE` first")
     report = read_json(summary).get("teacher_report")
     if not report:
-        raise MintError(f"{summary} has no teacher report (teacher.report.enabled was false)")
+        raise MintError(
+            f"{summary} has no teacher report: one is written where an LLM teacher wrote requests "
+            "(teacher.kind or teacher.catalog_kind llm) with teacher.report.enabled true"
+        )
     return report
