@@ -101,6 +101,17 @@ def test_training_lowers_the_loss_on_the_groups_it_trains_on(world, tmp_path, lo
     assert after < (0.5 * before if loss == "listwise" else before - 0.15), (before, after)
 
 
+def test_select_by_fused_mrr_keeps_the_checkpoint_that_serves_best_fused(world, tmp_path):
+    spec = _spec(world, epochs=1, eval_every=2, select_by="fused_mrr@10")
+    summary = train_crossencoder(spec, **world["paths"], out_dir=tmp_path / "out", seed=0)
+    log = (tmp_path / "out" / "log.jsonl").read_text().splitlines()
+    evaluations = [record for record in map(json.loads, log) if "dev" in record]
+    assert len(evaluations) > 2
+    best = max(evaluations, key=lambda record: record["dev"]["fused_mrr@10"])  # the first of a tie
+    assert summary["best_step"] == best["step"]
+    assert summary["dev_fused_mrr@10"] == round(best["dev"]["fused_mrr@10"], 4)
+
+
 def test_train_crossencoder_writes_a_cross_encoder_folder_and_card(world, tmp_path):
     from sentence_transformers import CrossEncoder
 

@@ -134,6 +134,15 @@ def test_dev_rankings_reach_the_depth_the_crossencoder_reranks(tmp_path):
     assert rankings and {len(ranking) for ranking in rankings} == {20}
 
 
+def test_the_biencoder_cannot_select_by_a_fused_measure(tmp_path):
+    recipe = _run_folder(tmp_path)
+    override = "students.biencoder.training.select_by=fused_mrr@10"
+    result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), override])
+    assert result.exit_code == 2
+    assert "fused_mrr@10 measures the cross-encoder fused with the bi-encoder" in " ".join(result.output.split())
+    assert not (tmp_path / "runs" / "toy" / "train-biencoder").exists()
+
+
 def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
     recipe = _run_folder(tmp_path, epochs=0.5, finetune="lora")
     run_root = tmp_path / "runs" / "toy"

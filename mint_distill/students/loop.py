@@ -39,7 +39,7 @@ BEST = ".best"
 DONE = "done.json"
 STATE = "trainer_state.json"
 LOG = "log.jsonl"
-HIGHER_IS_BETTER = {"mrr@10": True, "recall@10": True, "loss": False}
+HIGHER_IS_BETTER = {"mrr@10": True, "recall@10": True, "loss": False, "fused_mrr@10": True}
 
 
 @dataclass(frozen=True)

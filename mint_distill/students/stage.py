@@ -84,12 +84,19 @@ def _biencoder_problems(recipe: Recipe) -> list[str]:
     from ..models.lora_targets import lora_target_problem
 
     spec = recipe.students.biencoder
-    if spec.finetune != "lora":
-        return []
-    problem = lora_target_problem(
-        spec.model, spec.lora, "students.biencoder.lora", trust_remote_code=spec.trust_remote_code
-    )
-    return [problem] if problem else []
+    problems = []
+    if spec.training.select_by == "fused_mrr@10":
+        problems.append(
+            "students.biencoder.training.select_by: fused_mrr@10 measures the cross-encoder fused with "
+            "the bi-encoder; the bi-encoder selects by mrr@10, recall@10 or loss"
+        )
+    if spec.finetune == "lora":
+        problem = lora_target_problem(
+            spec.model, spec.lora, "students.biencoder.lora", trust_remote_code=spec.trust_remote_code
+        )
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 @_stage(

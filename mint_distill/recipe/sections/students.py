@@ -45,8 +45,11 @@ class TrainingSpec(Section):
         ge=1,
         description="stop after this many dev evaluations without improvement (null: never)",
     )
-    select_by: Literal["mrr@10", "recall@10", "loss"] = Field(
-        "mrr@10", description="dev measure that picks the kept checkpoint"
+    select_by: Literal["mrr@10", "recall@10", "loss", "fused_mrr@10"] = Field(
+        "mrr@10",
+        description="dev measure that picks the kept checkpoint; fused_mrr@10 (cross-encoder only): the "
+        "MRR@10 of its scores fused with the bi-encoder's at the weight chosen there, what evaluate and "
+        "recommend serve",
     )
     max_train_pairs: int | None = Field(
         None, ge=1, description="use at most this many training examples (seeded sample)"
