@@ -31,6 +31,7 @@ from mint_distill.teacher.synthesis import (
     REJECTED,
     REQUESTS,
     SHARDS,
+    failed_attempts,
     finished_ids,
     merge_shards,
     synthesize,
@@ -240,6 +241,20 @@ def test_rejected_requests_are_retried_then_recorded(loaded, builder, tmp_path):
         max_retries=2,
     )
     assert again["generated_this_run"] == 0  # given-up requests are finished too
+
+
+def test_a_resumed_request_goes_on_from_its_next_attempt(loaded, builder, tmp_path):
+    model, tokenizer = loaded
+    units = work_units(load_users(USERS)[:3], requests_per_user=1)
+    sampler = RequestSampler(model, tokenizer, max_new_tokens=6)  # never the 25 words the gates want
+    options = {"builder": builder, "gates": GateSettings(), "batch_size": 3, "max_retries": 2}
+    with pytest.raises(KeyboardInterrupt):  # every first attempt fails; the second call is killed
+        synthesize(units, tmp_path, sampler=_KilledAfter(sampler, 2), **options)
+    assert set(failed_attempts(tmp_path).values()) == {1}
+    synthesize(units, tmp_path, sampler=sampler, **options)
+    merged = merge_shards(tmp_path, units)
+    assert merged["rejected"] == 3 and merged["rejected_attempts"] == 9  # 3 attempts each, in all
+    assert [r["attempts"] for r in read_jsonl(tmp_path / REJECTED)] == [3, 3, 3]
 
 
 def _recipe(tmp_path: Path, teacher_dir: Path, **teacher) -> Path:

@@ -3,7 +3,8 @@
 Each process (rank r of w) takes every w-th pending request, writes what it finishes after
 every batch to its own shard files under `<out>/.shards/`, and a rerun skips every request id
 already in any shard, so a killed run finishes the rest with no duplicate and none lost, even
-with another number of processes. `merge_shards` then writes `requests.jsonl` (accepted) and
+with another number of processes; a request that had failed the gates goes on from its next
+attempt. `merge_shards` then writes `requests.jsonl` (accepted) and
 `rejected.jsonl` (gave up after `max_retries`) in user order, atomically.
 """
 
@@ -48,6 +49,15 @@ def work_units(users: Sequence[History], requests_per_user: int) -> list[Unit]:
 def origin_counts(origins: Iterable[str]) -> dict[str, int]:
     """How many histories or requests come from each origin (users, catalog), sorted by origin."""
     return dict(sorted(Counter(origins).items()))
+
+
+def failed_attempts(out_dir: Path) -> dict[str, int]:
+    """The last attempt at which each request failed the gates, in any shard."""
+    last: dict[str, int] = {}
+    for path in sorted((out_dir / SHARDS).glob("gates-*.jsonl")):
+        for record in read_jsonl(path):
+            last[record["request_id"]] = max(record["attempt"], last.get(record["request_id"], 0))
+    return last
 
 
 def finished_ids(out_dir: Path) -> set[str]:
@@ -100,7 +110,8 @@ def synthesize(
         JsonlAppender(shards / f"gates-{rank}.jsonl") as gates_out,
         progress_bar("generating requests", total=len(mine), unit="req") as bar,
     ):
-        pending = [(unit, 1) for unit in mine]
+        failed = failed_attempts(out_dir)  # a rerun goes on with the next attempt, not the first
+        pending = [(unit, failed.get(unit.request_id, 0) + 1) for unit in mine]
         while pending:
             prompts = {
                 unit.request_id: builder.build(
