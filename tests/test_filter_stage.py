@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -316,3 +317,17 @@ def test_two_processes_write_exactly_what_one_process_writes(tmp_path, tiny_llam
     assert (double.parent / "runs/toy/filter/pairs.jsonl").read_bytes() == (
         single.parent / "runs/toy/filter/pairs.jsonl"
     ).read_bytes()
+
+
+def test_two_processes_score_nothing_where_another_runs_filter_stage_is_reused(tmp_path, tiny_llama):
+    first = write_run(tmp_path, tiny_llama)
+    run_filter_stage(load_recipe(first), quiet=True)
+    second = tmp_path / "second.yaml"  # the same filter, in a run of another name beside it
+    second.write_text(first.read_text().replace("name: toy\n", "name: toy2\n"))
+    for stage in ("data", "generate"):
+        shutil.copytree(tmp_path / "runs/toy" / stage, tmp_path / "runs/toy2" / stage)
+    done = run_on_cpu([*accelerate_on_two_cpu_processes(), "-m", "mint_distill", "filter", str(second)], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "of 2 scored" not in done.stderr
+    assert read_json(tmp_path / "runs/toy2/filter/manifest.json")["reused_from"] == str(tmp_path / "runs/toy/filter")
+    assert not (tmp_path / "runs/toy2" / SCORE_CACHE).exists()

@@ -150,18 +150,25 @@ def run_filter_stage(recipe: Recipe, *, force: bool = False, quiet: bool = False
     """Run the recipe's filter stage alone (skipped when fresh unless `force`).
 
     Under `accelerate launch` every process first scores its share of the pairs into the run's
-    score cache (method `likelihood`; the `encoder` method runs on the main process alone); the
-    main process then runs the stage, which finds every score cached. Returns the run result on
-    the main process and None on the others.
+    score cache (method `likelihood`; the `encoder` method runs on the main process alone), unless
+    the stage is fresh or another run's finished filter stage will be reused; the main process
+    then runs the stage, which finds every score cached. Returns the run result on the main
+    process and None on the others.
     """
     from ..pipeline import run_pipeline, stage_states
+    from ..pipeline.runner import reusable_sibling, run_root_of
     from ..scoring import process_state
 
     state = process_state()
     if state.num_processes > 1:
-        status = stage_states(recipe, [FILTER_STAGE])[0].status
+        (stage_state,) = stage_states(recipe, [FILTER_STAGE])
+        reused = (
+            not force
+            and recipe.reuse_stages
+            and reusable_sibling(FILTER_STAGE, stage_state, run_root_of(recipe)) is not None
+        )
         state.wait_for_everyone()  # every process has read the stage's state before anything changes it
-        if recipe.filter.method == "likelihood" and (force or status != "fresh"):
+        if recipe.filter.method == "likelihood" and (force or stage_state.status != "fresh") and not reused:
             prefill_scores(recipe, shard=(state.process_index, state.num_processes))
         state.wait_for_everyone()
     if not state.is_main_process:

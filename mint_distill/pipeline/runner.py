@@ -244,6 +244,16 @@ def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced:
         raise CannotRunError(problems)
 
 
+def reusable_sibling(stage: Stage, state: StageState, run_root: Path) -> Path | None:
+    """Another run's finished folder of `stage`, under the same run_dir, with the fingerprint
+    `state` expects."""
+    for manifest_path in sorted(run_root.parent.glob(f"*/{stage.name}/{MANIFEST}")):
+        source = manifest_path.parent
+        if source.parent.resolve() != run_root.resolve() and matches(read_json(manifest_path), state.expected):
+            return source
+    return None
+
+
 def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict | None:
     """Copy a finished stage with the same fingerprint from another run under the same run_dir.
 
@@ -252,21 +262,17 @@ def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict
     where possible; stages never modify finished outputs in place (reruns start from an empty
     folder), so the link is safe. Scratch files (dot-files) are not copied.
     """
-    for manifest_path in sorted(run_root.parent.glob(f"*/{stage.name}/{MANIFEST}")):
-        source = manifest_path.parent
-        if source.parent.resolve() == run_root.resolve():
-            continue
-        manifest = read_json(manifest_path)
-        if not matches(manifest, state.expected):
-            continue
-        target = run_root / stage.name
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(source, target, ignore=_dot_files_and_manifest, copy_function=_link_or_copy)
-        write_json_atomic(target / MANIFEST, {**manifest, "reused_from": str(source)})
-        log.info("stage %-18s reused from %s", stage.name, source)
-        return manifest.get("summary", {})
-    return None
+    source = reusable_sibling(stage, state, run_root)
+    if source is None:
+        return None
+    manifest = read_json(source / MANIFEST)
+    target = run_root / stage.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=_dot_files_and_manifest, copy_function=_link_or_copy)
+    write_json_atomic(target / MANIFEST, {**manifest, "reused_from": str(source)})
+    log.info("stage %-18s reused from %s", stage.name, source)
+    return manifest.get("summary", {})
 
 
 def _dot_files_and_manifest(folder: str, names: list[str]) -> list[str]:
