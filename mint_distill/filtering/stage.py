@@ -9,6 +9,7 @@ where it stopped; the small outputs are then written atomically in one go.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,11 @@ def _example_item(record: dict, items: dict[str, CatalogItem]) -> dict:
     return {"item_id": record["item_id"], "name": items[record["item_id"]].name, "score": record["score"], "rank": record["rank"]}
 
 
+# Pairs the processes of a launch scored into the cache just before the main process runs the
+# stage (`run_filter_stage`), which then finds them cached: they count as scored by this run.
+_PREFILLED: ContextVar[int] = ContextVar("pairs_prefilled", default=0)
+
+
 def run_filter(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.filter
     requests, items = load_inputs(ctx.upstream("generate"), ctx.upstream("data"))
@@ -116,7 +122,7 @@ def run_filter(ctx: StageContext) -> dict[str, Any]:
     scored_now = 0
     if rule.method == "likelihood":
         scorer = build_scorer(section, ctx.run_root)
-        scored_now = scorer.precompute(*pair_texts(requests, items))
+        scored_now = _PREFILLED.get() + scorer.precompute(*pair_texts(requests, items))
     elif rule.method == "encoder":
         scorer = build_encoder_scorer(section, ctx.run_root)
     try:
@@ -155,11 +161,14 @@ def run_filter_stage(recipe: Recipe, *, force: bool = False, quiet: bool = False
     then runs the stage, which finds every score cached. Returns the run result on the main
     process and None on the others.
     """
+    from accelerate.utils import gather_object
+
     from ..pipeline import run_pipeline, stage_states
     from ..pipeline.runner import reusable_sibling, run_root_of
     from ..scoring import process_state
 
     state = process_state()
+    prefilled = 0
     if state.num_processes > 1:
         (stage_state,) = stage_states(recipe, [FILTER_STAGE])
         reused = (
@@ -169,8 +178,13 @@ def run_filter_stage(recipe: Recipe, *, force: bool = False, quiet: bool = False
         )
         state.wait_for_everyone()  # every process has read the stage's state before anything changes it
         if recipe.filter.method == "likelihood" and (force or stage_state.status != "fresh") and not reused:
-            prefill_scores(recipe, shard=(state.process_index, state.num_processes))
+            scored = prefill_scores(recipe, shard=(state.process_index, state.num_processes))
+            prefilled = sum(gather_object([scored]))
         state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    return run_pipeline(recipe, stages=[FILTER_STAGE], force=(FILTER,) if force else (), quiet=quiet)
+    token = _PREFILLED.set(prefilled)
+    try:
+        return run_pipeline(recipe, stages=[FILTER_STAGE], force=(FILTER,) if force else (), quiet=quiet)
+    finally:
+        _PREFILLED.reset(token)
