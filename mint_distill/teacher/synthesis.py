@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,22 +51,24 @@ def origin_counts(origins: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(origins).items()))
 
 
+def _shard_records(out_dir: Path, *prefixes: str) -> Iterator[dict]:
+    """The records of every shard file whose name starts with one of `prefixes`, file by file."""
+    for path in sorted((out_dir / SHARDS).glob("*.jsonl")):
+        if path.name.startswith(prefixes):
+            yield from read_jsonl(path)
+
+
 def failed_attempts(out_dir: Path) -> dict[str, int]:
     """The last attempt at which each request failed the gates, in any shard."""
     last: dict[str, int] = {}
-    for path in sorted((out_dir / SHARDS).glob("gates-*.jsonl")):
-        for record in read_jsonl(path):
-            last[record["request_id"]] = max(record["attempt"], last.get(record["request_id"], 0))
+    for record in _shard_records(out_dir, "gates-"):
+        last[record["request_id"]] = max(record["attempt"], last.get(record["request_id"], 0))
     return last
 
 
 def finished_ids(out_dir: Path) -> set[str]:
     """Request ids already accepted or given up on, in any shard."""
-    done: set[str] = set()
-    for path in sorted((out_dir / SHARDS).glob("*.jsonl")):
-        if path.name.startswith(("requests-", "rejected-")):
-            done.update(record["request_id"] for record in read_jsonl(path))
-    return done
+    return {record["request_id"] for record in _shard_records(out_dir, "requests-", "rejected-")}
 
 
 def synthesize(
@@ -196,20 +198,18 @@ def merge_shards(out_dir: str | Path, units: Sequence[Unit]) -> dict:
         (REJECTED, "rejected-", "rejected"),
     ):
         records: dict[str, dict] = {}
-        for path in sorted((out_dir / SHARDS).glob(f"{prefix}*.jsonl")):
-            for record in read_jsonl(path):
-                if record["request_id"] in records:
-                    counts["duplicates_dropped"] += 1
-                    continue
-                records[record["request_id"]] = record
+        for record in _shard_records(out_dir, prefix):
+            if record["request_id"] in records:
+                counts["duplicates_dropped"] += 1
+                continue
+            records[record["request_id"]] = record
         ordered = sorted(records.values(), key=lambda r: order.get(r["request_id"], len(order)))
         counts[key] = write_jsonl_atomic(out_dir / name, ordered)
     reasons: Counter = Counter()
     attempts = 0
-    for path in sorted((out_dir / SHARDS).glob("gates-*.jsonl")):
-        for record in read_jsonl(path):
-            reasons.update(record["reasons"])
-            attempts += 1
+    for record in _shard_records(out_dir, "gates-"):
+        reasons.update(record["reasons"])
+        attempts += 1
     counts["rejected_attempts"] = attempts
     counts["rejected_attempts_by_reason"] = dict(sorted(reasons.items()))
     return counts
