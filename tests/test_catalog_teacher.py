@@ -7,13 +7,16 @@ import math
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fixtures.catalog.catalog_data import (
     write_catalog_recipe,
     write_pointrec_folder,
     write_yelp_folder,
 )
+from fixtures.evaluation.tiny_encoders import save_tiny_sentence_transformer
 from fixtures.teacher.tiny_teacher import SEEDS, save_tiny_teacher
 
+from mint_distill.cli import cli
 from mint_distill.data.text import render
 from mint_distill.errors import MintError, RecipeError
 from mint_distill.filtering.records import read_requests
@@ -92,11 +95,12 @@ def write_recipe(tmp_path: Path, **settings: str) -> Path:
 
 
 def text_stages(recipe):
-    return [s for s in all_stages() if s.name in ("data", "tune-teacher", "generate", "filter")]
+    return [s for s in all_stages() if s.name in ("data", "tune-teacher", "generate", "teacher-report", "filter")]
 
 
 def test_template_teacher_writes_requests_the_filter_reads(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path))  # teacher.model does not exist: no model is loaded
+    recipe_file = write_recipe(tmp_path)
+    recipe = load_recipe(recipe_file)  # teacher.model does not exist: no model is loaded
     result = run_pipeline(recipe, stages=text_stages(recipe), quiet=True)
     assert result.ran == ["data", "generate", "filter"]  # tune-teacher is disabled for templates
     root = tmp_path / "runs" / "template"
@@ -117,8 +121,10 @@ def test_template_teacher_writes_requests_the_filter_reads(tmp_path):
     assert summary["teacher"] == "template"
     assert summary["requests_by_origin"] == {"catalog": USERS, "history": USERS}
     assert summary["users_without_prefix"] == 0
-    with pytest.raises(MintError, match="one is written where an LLM teacher wrote requests"):
+    with pytest.raises(MintError, match="a teacher report is written where an LLM teacher writes requests"):
         teacher_report(root)  # the report's setting is on: only LLM teachers are compared
+    printed = CliRunner().invoke(cli, ["teacher-report", str(recipe_file)])
+    assert printed.exit_code == 2 and "no teacher report to write: a teacher report is written where" in printed.output
     requests = read_requests(root / "generate" / "requests.jsonl")
     pairs = list(read_jsonl(root / "filter" / "pairs.jsonl"))
     assert len(pairs) == sum(len(r.item_ids) for r in requests)
@@ -205,20 +211,18 @@ def test_teacher_kinds_count_catalog_kind_only_with_catalog_histories():
 
 def test_llm_writes_for_users_and_the_template_for_catalog_histories(tmp_path):
     teacher = save_tiny_teacher(tmp_path / "teacher")
-    recipe = load_recipe(
-        write_recipe(tmp_path, kind="llm", model=str(teacher)),
-        [
-            "teacher.catalog_kind=template",
-            "teacher.tuning.enabled=false",
-            "teacher.prompt.num_examples=0",
-            "teacher.report.enabled=false",
-            "teacher.generation.max_new_tokens=8",
-            "teacher.generation.min_words=0",
-            "teacher.generation.max_repetition=1.0",
-            "teacher.generation.check_item_names=false",
-            "teacher.generation.max_retries=0",
-        ],
-    )
+    recipe_file = write_recipe(tmp_path, kind="llm", model=str(teacher))
+    settings = [
+        "teacher.catalog_kind=template",
+        "teacher.tuning.enabled=false",
+        "teacher.prompt.num_examples=0",
+        "teacher.generation.max_new_tokens=8",
+        "teacher.generation.min_words=0",
+        "teacher.generation.max_repetition=1.0",
+        "teacher.generation.check_item_names=false",
+        "teacher.generation.max_retries=0",
+    ]
+    recipe = load_recipe(recipe_file, [*settings, "teacher.report.enabled=false"])
     result = run_pipeline(recipe, stages=text_stages(recipe), until="generate", quiet=True)
     assert result.ran == ["data", "generate"]
     root = tmp_path / "runs" / "template"
@@ -243,3 +247,12 @@ def test_llm_writes_for_users_and_the_template_for_catalog_histories(tmp_path):
     assert summary["teacher_by_origin"] == {"catalog": "template", "history": "llm"}
     assert summary["requests_by_origin"]["catalog"] == summary["template_requests"] == USERS
     assert summary["requests"] == len(records) and summary["users"] == len(users)
+
+    # The teacher report measures the LLM's requests only, and says so; generate stays fresh.
+    encoder = save_tiny_sentence_transformer(tmp_path / "encoder")
+    reported = load_recipe(recipe_file, [*settings, "teacher.report.enabled=true", f"teacher.report.encoder={encoder}"])
+    result = run_pipeline(reported, stages=text_stages(reported), until="teacher-report", quiet=True)
+    assert result.ran == ["teacher-report"]
+    generated = result.summaries["teacher-report"]["rows"][-1]
+    assert generated["teacher"] == "generated requests (all users' histories)"
+    assert generated["requests"] == len(records) - USERS

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import (
     accelerate_on_two_cpu_processes,
     embedded_or_skip,
@@ -18,6 +19,7 @@ from conftest import (
 )
 from fixtures.teacher.tiny_teacher import ITEMS, SEEDS, USERS, save_tiny_teacher
 
+from mint_distill.cli import cli
 from mint_distill.errors import CannotRunError
 from mint_distill.io import read_jsonl, sha256_tree, write_json_atomic
 from mint_distill.pipeline import all_stages, run_pipeline, stage_states
@@ -309,7 +311,7 @@ def _fresh_data(recipe) -> None:
 
 
 def _teacher_stages():
-    return [s for s in all_stages() if s.name in ("tune-teacher", "generate")]
+    return [s for s in all_stages() if s.name in ("tune-teacher", "generate", "teacher-report")]
 
 
 def test_teacher_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(teacher_dir, tmp_path):
@@ -326,25 +328,22 @@ def test_teacher_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(t
     assert stage_problems(head_only, _teacher_stages()) == []
 
 
-def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
+def test_tune_generate_and_report_stages(teacher_dir, tmp_path, monkeypatch):
     encoder = embedded_or_skip("all-minilm-l6-v2")
-    recipe = load_recipe(
-        _recipe(
-            tmp_path,
-            teacher_dir,
-            prompt={"num_examples": 0, "max_tokens": 400},  # the tuned teacher needs no examples
-            report={"enabled": True, "encoder": encoder, "users": 4, "untuned_examples": 1},
-        )
+    recipe_path = _recipe(
+        tmp_path,
+        teacher_dir,
+        prompt={"num_examples": 0, "max_tokens": 400},  # the tuned teacher needs no examples
+        report={"enabled": True, "encoder": encoder, "users": 4, "untuned_examples": 1},
     )
+    recipe = load_recipe(recipe_path)
     _fresh_data(recipe)
     calls = {"n": 0}
     real_sample = RequestSampler.sample
 
     def killed_on_third_batch(self, prompts, seed):
         calls["n"] += 1
-        if (
-            calls["n"] == 4 + 3
-        ):  # 4 report batches (2 teachers x dev seeds, 4 users), then 2 batches
+        if calls["n"] == 3:
             raise KeyboardInterrupt
         return real_sample(self, prompts, seed)
 
@@ -357,7 +356,7 @@ def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
     assert stage_states(recipe, _teacher_stages())[1].status == "partial"
 
     result = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
-    assert result.ran == ["generate"] and result.skipped == ["tune-teacher"]
+    assert result.ran == ["generate", "teacher-report"] and result.skipped == ["tune-teacher"]
     generate = result.summaries["generate"]
     assert generate["requests"] + generate["rejected"] == generate["requests_wanted"] == 10
     ids = [r["request_id"] for r in read_jsonl(run_root / "generate" / REQUESTS)]
@@ -369,7 +368,7 @@ def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
     assert resolve_model(str(teacher_dir)).weights_sha256() in card
     assert "dev loss (request tokens): before tuning" in card and str(SEEDS.name) in card
     assert "at the end of epoch 1.0: " in card
-    report = generate["teacher_report"]
+    report = result.summaries["teacher-report"]
     assert [row["teacher"] for row in report["rows"]] == [
         "untuned teacher (dev seeds)",
         "tuned teacher (dev seeds)",
@@ -381,16 +380,26 @@ def test_tune_and_generate_stages(teacher_dir, tmp_path, monkeypatch):
     assert report["rows"][2]["retrieval_queries"] == 2 and report["rows"][2]["pass_rate"] == 1.0
     assert report["rows"][3]["requests"] == report["rows"][4]["requests"] == 4
     assert report["rows"][5]["requests"] == generate["requests"]
-    samples = list(read_jsonl(run_root / "generate" / "report_samples.jsonl"))
+    samples = list(read_jsonl(run_root / "teacher-report" / "report_samples.jsonl"))
     untuned = [r["user_id"] for r in samples if r["teacher"] == "untuned teacher (4 users)"]
     tuned = [r["user_id"] for r in samples if r["teacher"] == "tuned teacher (4 users)"]
     assert untuned == tuned == ["u1", "u2", "u3", "u4"]  # paired: the same users
     shown = {r["teacher"].split(" (")[0]: len(r["examples"]) for r in samples}
     assert shown == {"untuned teacher": 1, "tuned teacher": 0}
     assert report["few_shot_examples"] == {"untuned": 1, "tuned": 0}
-    assert "| teacher |" in (run_root / "generate" / "teacher_report.md").read_text()
+    assert "| teacher |" in (run_root / "teacher-report" / "teacher_report.md").read_text()
     again = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)
     assert again.ran == []
+
+    # A report setting reruns the report alone: the requests are kept.
+    requests = (run_root / "generate" / REQUESTS).read_bytes()
+    more_users = load_recipe(recipe_path, ["teacher.report.users=6"])
+    rerun = run_pipeline(more_users, stages=_teacher_stages(), quiet=True)
+    assert rerun.ran == ["teacher-report"] and (run_root / "generate" / REQUESTS).read_bytes() == requests
+    assert rerun.summaries["teacher-report"]["rows"][3]["teacher"] == "untuned teacher (6 users)"
+    printed = CliRunner().invoke(cli, ["teacher-report", str(recipe_path), "teacher.report.users=6"])
+    assert printed.exit_code == 0, printed.output
+    assert "teacher-report was fresh" in printed.output and "| untuned teacher (6 users) |" in printed.output
 
 
 def test_two_processes_under_accelerate_share_the_users(teacher_dir, tmp_path):

@@ -84,7 +84,7 @@ def test_smollm2_tunes_and_generates(tmp_path):
         )
     )
     recipe = load_recipe(recipe_file)
-    stages = [s for s in all_stages() if s.name in ("tune-teacher", "generate")]
+    stages = [s for s in all_stages() if s.name in ("tune-teacher", "generate", "teacher-report")]
     result = run_pipeline(recipe, stages=stages, quiet=True)
 
     tuned = result.summaries["tune-teacher"]
@@ -102,7 +102,7 @@ def test_smollm2_tunes_and_generates(tmp_path):
     assert all(
         "\n" not in o["request"] for o in accepted + rejected
     )  # stopped at the end of the request
-    assert len(generated["teacher_report"]["rows"]) == 6  # 3 on the dev seeds, 2 on the users, the output
+    assert len(result.summaries["teacher-report"]["rows"]) == 6  # 3 on the dev seeds, 2 on the users, the output
 
     # Tuning again gives the same weights; its card's timings must not make generate run again.
     again = run_pipeline(recipe, stages=stages, force=("tune-teacher",), quiet=True)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BUILTIN_STAGE_MODULES: tuple[str, ...] = (
     "mint_distill.data.stage",
     "mint_distill.teacher.stage",
+    "mint_distill.teacher.report_stage",
     "mint_distill.filtering.stage",
     "mint_distill.evaluation.stage",
     "mint_distill.students.stage",

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
 
 _RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 _OVERRIDES = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -13,17 +17,23 @@ _FORCE = click.option(
 )
 
 
-def _run(recipe: Path, overrides: tuple[str, ...], stage: str, force: bool) -> None:
-    from ..console import console, is_quiet
+def _load(recipe: Path, overrides: tuple[str, ...]) -> Recipe:
     from ..recipe import load_recipe
+
+    return load_recipe(recipe, overrides)
+
+
+def _run(recipe: Recipe, stage: str, force: bool) -> Path | None:
+    """Run `stage` (and the stages before it); the run folder, None on non-main processes."""
+    from ..console import console, is_quiet
     from .distributed import run_stage
 
-    loaded = load_recipe(recipe, overrides)
-    result = run_stage(loaded, stage, force=force, quiet=is_quiet())
+    result = run_stage(recipe, stage, force=force, quiet=is_quiet())
     if result is None:
-        return
+        return None
     state = "ran" if stage in result.ran else "was fresh; skipped"
     console.print(f"{stage} {state}; outputs in {result.run_root / stage}", highlight=False)
+    return result.run_root
 
 
 @click.command("tune-teacher")
@@ -43,7 +53,7 @@ def tune_teacher(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
       mint-distill tune-teacher recipes/pointrec.yaml teacher.tuning.lora.r=8 teacher.tuning.epochs=1
       mint-distill tune-teacher recipes/pointrec.yaml teacher.tuning.qlora=true
     """
-    _run(recipe, overrides, "tune-teacher", force)
+    _run(_load(recipe, overrides), "tune-teacher", force)
 
 
 @click.command("generate")
@@ -53,8 +63,8 @@ def tune_teacher(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
 def generate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
     """Write synthetic narrative requests for the recipe's users with the (tuned) teacher.
 
-    Output: runs/<name>/generate/requests.jsonl, rejected.jsonl, summary.json and
-    teacher_report.md. Killing it and running it again finishes the remaining users. Under
+    Output: runs/<name>/generate/requests.jsonl, rejected.jsonl and summary.json (the teacher
+    report is a stage of its own: `mint-distill teacher-report`). Killing it and running it again finishes the remaining users. Under
     `accelerate launch` every process generates its share of the users. With
     teacher.kind=template no model is loaded: each request is teacher.template.pattern filled
     with the request prefix and sentences of the history's items. teacher.catalog_kind=template
@@ -68,24 +78,34 @@ def generate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
       mint-distill generate recipes/pointrec.yaml teacher.catalog_kind=template
       accelerate launch --num_processes 2 "$(command -v mint-distill)" generate recipes/pointrec.yaml
     """
-    _run(recipe, overrides, "generate", force)
+    _run(_load(recipe, overrides), "generate", force)
 
 
 @click.command("teacher-report")
 @_RECIPE
 @_OVERRIDES
-def teacher_report(recipe: Path, overrides: tuple[str, ...]) -> None:
-    """Print the teacher table of a finished generate stage (round-trip retrievability, diversity).
+@_FORCE
+def teacher_report(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
+    """Sample the untuned and the tuned teacher on the dev seeds and the first users, and print
+    how their requests, the seeds' and generate's compare (round-trip retrievability, diversity).
+
+    Runs the stages before it if needed. Writes runs/<name>/teacher-report/teacher_report.md,
+    report_samples.jsonl and summary.json; changing a teacher.report key reruns only this stage.
 
     \b
-    Example:
+    Examples:
       mint-distill teacher-report recipes/pointrec.yaml
+      mint-distill teacher-report recipes/pointrec.yaml teacher.report.users=64
     """
     from ..console import stdout
-    from ..pipeline.runner import run_root_of
-    from ..recipe import load_recipe
-    from .report import format_table
+    from ..errors import MintError
+    from .report import WHEN_WRITTEN, format_table
     from .report import teacher_report as stored_report
+    from .report_stage import report_enabled
 
-    report = stored_report(run_root_of(load_recipe(recipe, overrides)))
-    stdout.print(format_table(report), markup=False, highlight=False)
+    loaded = _load(recipe, overrides)
+    if not report_enabled(loaded):
+        raise MintError(f"{recipe}: no teacher report to write: {WHEN_WRITTEN}")
+    run_root = _run(loaded, "teacher-report", force)
+    if run_root is not None:
+        stdout.print(format_table(stored_report(run_root)), markup=False, highlight=False)

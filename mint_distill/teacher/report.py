@@ -6,7 +6,7 @@ Rows (each measured with the same zero-shot encoder over the training catalog):
                                        teacher is shown more few-shot examples);
   seed requests (dev seeds)            the hand-written requests of those users (the reference);
   untuned / tuned teacher (N users)    the same pairing on the first N users of the run;
-  generated requests (all users)       every accepted request of the stage (its real output).
+  generated requests (all users)       every request the LLM wrote in generate (its real output).
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from .metrics import Catalog, distinct_n, duplicate_share
 from .prompts import PromptBuilder, prompt_rng
 
 REPORT_FILE = "teacher_report.md"
+SAMPLES_FILE = "report_samples.jsonl"
+WHEN_WRITTEN = (
+    "a teacher report is written where an LLM teacher writes requests "
+    "(teacher.kind or teacher.catalog_kind llm) and teacher.report.enabled is true"
+)
 
 
 def sample_once(
@@ -123,14 +128,8 @@ def format_table(report: dict) -> str:
 
 
 def teacher_report(run_root: str | Path) -> dict:
-    """The report stored by a finished generate stage of the run folder `run_root`."""
-    summary = Path(run_root) / "generate" / "summary.json"
+    """The report stored by a finished teacher-report stage of the run folder `run_root`."""
+    summary = Path(run_root) / "teacher-report" / "summary.json"
     if not summary.is_file():
-        raise MintError(f"{summary} not found: run `mint-distill generate RECIPE` first")
-    report = read_json(summary).get("teacher_report")
-    if not report:
-        raise MintError(
-            f"{summary} has no teacher report: one is written where an LLM teacher wrote requests "
-            "(teacher.kind or teacher.catalog_kind llm) with teacher.report.enabled true"
-        )
-    return report
+        raise MintError(f"{summary} not found: {WHEN_WRITTEN}")
+    return read_json(summary)

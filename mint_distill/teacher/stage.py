@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MintError
-from ..io import sha256_file, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..io import sha256_file, write_json_atomic, write_jsonl_atomic
 from ..pipeline import StageContext, register_stage
 from ..recipe import Recipe
 from .distributed import process_state
 from .gates import GateSettings
-from .histories import History, Seed, load_seeds, load_users
+from .histories import History, load_seeds, load_users
 from .prompts import PromptBuilder, PromptTemplate, load_template
-from .report import REPORT_FILE
 from .tuning import ADAPTER
 
-_PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
+PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
 
 
 def uses_llm(recipe: Recipe) -> bool:
@@ -23,11 +22,11 @@ def uses_llm(recipe: Recipe) -> bool:
     return "llm" in recipe.teacher.kinds(recipe.data.catalog.enabled)
 
 
-def _seeds_file(recipe: Recipe) -> Path:
+def seeds_file(recipe: Recipe) -> Path:
     return Path(recipe.teacher.tuning.seeds)
 
 
-def _template(recipe: Recipe) -> PromptTemplate:
+def prompt_template(recipe: Recipe) -> PromptTemplate:
     return (
         load_template(recipe.teacher.prompt.template)
         if recipe.teacher.prompt.template
@@ -35,28 +34,28 @@ def _template(recipe: Recipe) -> PromptTemplate:
     )
 
 
-def _input_files(recipe: Recipe) -> list[Path]:
+def teacher_input_files(recipe: Recipe) -> list[Path]:
     if not uses_llm(recipe):
         return []
-    files = [_seeds_file(recipe)]
+    files = [seeds_file(recipe)]
     if recipe.teacher.prompt.template:
         files.append(Path(recipe.teacher.prompt.template))
     return files
 
 
-def _check(recipe: Recipe) -> list[str]:
+def teacher_problems(recipe: Recipe) -> list[str]:
     problems = []
     try:
-        seeds = load_seeds(_seeds_file(recipe))
+        seeds = load_seeds(seeds_file(recipe))
         if not any(s.split == "train" for s in seeds):
-            problems.append(f"teacher.tuning.seeds: {_seeds_file(recipe)} has no train seeds")
+            problems.append(f"teacher.tuning.seeds: {seeds_file(recipe)} has no train seeds")
         tuning = recipe.teacher.tuning
         if tuning.enabled and tuning.select_by == "dev_loss" and not any(s.split == "dev" for s in seeds):
-            problems.append(f"teacher.tuning.select_by: dev_loss needs dev seeds; {_seeds_file(recipe)} has none")
+            problems.append(f"teacher.tuning.select_by: dev_loss needs dev seeds; {seeds_file(recipe)} has none")
     except MintError as error:
         problems.append(f"teacher.tuning.seeds: {error}")
     try:
-        _template(recipe)
+        prompt_template(recipe)
     except MintError as error:
         problems.append(str(error))
     return problems
@@ -73,21 +72,11 @@ def _check_tuning(recipe: Recipe) -> list[str]:
         head="causal-lm",
         trust_remote_code=teacher.trust_remote_code,
     )
-    return [*_check(recipe), *([lora_problem] if lora_problem else [])]
+    return [*teacher_problems(recipe), *([lora_problem] if lora_problem else [])]
 
 
 def _check_generate(recipe: Recipe) -> list[str]:
-    if not uses_llm(recipe):
-        return []
-    problems = _check(recipe)
-    if recipe.teacher.report.enabled:
-        from ..models import resolve_model
-
-        try:
-            resolve_model(recipe.teacher.report.encoder)
-        except MintError as error:
-            problems.append(f"teacher.report.encoder: {error}")
-    return problems
+    return teacher_problems(recipe) if uses_llm(recipe) else []
 
 
 def _join_other_processes() -> None:
@@ -98,8 +87,8 @@ def _join_other_processes() -> None:
 @register_stage(
     "tune-teacher",
     summary="LoRA-tune the teacher LLM on the seed pairs (loss on the request tokens)",
-    config_keys=(*_PROMPT_KEYS, "teacher.tuning"),
-    input_files=_input_files,
+    config_keys=(*PROMPT_KEYS, "teacher.tuning"),
+    input_files=teacher_input_files,
     enabled=lambda recipe: uses_llm(recipe) and recipe.teacher.tuning.enabled,
     check=_check_tuning,
     # timings, here and in the adapter's card; generate reads the adapter's weights
@@ -111,14 +100,14 @@ def run_tune_teacher(ctx: StageContext) -> dict:
 
     _join_other_processes()
     teacher = ctx.recipe.teacher
-    seeds = load_seeds(_seeds_file(ctx.recipe))
+    seeds = load_seeds(seeds_file(ctx.recipe))
     summary = tune_teacher(
         teacher.model,
         seeds,
         ctx.dir,
         tuning=teacher.tuning,
         prompt=teacher.prompt,
-        template=_template(ctx.recipe),
+        template=prompt_template(ctx.recipe),
         trust_remote_code=teacher.trust_remote_code,
     ).summary
     if process_state().is_main_process:
@@ -127,13 +116,13 @@ def run_tune_teacher(ctx: StageContext) -> dict:
             **teacher.tuning.model_dump(exclude={"lora", "seeds", "enabled"}),
             **{f"prompt.{k}": v for k, v in teacher.prompt.model_dump().items()},
         }
-        seeds_file = _seeds_file(ctx.recipe)
+        seeds_path = seeds_file(ctx.recipe)
         write_adapter_card(
             ctx.dir / ADAPTER,
             summary=summary,
             hyperparameters=hyperparameters,
-            seeds_file=seeds_file.as_posix(),
-            seeds_sha256=sha256_file(seeds_file),
+            seeds_file=seeds_path.as_posix(),
+            seeds_sha256=sha256_file(seeds_path),
         )
         write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
@@ -143,20 +132,19 @@ def run_tune_teacher(ctx: StageContext) -> dict:
     "generate",
     summary="write synthetic narrative requests for every user with the (tuned) teacher or the template",
     config_keys=(
-        *_PROMPT_KEYS,
+        *PROMPT_KEYS,
         "teacher.catalog_kind",
         "teacher.request_prefix",
         "teacher.template",
         "teacher.tuning.enabled",
         "teacher.tuning.seeds",
         "teacher.generation",
-        "teacher.report",
     ),
     after=("data", "tune-teacher"),
-    input_files=_input_files,
+    input_files=teacher_input_files,
     check=_check_generate,
-    # timings and the teacher table; the filter and the students read requests.jsonl
-    reports=("summary.json", REPORT_FILE, "report_samples.jsonl"),
+    # timings; the filter and the students read requests.jsonl
+    reports=("summary.json",),
 )
 def run_generate(ctx: StageContext) -> dict:
     _join_other_processes()
@@ -253,84 +241,20 @@ def _without_prefix(request_prefix: str | None, users: list[History]) -> int:
 
 def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     from ..io import read_jsonl
-    from .generation import RequestSampler, load_teacher
+    from .generation import load_teacher
     from .synthesis import REQUESTS, merge_shards, origin_counts, synthesize, work_units
 
     state = process_state()
     teacher, generation = ctx.recipe.teacher, ctx.recipe.teacher.generation
-    seeds = load_seeds(_seeds_file(ctx.recipe))
-    adapter = ctx.upstream("tune-teacher") / ADAPTER if teacher.tuning.enabled else None
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise MintError(
-            f"{adapter}: no adapter; run `mint-distill tune-teacher` first (or set teacher.tuning.enabled: false)"
-        )
+    adapter = tuned_adapter(ctx)
     model, tokenizer = load_teacher(
         teacher.model,
         adapter,
         trust_remote_code=teacher.trust_remote_code,
-        merge=False,
         precision=generation.precision,
     )
-    train_seeds, template = [s for s in seeds if s.split == "train"], _template(ctx.recipe)
-
-    def builder_with(num_examples: int) -> PromptBuilder:
-        return PromptBuilder(
-            tokenizer,
-            train_seeds,
-            template=template,
-            num_examples=num_examples,
-            max_tokens=teacher.prompt.max_tokens,
-            chat=teacher.prompt.chat,
-        )
-
-    builder = builder_with(teacher.prompt.num_examples)
-    untuned_examples = teacher.report.untuned_examples
-    if untuned_examples is None:
-        untuned_examples = teacher.prompt.num_examples
-    gates = GateSettings(
-        min_words=generation.min_words,
-        max_words=generation.max_words,
-        max_repetition=generation.max_repetition,
-        copy_span=generation.copy_span,
-        check_item_names=generation.check_item_names,
-    )
-
-    def sampler_for(network) -> RequestSampler:
-        options = generation.model_dump(
-            include={
-                "max_new_tokens",
-                "do_sample",
-                "temperature",
-                "top_k",
-                "top_p",
-                "repetition_penalty",
-                "stop",
-            }
-        )
-        return RequestSampler(
-            network, tokenizer, add_special_tokens=builder.add_special_tokens, **options
-        )
-
-    groups = _report_groups(ctx.recipe, seeds, users) if state.is_main_process else {}
-    samples: dict[str, list[dict]] = {}
-    if groups and teacher.report.untuned and adapter is not None:
-        with model.disable_adapter():
-            samples.update(
-                _sample_groups(
-                    "untuned teacher",
-                    groups,
-                    builder_with(untuned_examples),
-                    sampler_for(model),
-                    gates,
-                    ctx,
-                )
-            )
-    if adapter is not None:
-        model = model.merge_and_unload()
-    sampler = sampler_for(model)
-    label = "tuned teacher" if adapter is not None else "teacher, no adapter"
-    samples.update(_sample_groups(label, groups, builder, sampler, gates, ctx))
-
+    builder = prompt_builder(ctx.recipe, tokenizer, teacher.prompt.num_examples)
+    sampler = request_sampler(ctx.recipe, model, tokenizer, builder)
     units = work_units(users, generation.requests_per_user)
     settings = {
         "teacher": teacher.model,
@@ -344,7 +268,7 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
         ctx.dir,
         builder=builder,
         sampler=sampler,
-        gates=gates,
+        gates=gate_settings(ctx.recipe),
         batch_size=generation.batch_size,
         max_retries=generation.max_retries,
         seed=generation.seed,
@@ -372,113 +296,54 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
             run_counts["finished_this_run"], run_counts["seconds_this_run"]
         ),
     }
-    if groups:
-        few_shot = {"untuned": untuned_examples, "tuned": teacher.prompt.num_examples}
-        summary["teacher_report"] = _teacher_report(ctx, seeds, samples, gates, few_shot)
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
 
 
-def _report_groups(
-    recipe: Recipe, seeds: list[Seed], users: list[History]
-) -> dict[str, list[History]]:
-    """The users both teachers are sampled on for the report: dev seeds, then the first N users."""
-    spec = recipe.teacher.report
-    if not spec.enabled:
-        return {}
-    groups = {"dev seeds": [s.history for s in seeds if s.split == "dev"]}
-    if spec.users:
-        groups[f"{min(spec.users, len(users))} users"] = users[: spec.users]
-    return {name: histories for name, histories in groups.items() if histories}
-
-
-def _sample_groups(label: str, groups: dict, builder, sampler, gates, ctx: StageContext) -> dict:
-    from .report import sample_once
-
-    generation = ctx.recipe.teacher.generation
-    return {
-        f"{label} ({group})": sample_once(
-            histories,
-            builder=builder,
-            sampler=sampler,
-            gates=gates,
-            seed=generation.seed,
-            batch_size=generation.batch_size,
+def tuned_adapter(ctx: StageContext) -> Path | None:
+    """The tune-teacher stage's adapter folder; None where the teacher is not tuned."""
+    if not ctx.recipe.teacher.tuning.enabled:
+        return None
+    adapter = ctx.upstream("tune-teacher") / ADAPTER
+    if not (adapter / "adapter_config.json").is_file():
+        raise MintError(
+            f"{adapter}: no adapter; run `mint-distill tune-teacher` first (or set teacher.tuning.enabled: false)"
         )
-        for group, histories in groups.items()
-    }
+    return adapter
 
 
-def _teacher_report(
-    ctx: StageContext,
-    seeds: list[Seed],
-    samples: dict[str, list[dict]],
-    gates: GateSettings,
-    few_shot_examples: dict[str, int],
-) -> dict:
-    """Measure every sampled group, the dev seeds' own requests and the stage's output; write the table."""
-    from ..io import read_jsonl
-    from ..models.loading import load_sentence_transformer
-    from .gates import check_request
-    from .metrics import Catalog
-    from .report import format_table, measure_row
-    from .synthesis import REQUESTS
-
-    spec = ctx.recipe.teacher.report
-    items = list(read_jsonl(ctx.upstream("data") / "items.jsonl"))
-    encoder = load_sentence_transformer(spec.encoder)
-    catalog = Catalog(encoder, items, cache_dir=ctx.dir / ".cache", encoder_name=spec.encoder)
-    scaffold = _template(ctx.recipe).scaffold_phrases()
-    references = {
-        "seed requests (dev seeds)": [
-            {
-                "user_id": s.history.user_id,
-                "request": s.request,
-                "reasons": check_request(
-                    s.request,
-                    prompt_text="",
-                    items=s.history.items,
-                    scaffold=scaffold,
-                    settings=gates,
-                ),
-                "items": [
-                    {"item_id": i.item_id, "name": i.name, "city": i.city} for i in s.history.items
-                ],
-            }
-            for s in seeds
-            if s.split == "dev"
-        ]
-    }
-    measured = {**samples, **references}
-    groups = dict.fromkeys(name.split(" (", 1)[1] for name in measured)  # "dev seeds)", "32 users)"
-    ordered = [
-        f"{kind} ({group}"
-        for group in groups
-        for kind in _ROW_ORDER
-        if f"{kind} ({group}" in measured
-    ]
-    rows = [measure_row(name, measured[name], catalog, spec.k) for name in ordered]
-    generated = [
-        {"request": r["request"], "items": [{"item_id": i} for i in r["item_ids"]]}
-        for r in read_jsonl(ctx.dir / REQUESTS)
-    ]
-    rows.append(measure_row("generated requests (all users)", generated, catalog, spec.k))
-    write_jsonl_atomic(
-        ctx.dir / "report_samples.jsonl",
-        [{"teacher": name, **record} for name, records in samples.items() for record in records],
+def prompt_builder(recipe: Recipe, tokenizer, num_examples: int) -> PromptBuilder:
+    """Prompts with up to `num_examples` few-shot examples drawn from the train seeds."""
+    teacher = recipe.teacher
+    return PromptBuilder(
+        tokenizer,
+        [s for s in load_seeds(seeds_file(recipe)) if s.split == "train"],
+        template=prompt_template(recipe),
+        num_examples=num_examples,
+        max_tokens=teacher.prompt.max_tokens,
+        chat=teacher.prompt.chat,
     )
-    report = {
-        "k": spec.k,
-        "encoder": spec.encoder,
-        "catalog_items": len(items),
-        "few_shot_examples": few_shot_examples,
-        "rows": rows,
-    }
-    write_text_atomic(ctx.dir / REPORT_FILE, "# Teacher report\n\n" + format_table(report))
-    return report
 
 
-_ROW_ORDER = ("untuned teacher", "tuned teacher", "teacher, no adapter", "seed requests")
+def request_sampler(recipe: Recipe, network, tokenizer, builder: PromptBuilder):
+    """A `RequestSampler` with the recipe's `teacher.generation` sampling settings."""
+    from .generation import RequestSampler
+
+    options = recipe.teacher.generation.model_dump(
+        include={"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "stop"}
+    )
+    return RequestSampler(network, tokenizer, add_special_tokens=builder.add_special_tokens, **options)
+
+
+def gate_settings(recipe: Recipe) -> GateSettings:
+    generation = recipe.teacher.generation
+    return GateSettings(
+        min_words=generation.min_words,
+        max_words=generation.max_words,
+        max_repetition=generation.max_repetition,
+        copy_span=generation.copy_span,
+        check_item_names=generation.check_item_names,
+    )
 
 
 def _sum_over_processes(counts: dict) -> dict:

@@ -110,7 +110,7 @@ class GenerationSpec(Section):
 
 
 class ReportSpec(Section):
-    """Round-trip retrievability and diversity of the teacher, in the generate stage summary."""
+    """Round-trip retrievability and diversity of the teacher: the teacher-report stage, after generate."""
 
     enabled: bool = True
     encoder: str = Field(
