@@ -353,6 +353,7 @@ def test_tune_generate_and_report_stages(teacher_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(RequestSampler, "sample", real_sample)
     run_root = tmp_path / "runs" / "tiny"
     assert (run_root / "tune-teacher" / "manifest.json").is_file()
+    assert not (run_root / "tune-teacher" / ".checkpoints").exists()  # removed after the manifest
     assert stage_states(recipe, _teacher_stages())[1].status == "partial"
 
     result = run_pipeline(recipe, stages=_teacher_stages(), quiet=True)

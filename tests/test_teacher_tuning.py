@@ -5,6 +5,7 @@ epoch's adapter (also across a resumption), and QLoRA runs the same path on the 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -101,7 +102,24 @@ def test_request_loss_goes_down(tuned, teacher_dir, seeds):
     assert summary["dev_loss_after"] < summary["dev_loss_before"]
     log = json.loads((out / "log.json").read_text())
     assert [entry["step"] for entry in log] == list(range(1, 13))
-    assert not (out / ".checkpoints").exists()  # scratch removed once the adapter is saved
+    # the finished state stays for a resumption until the stage's manifest is written
+    assert [p.name for p in (out / ".checkpoints").glob("step-*")] == ["step-0000012"]
+
+
+def test_a_finished_tuning_run_again_resumes_at_its_end(tuned, teacher_dir, seeds, tmp_path, monkeypatch):
+    out, finished = tuned
+    shutil.copytree(out / ".checkpoints", tmp_path / ".checkpoints")
+    real_loss = tuning_module.request_loss
+
+    def scored_only(model, batch, reduction="mean"):
+        assert reduction == "sum", "a finished run trained a batch again"  # dev scoring sums
+        return real_loss(model, batch, reduction)
+
+    monkeypatch.setattr(tuning_module, "request_loss", scored_only)
+    again = tune_teacher(str(teacher_dir), seeds, tmp_path, tuning=SPEC, prompt=PROMPT)
+    assert (again.summary["resumed_from_step"], again.summary["steps"]) == (12, 12)
+    assert again.summary["dev_loss_by_epoch"] == finished.summary["dev_loss_by_epoch"]
+    assert _same_weights(_lora_weights(tmp_path), _lora_weights(out))
 
 
 def test_dev_seeds_are_scored_at_each_epoch_end_without_changing_the_training(tuned, teacher_dir, seeds, tmp_path):
@@ -245,7 +263,6 @@ def test_select_by_dev_loss_keeps_the_adapter_of_the_best_epoch(selected):
     assert _same_weights({name: tensor.cpu() for name, tensor in in_memory.items()}, epoch_two)
     card = write_adapter_card(out / "adapter", summary=summary, hyperparameters={}, seeds_file="seeds.jsonl", seeds_sha256="0")
     assert "kept: the adapter of step 6 (epoch 2.0; `select_by: dev_loss`)" in card.read_text()
-    assert not (out / ".checkpoints").exists()
 
 
 def test_select_by_last_keeps_the_last_step_whatever_the_dev_loss(teacher_dir, seeds, tmp_path, monkeypatch):

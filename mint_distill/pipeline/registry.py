@@ -59,6 +59,9 @@ class Stage:
     `reports` names files of the stage folder that only describe the run (counts, tables) and no
     later stage reads: they are left out of the output hash, so that a change they alone show
     (a run that excludes other items but writes the same data) leaves later stages fresh.
+    `scratch` names folders of the stage folder that only serve resuming it (training
+    checkpoints): they are removed once the manifest is written, so that a run killed before
+    that resumes from them.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Stage:
     config_keys: tuple[str, ...]
     config_excluded: tuple[str, ...] = ()
     reports: tuple[str, ...] = ()
+    scratch: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     input_files: Callable[[Recipe], list[Path]] = field(default=_no_files)
     enabled: Callable[[Recipe], bool] = field(default=_always)

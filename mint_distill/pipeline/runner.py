@@ -317,6 +317,8 @@ def _run_stage(stage: Stage, state: StageState, recipe: Recipe, run_root: Path, 
     }
     write_json_atomic(stage_dir / MANIFEST, manifest)
     (stage_dir / IN_PROGRESS).unlink(missing_ok=True)
+    for folder in stage.scratch:
+        shutil.rmtree(stage_dir / folder, ignore_errors=True)
     log.info("stage %-18s done in %.1f s", stage.name, seconds)
     release_freed_memory()
     return summary

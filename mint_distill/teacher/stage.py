@@ -12,7 +12,7 @@ from .distributed import process_state
 from .gates import GateSettings
 from .histories import History, load_seeds, load_users
 from .prompts import PromptBuilder, PromptTemplate, load_template
-from .tuning import ADAPTER
+from .tuning import ADAPTER, CHECKPOINTS
 
 PROMPT_KEYS = ("teacher.kind", "teacher.model", "teacher.trust_remote_code", "teacher.prompt")
 
@@ -93,6 +93,7 @@ def _join_other_processes() -> None:
     check=_check_tuning,
     # timings, here and in the adapter's card; generate reads the adapter's weights
     reports=("summary.json", "log.json", f"{ADAPTER}/README.md"),
+    scratch=(CHECKPOINTS,),
 )
 def run_tune_teacher(ctx: StageContext) -> dict:
     from .card import write_adapter_card

@@ -3,10 +3,12 @@
 The training prompt is the generator's prompt (few-shot examples drawn from the other train
 seeds, then the seed's own history), so the tuned teacher sees at generation exactly the format
 it was trained on. The loop is plain PyTorch under an `Accelerator`: one process on a CPU, or
-`accelerate launch` over several devices. Every `checkpoint_every` optimizer steps the adapter,
-optimizer, scheduler and RNG state go to `<output>/.checkpoints/`; a rerun resumes at the same
-step with the same data order. With `select_by: dev_loss` the adapter with the lowest dev loss so
-far waits in `<output>/.checkpoints/best/` and is the one saved at the end.
+`accelerate launch` over several devices. Every `checkpoint_every` optimizer steps, and after
+the last, the adapter, optimizer, scheduler and RNG state go to `<output>/.checkpoints/`; a rerun
+resumes at the same step with the same data order, or, once training has finished, only saves
+the adapter again. With `select_by: dev_loss` the adapter with the lowest dev loss so far waits
+in `<output>/.checkpoints/best/` and is the one saved at the end. The tune-teacher stage removes
+`.checkpoints` once its manifest is written.
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ def tune_teacher(
                     best.offer(accelerator, model, entry)
             state["log"].append(entry)
             state["window"] = []
-            if state["step"] % tuning.checkpoint_every == 0 and state["step"] < total_steps:
+            if state["step"] % tuning.checkpoint_every == 0 or state["step"] == total_steps:
                 state["seconds"] += time.perf_counter() - clock
                 state["cpu_seconds"] += time.process_time() - cpu_clock
                 clock, cpu_clock = time.perf_counter(), time.process_time()
@@ -269,7 +271,6 @@ def tune_teacher(
     if accelerator.is_main_process:
         _save_adapter(accelerator.unwrap_model(model), output_dir)
         write_json_atomic(output_dir / "log.json", state["log"])
-        shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
     accelerator.wait_for_everyone()
     network = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     losses = [entry["loss"] for entry in state["log"]]
