@@ -33,6 +33,7 @@ import filelock
 from .console import progress_bar
 from .errors import MintError
 from .models.precision import Precision, autocast, resolve_precision
+from .models.resolver import setup_sha256
 
 DEFAULT_PROMPT = "Review: {item} Write a reddit request asking for recommendations based on this review:"
 ITEM_PLACEHOLDER = "{item}"
@@ -167,9 +168,14 @@ class LikelihoodScorer:
 
     @property
     def identity(self) -> str:
-        """What makes two scorers give the same numbers: weights, model type, quantization, prompt, limits, precision."""
+        """What makes two scorers give the same numbers: weights (and a local folder's config and
+        tokenizer), model type, quantization, prompt, limits, precision."""
         if self._identity is None:
+            # Embedded and hub models are fixed by their registry and name: their key stays as it was.
+            local = self.resolved.source == "local"
+            setup = {"setup": setup_sha256(self.resolved.path)} if local else {}
             self._identity = hashlib.sha256(json.dumps({
+                **setup,
                 "weights": self.resolved.weights_sha256(),
                 "model_type": self.model_type,
                 "quantization": self.quantization,

@@ -273,8 +273,8 @@ def test_a_missing_model_that_a_stage_would_read_stops_the_run_before_any_stage(
     stages = registry.ordered()
     # The student's model is missing too, but no stage here reads it.
     assert run_pipeline(load_recipe(recipe_file), stages=stages).ran == ["words", "rank"]
-    (ranker_model / "config.json").unlink()
-    assert run_pipeline(load_recipe(recipe_file), stages=stages).skipped == ["words", "rank"]
+    (ranker_model / "config.json").unlink()  # the ranker's stage is stale: its model's files changed
+    assert run_pipeline(load_recipe(recipe_file), stages=stages[:1]).skipped == ["words"]
     with pytest.raises(MintError, match=r"cannot run here yet:\n  - evaluation.rankers.0.model: `.*ranker` exists") as refused:
         run_pipeline(load_recipe(recipe_file, ["data.selection.min_liked=5"]), stages=stages)
     assert "no-such-student" not in str(refused.value)
@@ -335,7 +335,7 @@ def test_a_stage_that_fetches_its_own_input_is_fresh_on_the_next_run(recipe_file
     assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
 
 
-def test_retrained_weights_of_a_local_model_make_the_stages_that_load_it_stale(recipe_file, tmp_path):
+def test_retrained_weights_or_a_new_tokenizer_of_a_local_model_make_the_stages_that_load_it_stale(recipe_file, tmp_path):
     model = tmp_path / "my-encoder"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -352,6 +352,11 @@ def test_retrained_weights_of_a_local_model_make_the_stages_that_load_it_stale(r
     run_pipeline(recipe, stages=stages)
     assert [s.status for s in stage_states(recipe, stages)] == ["fresh"]
     (model / "model.safetensors").write_bytes(b"weights v2")
+    assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
+    run_pipeline(recipe, stages=stages)
+    (model / "README.md").write_text("a card")
+    assert [s.status for s in stage_states(recipe, stages)] == ["fresh"]
+    (model / "tokenizer_config.json").write_text('{"do_lower_case": false}')  # no new weights
     assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 from fixtures.tiny_lm import save_tiny_llama, save_tiny_t5
@@ -129,6 +132,17 @@ def test_long_items_are_cut_at_max_item_tokens(tiny_llama):
     assert long_item.startswith(cut) and len(scorer.tokenizer(cut, add_special_tokens=False)["input_ids"]) == 12
     assert scorer.score([long_item], [REQUESTS[0]]) == pytest.approx(scorer.score([cut], [REQUESTS[0]]), abs=1e-5)
     assert scorer.identity != LikelihoodScorer(str(tiny_llama), max_item_tokens=13).identity
+
+
+def test_a_local_model_is_scored_apart_once_its_tokenizer_changes(tiny_llama, tmp_path):
+    folder = tmp_path / "llama"
+    shutil.copytree(tiny_llama, folder)
+    before = LikelihoodScorer(str(folder)).identity
+    (folder / "README.md").write_text("a card says nothing about the scores")
+    assert LikelihoodScorer(str(folder)).identity == before
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "add_bos_token": not config.get("add_bos_token")}))
+    assert LikelihoodScorer(str(folder)).identity != before
 
 
 def test_a_second_scorer_on_the_same_cache_never_runs_the_model(tiny_llama, tmp_path):

@@ -62,7 +62,32 @@ WEIGHT_PATTERNS = ["*.safetensors", "*.bin"]
 
 def weight_files(folder: Path) -> list[Path]:
     """A model folder's weight files (`WEIGHT_PATTERNS`), in sorted order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and any(p.match(pattern) for pattern in WEIGHT_PATTERNS))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_weights(p))
+
+
+def setup_sha256(folder: Path) -> str:
+    """sha256 over `setup_files(folder)`: what changes a model's results besides its weights."""
+    digest = hashlib.sha256()
+    for path in setup_files(folder):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def setup_files(folder: Path) -> list[Path]:
+    """A model folder's other files but README.md and hidden ones (config, tokenizer, pooling),
+    in sorted order."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not _is_weights(p)
+        and p.relative_to(folder).as_posix() != "README.md"
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _is_weights(path: Path) -> bool:
+    return any(path.match(pattern) for pattern in WEIGHT_PATTERNS)
 
 
 def _hub_offline() -> bool:

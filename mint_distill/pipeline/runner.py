@@ -114,24 +114,24 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
 
 def _input_file_digests(stage: Stage, recipe: Recipe, hashes: FileHashCache) -> dict[str, str]:
     files = {}
-    for path in [*stage.input_files(recipe), *_local_model_weights(stage, recipe)]:
+    for path in [*stage.input_files(recipe), *_local_model_files(stage, recipe)]:
         path = Path(path)
         files[str(path)] = hashes.sha256(path) if path.is_file() else "missing"
     return files
 
 
-def _local_model_weights(stage: Stage, recipe: Recipe) -> list[Path]:
-    """The weight files of each model folder on this machine that the stage loads: retraining a
-    local baseline makes the stages that read it stale, as a changed recipe key does. Embedded
-    models are fixed by their registry, hub ids by their name."""
-    from ..models.resolver import EMBEDDED_PREFIX, weight_files
+def _local_model_files(stage: Stage, recipe: Recipe) -> list[Path]:
+    """The files of each model folder on this machine that the stage loads (weights, config,
+    tokenizer): retraining a local baseline makes the stages that read it stale, as a changed
+    recipe key does. Embedded models are fixed by their registry, hub ids by their name."""
+    from ..models.resolver import EMBEDDED_PREFIX, setup_files, weight_files
     from ..validation import model_references  # here: validation imports this package
 
     files: list[Path] = []
     for key, reference in model_references(recipe).items():
         folder = Path(reference).expanduser()
         if stage.reads(key) and not reference.startswith(EMBEDDED_PREFIX) and folder.is_dir():
-            files += weight_files(folder)
+            files += weight_files(folder) + setup_files(folder)
     return files
 
 
