@@ -58,6 +58,21 @@ def test_explicit_precisions_are_kept_and_emulated_bfloat16_is_warned_once(nativ
         assert "AVX512-BF16" in emulated[0].getMessage() and "auto" in emulated[0].getMessage()
 
 
+def test_auto_on_a_gpu_that_only_emulates_bfloat16_is_float32_and_fp16_training(monkeypatch, caplog):
+    from mint_distill.models.loading import quantization_config
+
+    # A pre-Ampere GPU: torch says yes to bfloat16 unless asked about native support.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    precision_module._warn_emulated.cache_clear()
+    assert resolve_precision("auto", "cuda") == "float32"
+    assert resolve_mixed_precision("auto", use_cpu=False) == "fp16"
+    assert quantization_config("4bit").bnb_4bit_compute_dtype == torch.float32
+    with caplog.at_level(logging.WARNING, logger=precision_module.__name__):
+        warn_if_emulated("bfloat16", "cuda")
+    assert "GPU predates Ampere" in caplog.text
+
+
 def test_fp16_training_on_the_cpu_falls_back_to_float32(caplog):
     with caplog.at_level(logging.WARNING, logger=precision_module.__name__):
         assert resolve_mixed_precision("fp16", use_cpu=True) == "no"

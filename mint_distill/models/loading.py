@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Literal
 
+from .precision import native_bf16
 from .resolver import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def quantization_config(quantization: Quantization):
 
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    compute = torch.bfloat16 if native_bf16("cuda") else torch.float32
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
     )

@@ -48,7 +48,8 @@ def native_bf16(device_type: str) -> bool:
     import torch
 
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # By default torch also says yes where it only emulates bfloat16 (before Ampere).
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return device_type == "cpu" and _cpu_has_native_bf16()
 
 
