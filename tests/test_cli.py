@@ -71,6 +71,16 @@ def test_bad_override_exits_2(typo_recipe):
     assert "Allowed keys here: alpha, dropout, r, target_modules" in result.stderr
 
 
+def test_error_messages_are_printed_as_they_are_with_their_brackets(tmp_path, typo_recipe):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nablations:\n  filter-none: [filter.method=none\n")
+    result = mint("validate", str(broken))
+    assert result.returncode == 2
+    assert "expected ',' or ']'" in result.stderr and "[filter.method=none" in result.stderr
+    result = mint("validate", str(typo_recipe), "data.item_text.template={name}[/{x}]")
+    assert result.returncode == 2 and "[/{x}]" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_debug_shows_traceback(typo_recipe):
     result = mint("--debug", "validate", str(typo_recipe))
     assert result.returncode == 2 and "Traceback" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 PATH_OPTION = click.option(
     "--path",
@@ -50,7 +51,7 @@ def adapters_list(paths: tuple[Path, ...]) -> None:
         )
     stdout.print(table)
     for problem in problems:
-        console.print(f"[yellow]skipped[/] {problem}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
 
 
 def _student_ndcg(manifest: dict) -> str:
@@ -130,7 +131,7 @@ def adapters_verify(bundles: tuple[str, ...], paths: tuple[Path, ...]) -> None:
             failed.append(f"{info.path}:\n" + "\n".join(f"    - {p}" for p in problems))
         else:
             console.print(
-                f"[green]ok[/] {info.domain} ({info.path}, {len(info.manifest['files'])} files)", highlight=False
+                f"[green]ok[/] {info.domain} ({escape(str(info.path))}, {len(info.manifest['files'])} files)", highlight=False
             )
     if failed:
         raise IntegrityError("bundles failed verification:\n  " + "\n  ".join(failed))
@@ -154,7 +155,7 @@ def adapters_import(archive: Path, target: Path, name: str | None, overwrite: bo
     from .archive import import_bundle
 
     installed = import_bundle(archive, target, name=name, overwrite=overwrite)
-    console.print(f"[green]ok[/] installed {installed}", highlight=False)
+    console.print(f"[green]ok[/] installed {escape(str(installed))}", highlight=False)
 
 
 @click.command("adapt")
@@ -235,7 +236,7 @@ def adapt(
         return
     result = run_adapt(recipe, teacher_from=list(teacher_from), quiet=is_quiet())
     if result.reused_teacher:
-        console.print(f"reused the teacher adapter of {result.reused_teacher}", highlight=False)
+        console.print(f"reused the teacher adapter of {result.reused_teacher}", highlight=False, markup=False)
     console.print(
-        f"[green]ok[/] bundle {domain} in {result.bundle} (run folder {result.run.run_root})", highlight=False
+        f"[green]ok[/] bundle {domain} in {escape(str(result.bundle))} (run folder {escape(str(result.run.run_root))})", highlight=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -94,11 +95,11 @@ def fetch(recipe: Path, overrides: tuple[str, ...]) -> None:
         raise DataError(
             f"{path}: not found, and there is no known public origin for data.source.path `{loaded.data.source.path}`"
         )
-    console.print(f"[green]ok[/] data.source: {path}", highlight=False)
+    console.print(f"[green]ok[/] data.source: {escape(str(path))}", highlight=False)
     folder = ensure_dataset(
         POINTREC,
         under(base, loaded.data.test.path),
         download=loaded.data.test.download,
         key="data.test",
     )
-    console.print(f"[green]ok[/] data.test: {folder}", highlight=False)
+    console.print(f"[green]ok[/] data.test: {escape(str(folder))}", highlight=False)

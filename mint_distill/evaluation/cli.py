@@ -129,7 +129,7 @@ def ablate(
         arms = {}
         for arm, recipes in arm_recipes.items():
             if arm != FULL:
-                console.print(f"ablation {arm}: {', '.join(loaded.ablations[arm])}", highlight=False)
+                console.print(f"ablation {arm}: {', '.join(loaded.ablations[arm])}", highlight=False, markup=False)
             arms[arm] = {}
             for seed, arm_recipe in recipes.items():
                 if len(seeds) > 1:
@@ -140,4 +140,4 @@ def ablate(
     table = compare_variants(arms, loaded, dev, dev_requests)
     report = write_ablation_report(table, run_root_of(loaded) / REPORT_FOLDER)
     console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"report: {report}", highlight=False)
+    console.print(f"report: {report}", highlight=False, markup=False)

@@ -42,11 +42,12 @@ def filter(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
         return
     folder = result.run_root / FILTER
     if FILTER in result.skipped:
-        console.print(f"filter is fresh, nothing to do; outputs in {folder} (--force reruns it)", highlight=False)
+        console.print(f"filter is fresh, nothing to do; outputs in {folder} (--force reruns it)", highlight=False, markup=False)
         return
     summary = read_json(folder / "summary.json")
     console.print(
         f"kept {summary['pairs_kept']} of {summary['pairs_in']} pairs from {summary['requests']} requests "
         f"(method {summary['method']}); outputs in {folder}",
         highlight=False,
+        markup=False,
     )

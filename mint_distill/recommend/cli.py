@@ -147,7 +147,9 @@ def recommend(
     if rerank:
         fusion_weight, rerank_top_k = recorded_reranking(rerank, fusion_weight, rerank_top_k, list(adapter_paths))
     console.print(
-        f"{items.name}: {len(items)} items; encoder {text_encoder.description}; index {index.folder}", highlight=False
+        f"{items.name}: {len(items)} items; encoder {text_encoder.description}; index {index.folder}",
+        highlight=False,
+        markup=False,
     )
     answers = Recommender(items, text_encoder, index, reranker, rerank_top_k, fusion_weight).recommend(pairs, k)
     if output_format == "jsonl":

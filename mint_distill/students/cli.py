@@ -53,7 +53,7 @@ def train(recipe: Path, overrides: tuple[str, ...], only: str | None, force: boo
         console.print(
             f"fresh, skipped: {', '.join(result.skipped)} (--force retrains)", highlight=False
         )
-    console.print(f"outputs in {result.run_root}", highlight=False)
+    console.print(f"outputs in {result.run_root}", highlight=False, markup=False)
 
 
 def _describe(summary: dict) -> str:

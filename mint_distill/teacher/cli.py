@@ -32,7 +32,7 @@ def _run(recipe: Recipe, stage: str, force: bool) -> Path | None:
     if result is None:
         return None
     state = "ran" if stage in result.ran else "was fresh; skipped"
-    console.print(f"{stage} {state}; outputs in {result.run_root / stage}", highlight=False)
+    console.print(f"{stage} {state}; outputs in {result.run_root / stage}", highlight=False, markup=False)
     return result.run_root
 
 
