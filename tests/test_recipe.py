@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def test_override_into_an_item_of_a_default_list(tmp_path):
 
 
 def test_extends_merges_mappings_and_replaces_lists(tmp_path):
-    write(tmp_path, "base.yaml", BASE + "data:\n  source: {format: yelp_academic, path: yelp}\n  selection: {min_liked: 3, category_blocklist: [Bars]}\n")
+    write(tmp_path, "base.yaml", BASE.replace("data:\n", "data:\n  selection: {min_liked: 3, category_blocklist: [Bars]}\n"))
     child = write(
         tmp_path,
         "child.yaml",
@@ -162,6 +163,60 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path):
     assert recipe.data.selection.min_liked == 3  # inherited
     assert recipe.data.selection.category_blocklist == ["Hotels"]  # replaced
     assert recipe.teacher.tuning.lora.alpha == 32
+
+
+def test_an_empty_mapping_in_a_child_clears_its_parents(tmp_path):
+    write(tmp_path, "base.yaml", BASE + "ablations: {filter-none: [filter.method=none]}\n")
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\nname: child\nablations: {}\n")
+    assert load_recipe(tmp_path / "base.yaml").ablations == {"filter-none": ["filter.method=none"]}
+    assert load_recipe(child).ablations == {}
+
+
+def test_the_shipped_amazon_recipe_has_no_pointrec_ablations():
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    assert load_recipe(recipes / "pointrec.yaml").ablations
+    assert load_recipe(recipes / "amazon_mi.yaml").ablations == {}
+
+
+def test_a_key_given_twice_and_a_bad_extends_name_the_file_and_line(tmp_path):
+    twice = write(tmp_path, "twice.yaml", BASE + "filter: {keep_fraction: 0.3}\nfilter: {batch_size: 4}\n")
+    with pytest.raises(RecipeError, match=r"twice.yaml:9: key `filter` is given twice \(first on line 8\)"):
+        load_recipe(twice)
+    for extends in ("5", "[base.yaml, null]"):
+        with pytest.raises(RecipeError, match=r"child.yaml: `extends` must be a recipe file or a list of them"):
+            load_recipe(write(tmp_path, "child.yaml", f"extends: {extends}\nname: child\n"))
+    with pytest.raises(RecipeError, match=r"absent.yaml \(extended by .*child.yaml\)"):
+        load_recipe(write(tmp_path, "child.yaml", "extends: absent.yaml\nname: child\n"))
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(RecipeError, match=r"latin.yaml: not UTF-8 text"):
+        load_recipe(latin)
+
+
+@pytest.mark.parametrize("name", ["''", "..", "a/b", "/tmp/elsewhere"])
+def test_a_run_name_is_one_word_so_its_folder_stays_under_run_dir(tmp_path, name):
+    with pytest.raises(RecipeError, match="name"):
+        load_recipe(write(tmp_path, "r.yaml", BASE), [f"name={name}"])
+
+
+def test_an_ablation_variant_is_one_word(tmp_path):
+    with pytest.raises(RecipeError, match="variant `a/b` must be one word"):
+        load_recipe(write(tmp_path, "r.yaml", BASE), ["ablations={a/b: [seed=1]}"])
+
+
+def test_the_override_usage_example_is_itself_a_valid_override(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    with pytest.raises(RecipeError, match="must look like key.path=value") as refused:
+        load_recipe(path, ["teacher.tuning.lora.r"])
+    example = re.search(r"\(e\.g\. (\S+)\)", str(refused.value)).group(1)
+    assert load_recipe(path, [example]).teacher.tuning.lora.r == int(example.partition("=")[2])
+
+
+def test_an_unset_variable_names_the_key_that_uses_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINT_TEST_UNSET", raising=False)
+    path = write(tmp_path, "r.yaml", BASE + "package: {bundle_dir: '${MINT_TEST_UNSET}'}\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: `package.bundle_dir` uses \$\{MINT_TEST_UNSET\}"):
+        load_recipe(path)
 
 
 def test_extends_cycle_is_an_error(tmp_path):

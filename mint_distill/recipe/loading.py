@@ -25,7 +25,10 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     raw = _read_with_extends(Path(path), chain=())
     for override in overrides:
         apply_override(raw, override)
-    raw = _expand_env(raw)
+    try:
+        raw = _expand_env(raw)
+    except RecipeError as error:
+        raise RecipeError(f"{path}: {error}") from None
     try:
         return Recipe.model_validate(raw)
     except ValidationError as error:
@@ -38,40 +41,64 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise RecipeError(f"recipe `extends` forms a cycle: {cycle}")
     if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
+        extended_by = f" (extended by {chain[-1]})" if chain else ""
+        raise RecipeError(f"recipe file not found: {path}{extended_by}")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    except RecipeError as error:  # from _StrictLoader
+        raise RecipeError(f"{path}:{error}") from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
     if not isinstance(document, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys, got {type(document).__name__}")
     parents = document.pop("extends", None)
     if parents is None:
         return document
+    parents = [parents] if isinstance(parents, str) else parents
+    if not isinstance(parents, list) or not all(isinstance(parent, str) for parent in parents):
+        raise RecipeError(f"{path}: `extends` must be a recipe file or a list of them, got {parents!r}")
     merged: dict = {}
-    for parent in [parents] if isinstance(parents, str) else parents:
+    for parent in parents:
         merged = deep_merge(merged, _read_with_extends(path.parent / parent, (*chain, path)))
     return deep_merge(merged, document)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise RecipeError(f"{line}: key `{key}` is given twice (first on line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def deep_merge(base: dict, update: dict) -> dict:
-    """Mappings merge key by key; any other value (lists included) replaces the base value."""
+    """Mappings merge key by key, except that an empty mapping clears the base's; any other value
+    (lists included) replaces the base value."""
     result = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(result.get(key), dict):
             result[key] = deep_merge(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
     return result
 
 
-def _expand_env(value: Any) -> Any:
+def _expand_env(value: Any, key: str = "") -> Any:
+    """`value` with `${VAR}` expanded in every string; errors name the dotted `key`."""
     if isinstance(value, dict):
-        return {key: _expand_env(item) for key, item in value.items()}
+        return {name: _expand_env(item, f"{key}.{name}" if key else str(name)) for name, item in value.items()}
     if isinstance(value, list):
-        return [_expand_env(item) for item in value]
+        return [_expand_env(item, f"{key}.{index}") for index, item in enumerate(value)]
     if isinstance(value, str):
-        return expand_variables(value)
+        return expand_variables(value, f"`{key}`")
     return value
 
 
@@ -79,7 +106,7 @@ def apply_override(raw: dict, override: str) -> None:
     """Apply `dotted.key=value` to a raw recipe dict; the value is parsed as YAML."""
     key, sep, text = override.partition("=")
     if not sep or not key:
-        raise RecipeError(f"override `{override}` must look like key.path=value (e.g. teacher.lora.r=8)")
+        raise RecipeError(f"override `{override}` must look like key.path=value (e.g. teacher.tuning.lora.r=8)")
     parts = key.split(".")
     fields = check_key_path(parts, origin=f"override `{override}`")
     try:

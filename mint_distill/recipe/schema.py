@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from .sections.base import Section, Seed
@@ -12,9 +14,12 @@ from .sections.packaging import PackageSection
 from .sections.students import StudentsSection
 from .sections.teacher import TeacherSection
 
+# A folder name under run_dir: an empty name, `..` or a path would put (and clear) stage folders elsewhere.
+RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
 
 class Recipe(Section):
-    name: str = Field(description="run name: outputs go to <run_dir>/<name>/")
+    name: str = Field(pattern=RUN_NAME, description="run name, one word: outputs go to <run_dir>/<name>/")
     description: str = ""
     run_dir: str = "runs"
     reuse_stages: bool = Field(
@@ -35,7 +40,10 @@ class Recipe(Section):
 
     @field_validator("ablations")
     @classmethod
-    def _not_the_full_run(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+    def _variant_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         if "full" in value:
             raise ValueError("`full` names the recipe's own run in the ablation report; rename the variant")
+        for name in value:
+            if not re.match(RUN_NAME, name):
+                raise ValueError(f"variant `{name}` must be one word (letters, digits, `_.+-`): it names a run folder")
         return value
