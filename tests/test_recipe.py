@@ -212,6 +212,15 @@ def test_the_override_usage_example_is_itself_a_valid_override(tmp_path):
     assert load_recipe(path, [example]).teacher.tuning.lora.r == int(example.partition("=")[2])
 
 
+def test_a_student_reference_is_one_that_every_run_of_the_recipe_trains(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    assert load_recipe(path, ["evaluation.reference=crossencoder-mint"]).evaluation.reference == "crossencoder-mint"
+    with pytest.raises(RecipeError, match=r"`crossencoder-mint` is not trained: students.crossencoder.enabled is false\.$"):
+        load_recipe(path, ["evaluation.reference=crossencoder-mint", "students.crossencoder.enabled=false"])
+    with pytest.raises(RecipeError, match="the ablation runs train no cross-encoder"):
+        load_recipe(path, ["evaluation.reference=crossencoder-mint", "ablations={filter-none: [filter.method=none]}"])
+
+
 def test_an_unset_variable_names_the_key_that_uses_it(tmp_path, monkeypatch):
     monkeypatch.delenv("MINT_TEST_UNSET", raising=False)
     path = write(tmp_path, "r.yaml", BASE + "package: {bundle_dir: '${MINT_TEST_UNSET}'}\n")

@@ -216,4 +216,6 @@ def _one_problem(item: dict, path: str) -> list[str]:
             return [f"  - {unknown}".replace("recipe: ", "", 1)]
     if item["type"] == "missing":
         return [f"  - `{path}` is required but missing."]
+    if not path:  # a check across sections: its message names the keys
+        return [f"  - {item['msg'].removeprefix('Value error, ')}."]
     return [f"  - `{path}`: {item['msg']}; got {item.get('input')!r}."]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .sections.base import Section, Seed
 from .sections.data import DataSection
@@ -47,3 +47,20 @@ class Recipe(Section):
             if not re.match(RUN_NAME, name):
                 raise ValueError(f"variant `{name}` must be one word (letters, digits, `_.+-`): it names a run folder")
         return value
+
+    @model_validator(mode="after")
+    def _reference_is_evaluated(self) -> Recipe:
+        """A student named as `evaluation.reference` is one the run (and every ablation run) trains."""
+        reference = self.evaluation.reference
+        students = {"biencoder-mint": self.students.biencoder, "crossencoder-mint": self.students.crossencoder}
+        if reference in students and not students[reference].enabled:
+            role = reference.split("-")[0]
+            raise ValueError(
+                f"evaluation.reference `{reference}` is not trained: students.{role}.enabled is false"
+            )
+        if reference == "crossencoder-mint" and self.ablations:
+            raise ValueError(
+                "evaluation.reference `crossencoder-mint`: the ablation runs train no cross-encoder; "
+                "choose another reference or remove the ablations"
+            )
+        return self
