@@ -110,6 +110,23 @@ def test_variants_are_compared_with_the_reference_and_the_full_run(tmp_path):
     assert "full -0.2000▼" in text
 
 
+def test_the_full_runs_p_values_are_those_of_its_own_evaluation(tmp_path):
+    # 8 requests have 256 sign patterns, more than 100 resamples: the test draws them, with a seed.
+    recipe = load_recipe(_recipe(tmp_path, {"filter-none": ["filter.method=none"]}), ["evaluation.resamples=100"])
+    reference = [0.2, 0.3, 0.4, 0.5, 0.6, 0.3, 0.2, 0.4]
+    full = [score + change for score, change in zip(reference, [0.3, -0.1, 0.2, -0.15, 0.05, 0.1, -0.2, 0.1])]
+    _write_evaluation(tmp_path / "main", {"zeroshot-mpnet": reference, "biencoder-mint": full})
+    _write_evaluation(tmp_path / "none", {"zeroshot-mpnet": reference, "biencoder-mint": reference})
+    table = compare_variants({"full": {13: tmp_path / "main"}, "filter-none": {13: tmp_path / "none"}}, recipe)
+
+    qids = [f"q{index}" for index in range(len(reference))]
+    def p_value(seed):
+        return compare(dict(zip(qids, full)), dict(zip(qids, reference)), "randomization", 100, seed=seed).p_value
+
+    assert p_value(recipe.seed) != p_value(0)  # the draws differ with the seed here
+    assert table["rows"]["full"]["versus_reference"]["NDCG@5"]["p_value"] == p_value(recipe.seed)
+
+
 def test_the_main_run_must_have_an_evaluated_student(tmp_path):
     recipe = load_recipe(_recipe(tmp_path, {"filter-none": ["filter.method=none"]}))
     _write_evaluation(tmp_path / "main", {"zeroshot-mpnet": [0.1, 0.2]})

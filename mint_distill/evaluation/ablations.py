@@ -128,7 +128,7 @@ def score_on_main_dev(arms: Arms, recipe: Recipe) -> dict[str, Any]:
     for name, scores in scored.items():
         if name == FULL or not full.pair_losses or not scores.pair_losses:
             continue
-        comparison = compare(scores.pair_losses, full.pair_losses, test.significance, test.resamples)
+        comparison = compare(scores.pair_losses, full.pair_losses, test.significance, test.resamples, recipe.seed)
         # The dev loss is averaged over batch losses that train-biencoder takes at its training
         # precision (bf16 rounds each to 3 digits), the pair terms in float32: the difference shown is
         # that of the dev losses in the table, the p-value the pair terms'.
@@ -236,7 +236,9 @@ def score_on_dev_requests(arms: Arms, recipe: Recipe) -> dict[str, Any] | None:
         "per_seed": per_seed,
         "versus_full": {
             name: {
-                m: _comparison(compare(scores[m], full[m], spec.significance, spec.resamples), spec.alpha)
+                m: _comparison(
+                    compare(scores[m], full[m], spec.significance, spec.resamples, recipe.seed), spec.alpha
+                )
                 for m in DEV_REQUEST_MEASURES
             }
             for name, scores in per_query.items()
@@ -267,7 +269,7 @@ def compare_variants(
     full = students[FULL]
     measures = list(full)
     rows = {
-        arm: _row(scores, reference, None if arm == FULL else full, arms[arm], measures, spec)
+        arm: _row(scores, reference, None if arm == FULL else full, arms[arm], measures, spec, recipe.seed)
         for arm, scores in students.items()
     }
     metrics = read_json(main_root / "evaluate" / "metrics.json")
@@ -287,10 +289,11 @@ def compare_variants(
     }
 
 
-def _row(scores, reference, full, roots: dict[int, Path], measures: list[str], spec) -> dict[str, Any]:
+def _row(scores, reference, full, roots: dict[int, Path], measures: list[str], spec, seed: int) -> dict[str, Any]:
+    # The evaluate stage's seed: the full run's row then repeats its report's p-values exactly.
     def versus(other):
         return {
-            m: _comparison(compare(scores[m], other[m], spec.significance, spec.resamples), spec.alpha)
+            m: _comparison(compare(scores[m], other[m], spec.significance, spec.resamples, seed), spec.alpha)
             for m in measures
         }
 
