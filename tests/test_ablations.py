@@ -183,9 +183,11 @@ def test_an_arm_trained_with_several_seeds_is_judged_by_its_students_per_request
     assert "trained with seeds 13, 1" in render_markdown(table)
 
 
-def test_an_ablation_may_not_be_called_full(tmp_path):
+def test_an_ablation_may_not_be_called_full_or_zero_shot(tmp_path):
     with pytest.raises(RecipeError, match=r"ablations.*`full` names the recipe's own run"):
         load_recipe(_recipe(tmp_path, {"full": ["filter.method=none"]}))
+    with pytest.raises(RecipeError, match=r"ablations.*`zero-shot` names the untrained encoder"):
+        load_recipe(_recipe(tmp_path, {"zero-shot": ["filter.method=none"]}))
 
 
 def test_ablate_reads_each_seeds_run_and_checks_its_seeds(tmp_path):

@@ -43,6 +43,8 @@ class Recipe(Section):
     def _variant_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         if "full" in value:
             raise ValueError("`full` names the recipe's own run in the ablation report; rename the variant")
+        if "zero-shot" in value:
+            raise ValueError("`zero-shot` names the untrained encoder in the ablation report; rename the variant")
         for name in value:
             if not re.match(RUN_NAME, name):
                 raise ValueError(f"variant `{name}` must be one word (letters, digits, `_.+-`): it names a run folder")
