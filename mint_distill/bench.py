@@ -172,7 +172,7 @@ def bench_students(sizes: Sizes, repeats: int) -> list[BenchRow]:
             for _ in range(repeats)
         ]
         measure = (
-            f"bi-encoder training, batch {sizes.student_batch}, "
+            f"bi-encoder training {runs[0].precision}, batch {sizes.student_batch}, "
             f"{runs[0].request_tokens}+{runs[0].item_tokens} tokens"
         )
         values = tuple(run.examples_per_s for run in runs)

@@ -36,6 +36,8 @@ def test_quick_bench_writes_measured_rows_for_every_stage(tmp_path):
     assert [row["stage"] for row in report["rows"]] == ["teacher"] * (1 + native) + list(CHEAP_STAGES[1:])
     teacher = [row["measure"] for row in report["rows"] if row["stage"] == "teacher"]
     assert [m.split(",")[0] for m in teacher] == ["generation float32", *(["generation bfloat16"] if native else [])]
+    students = [row["measure"] for row in report["rows"] if row["stage"] == "students"]
+    assert [m.split(",")[0] for m in students] == [f"bi-encoder training {'bfloat16' if native else 'float32'}"]
     for row in report["rows"]:
         assert len(row["values"]) == 2 and row["median"] > 0, row
         assert row["min"] <= row["median"] <= row["max"], row

@@ -5,7 +5,10 @@
         print(row)
 
 Each measurement runs the real training step (the students' losses, AdamW, gradient clipping)
-on synthetic texts of fixed token lengths, in a fresh process so its peak memory is its own.
+on synthetic texts of fixed token lengths, in a fresh process so its peak memory is its own. It
+runs at `precision` (`auto`, the recipes' training setting: bfloat16 autocast where the device
+computes it natively, else float32; a GPU without bf16, where training uses fp16, is timed in
+float32).
 Divide a recipe's training examples x epochs by `examples_per_s` to estimate its training time.
 On a shared machine wall time depends on the other load; `cpu_seconds_per_step` (with
 `threads=1`) does much less.
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..fresh_process import in_fresh_process
+from ..models.precision import Precision
 
 WORDS = [
     "quiet",
@@ -42,6 +46,7 @@ class BenchResult:
     student: str
     finetune: str
     device: str
+    precision: str
     threads: int
     batch_size: int
     request_tokens: int
@@ -54,7 +59,8 @@ class BenchResult:
     def __str__(self) -> str:
         unit = "pairs" if self.student == "biencoder" else "groups"
         return (
-            f"{self.model} {self.student} ({self.finetune}, {self.device}, {self.threads} threads, batch {self.batch_size}, "
+            f"{self.model} {self.student} ({self.finetune}, {self.device}, {self.precision}, {self.threads} threads, "
+            f"batch {self.batch_size}, "
             f"{self.request_tokens}+{self.item_tokens} tokens): {self.examples_per_s:.2f} {unit}/s, "
             f"{self.seconds_per_step:.2f} s/step ({self.cpu_seconds_per_step:.2f} CPU s), peak {self.peak_memory_mb:.0f} MB"
         )
@@ -77,6 +83,7 @@ def bench_training(
     item_tokens: int = 48,
     steps: int = 3,
     threads: int | None = None,
+    precision: Precision = "auto",
 ) -> list[BenchResult]:
     """Time `steps` training steps (after one warm-up step) for each model and student.
 
@@ -98,6 +105,7 @@ def bench_training(
                 "item_tokens": item_tokens,
                 "steps": steps,
                 "threads": threads,
+                "precision": precision,
             }
             results.append(BenchResult(**in_fresh_process(_measure, config)))
     return results
@@ -107,6 +115,7 @@ def _measure(config: dict) -> dict:
     """One measurement, in a fresh process."""
     import torch
 
+    from ..models.precision import autocast, resolve_precision
     from ..recipe.sections.base import LoraSpec
     from .biencoder import BiEncoderTask, add_lora, load_biencoder
     from .crossencoder import CrossEncoderTask, load_crossencoder
@@ -145,6 +154,7 @@ def _measure(config: dict) -> dict:
         task = CrossEncoderTask(model, data, groups, [], batch_size=size)
         batch = list(range(size))
     device = str(next(model.parameters()).device)
+    precision = resolve_precision(config["precision"], device.split(":")[0])
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     if device.startswith("cuda"):
@@ -153,7 +163,8 @@ def _measure(config: dict) -> dict:
         _reset_peak_rss()
 
     def step() -> None:
-        loss = task.loss(model, batch, gather=False)
+        with autocast(precision, device.split(":")[0]):
+            loss = task.loss(model, batch, gather=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -175,6 +186,7 @@ def _measure(config: dict) -> dict:
         student=student,
         finetune=config["finetune"],
         device=device,
+        precision=precision,
         threads=torch.get_num_threads(),
         batch_size=size,
         request_tokens=config["request_tokens"],
