@@ -208,8 +208,11 @@ def _encode(model: str, sizes: Sizes, repeats: int) -> tuple[tuple[float, ...], 
 
 
 def bench_export(sizes: Sizes, repeats: int) -> list[BenchRow]:
+    from .export.bench import ensure_export
+
     rows = []
     for model in sizes.encoders:
+        in_fresh_process(ensure_export, model)  # apart: exporting and quantizing take more memory
         values, peak = in_fresh_process(_export_speedups, model, sizes, repeats)
         measure = "ONNX int8 vs PyTorch fp32 requests/s"
         rows.append(BenchRow("export", measure, "x speed-up", model, values, peak))

@@ -68,3 +68,19 @@ def test_an_unknown_stage_is_refused_by_name(tmp_path):
     assert result.exit_code == 2
     assert "'trainer'" in result.output and "teacher, filter, students" in result.output
     assert not out.exists()
+
+
+def test_the_export_row_exports_in_a_process_of_its_own_before_it_measures(monkeypatch):
+    from mint_distill import bench
+    from mint_distill.export.bench import ensure_export
+
+    calls = []
+
+    def recorded(function, *args):
+        calls.append((function, args[0]))
+        return ((2.0,), 900.0) if function is bench._export_speedups else None
+
+    monkeypatch.setattr(bench, "in_fresh_process", recorded)
+    rows = bench.bench_export(bench.QUICK, repeats=1)
+    assert calls == [call for model in bench.QUICK.encoders for call in ((ensure_export, model), (bench._export_speedups, model))]
+    assert [row.peak_memory_mb for row in rows] == [900.0] * len(bench.QUICK.encoders)

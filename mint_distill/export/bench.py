@@ -56,17 +56,12 @@ def bench_export(
     """
     import torch
 
-    from ..models.cache import home
-    from .exporter import export_encoder
     from .runtime import OnnxEncoder, read_runtime_config
 
     torch.set_num_threads(threads)
-    workdir = Path(workdir) if workdir else home() / "bench-exports"
     rows: list[BenchRow] = []
     for reference in models:
-        folder = workdir / reference.replace(":", "-").replace("/", "-")
-        if not _current_export(folder):
-            export_encoder(reference, folder, onnx=True, int8=True)
+        folder = ensure_export(reference, workdir)
         pytorch = _sentence_transformer(folder)
         encoders: dict[str, Callable[[list[str]], np.ndarray]] = {
             "pytorch-fp32": lambda texts, model=pytorch: model.encode(
@@ -83,6 +78,18 @@ def bench_export(
         }
         rows += _measure(reference, encoders, sizes, list(requests), copies, repeats)
     return rows
+
+
+def ensure_export(reference: str, workdir: str | os.PathLike | None = None) -> Path:
+    """The ONNX export of `reference` under `workdir` (default: the cache's bench-exports),
+    exported now unless an export kept from an earlier run is current."""
+    from ..models.cache import home
+    from .exporter import export_encoder
+
+    folder = (Path(workdir) if workdir else home() / "bench-exports") / reference.replace(":", "-").replace("/", "-")
+    if not _current_export(folder):
+        export_encoder(reference, folder, onnx=True, int8=True)
+    return folder
 
 
 def _current_export(folder: Path) -> bool:
