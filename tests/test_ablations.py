@@ -208,3 +208,23 @@ def test_ablate_reads_each_seeds_run_and_checks_its_seeds(tmp_path):
     assert result.exit_code == 2 and "give integers separated by commas" in result.output
     result = CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "1,1", "--report-only"])
     assert result.exit_code == 2 and "a seed is listed twice" in result.output
+    result = CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "1,2", "--report-only"])
+    assert result.exit_code == 2 and "list the recipe's own training seed 13 too" in result.output
+
+
+def test_ablate_runs_the_recipe_itself_first_whatever_the_order_of_its_seeds(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mint_distill import pipeline
+    from mint_distill.cli import cli
+
+    started = []
+
+    def first_run_only(recipe, **options):
+        started.append(recipe.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_pipeline", first_run_only)
+    recipe = _recipe(tmp_path, {"filter-none": ["filter.method=none"]})
+    CliRunner().invoke(cli, ["ablate", str(recipe), "--seeds", "1,13"])
+    assert started == ["toy"]

@@ -58,8 +58,9 @@ def _seeds(context, parameter, value: str | None) -> tuple[int, ...]:
     "--seeds",
     callback=_seeds,
     metavar="N,N,...",
-    help="Train every arm (the full run and each variant) with these bi-encoder training seeds and "
-    "judge each arm by its students' per-request means (default: the recipe's seed alone).",
+    help="Train every arm (the full run and each variant) with these bi-encoder training seeds, the "
+    "recipe's own among them, and judge each arm by its students' per-request means (default: the "
+    "recipe's seed alone).",
 )
 @click.option(
     "--report-only",
@@ -118,7 +119,14 @@ def ablate(
     chosen = list(variants) or list(loaded.ablations)
     if not chosen:
         raise RecipeError(f"{recipe}: the recipe lists no `ablations`")
-    seeds = seeds or (training_seed(loaded),)
+    own = training_seed(loaded)
+    if seeds and own not in seeds:
+        raise click.BadParameter(
+            f"list the recipe's own training seed {own} too: its run is the main run, whose dev split "
+            "and evaluation the arms are compared on",
+            param_hint="--seeds",
+        )
+    seeds = (own, *[seed for seed in seeds if seed != own])
     arm_recipes = {arm: {seed: variant_recipe(loaded, arm, seed) for seed in seeds} for arm in [FULL, *chosen]}
     if report_only:
         arms = {
