@@ -64,13 +64,20 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield records of a JSON lines file, ignoring a torn last line left by a killed writer."""
+    """Yield records of a JSON lines file, ignoring a torn last line left by a killed writer; a
+    malformed line is a DataError naming the file and the line."""
+    from .errors import DataError
+
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
                 return
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
 
 
 def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:

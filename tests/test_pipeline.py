@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from mint_distill.errors import MintError, RunLockedError
+from mint_distill.errors import DataError, MintError, RunLockedError
 from mint_distill.io import JsonlAppender, atomic_path, read_jsonl, write_json_atomic
 from mint_distill.pipeline import run_pipeline, stage_states
 from mint_distill.pipeline.registry import StageRegistry
@@ -405,7 +405,6 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
 
 
 def test_a_malformed_json_file_is_an_error_naming_it_and_the_line(tmp_path):
-    from mint_distill.errors import DataError
     from mint_distill.io import read_json
 
     path = tmp_path / "mint-student.json"
@@ -424,6 +423,10 @@ def test_appender_drops_torn_tail(tmp_path):
     with JsonlAppender(path) as out:
         out.write_batch([{"i": 2}])
     assert [r["i"] for r in read_jsonl(path)] == [0, 1, 2]
+
+    path.write_text('{"i": 0}\n{"i": 1, \n{"i": 2}\n')  # a damaged line inside is no torn tail
+    with pytest.raises(DataError, match=r"rows\.jsonl:2: not valid JSON"):
+        list(read_jsonl(path))
 
 
 def test_sigterm_interrupts_and_resume_works(recipe_file, tmp_path):
