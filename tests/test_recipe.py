@@ -127,6 +127,15 @@ def test_seed_bounds_are_what_the_training_seeding_accepts(tmp_path):
         set_seed(2**32)  # the bound moves if numpy's does; the recipe's must then follow
 
 
+def test_override_into_an_entry_of_a_mapping_key(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "ablations: {filter-none: [filter.method=none]}\n")
+    recipe = load_recipe(path, ["ablations.seed-1=[seed=1]", "data.item_text.main_categories.Bars=Nightlife"])
+    assert recipe.ablations == {"filter-none": ["filter.method=none"], "seed-1": ["seed=1"]}
+    assert recipe.data.item_text.main_categories["Bars"] == "Nightlife"
+    with pytest.raises(RecipeError, match="`ablations.seed-1` is a list; address an item by index"):
+        load_recipe(path, ["ablations.seed-1.x=1"])
+
+
 def test_override_into_list_item(tmp_path):
     path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  reference: b\n  rankers: [{name: b, kind: bm25}]\n")
     recipe = load_recipe(path, ["evaluation.rankers.0.top_k=7"])

@@ -159,6 +159,10 @@ def check_key_path(parts: list[str], origin: str) -> list[FieldInfo | None]:
             annotation = typing.get_args(annotation)[0]
             fields.append(None)
             continue
+        if typing.get_origin(annotation) is dict:  # any key names an entry: `ablations.filter-none`
+            annotation = typing.get_args(annotation)[1]
+            fields.append(None)
+            continue
         if not _is_model(annotation):
             raise RecipeError(f"{origin}: `{here}` is a plain value and has no key `{part}`")
         if part not in annotation.model_fields:
@@ -178,7 +182,7 @@ def _unwrap_optional(annotation: Any) -> Any:
     if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
         return annotation
     members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-    structured = [m for m in members if _is_model(m) or typing.get_origin(m) is list]
+    structured = [m for m in members if _is_model(m) or typing.get_origin(m) in (list, dict)]
     return (structured or members)[0]
 
 
