@@ -25,6 +25,7 @@ RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "pointrec.yaml")
         ({"name": "x", "kind": "dense"}, "dense ranker needs `model`"),
         ({"name": "x", "kind": "upr", "model": "m"}, "set `first_stage`"),
         ({"name": "x", "kind": "dense", "model": "m", "k1": 1.0}, "`k1` do(es) not apply to a dense ranker"),
+        ({"name": "x", "kind": "dense", "model": "m", "top_k": 5}, "`top_k` do(es) not apply to a dense ranker"),
         ({"name": "two words", "kind": "bm25"}, "String should match pattern"),
     ],
 )

@@ -14,8 +14,8 @@ STUDENT_RANKERS = ("biencoder-mint", "crossencoder-mint")
 
 _KIND_OPTIONS = {
     "bm25": {"k1", "b", "stemmer"},
-    "upr": {"model_type", "quantization", "score", "max_item_tokens", "trust_remote_code", "fusion_weight"},
-    "crossencoder": {"fusion_weight"},
+    "upr": {"top_k", "model_type", "quantization", "score", "max_item_tokens", "trust_remote_code", "fusion_weight"},
+    "crossencoder": {"top_k", "fusion_weight"},
 }
 _ALL_OPTIONS = set().union(*_KIND_OPTIONS.values())
 
