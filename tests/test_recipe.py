@@ -230,6 +230,13 @@ def test_a_student_reference_is_one_that_every_run_of_the_recipe_trains(tmp_path
         load_recipe(path, ["evaluation.reference=crossencoder-mint", "ablations={filter-none: [filter.method=none]}"])
 
 
+def test_a_bundle_is_asked_for_only_where_a_bi_encoder_is_trained(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    with pytest.raises(RecipeError, match="package.enabled is true but students.biencoder.enabled is false"):
+        load_recipe(path, ["package.enabled=true", "students.biencoder.enabled=false"])
+    assert load_recipe(path, ["students.biencoder.enabled=false"]).package.enabled is None
+
+
 def test_an_unset_variable_names_the_key_that_uses_it(tmp_path, monkeypatch):
     monkeypatch.delenv("MINT_TEST_UNSET", raising=False)
     path = write(tmp_path, "r.yaml", BASE + "package: {bundle_dir: '${MINT_TEST_UNSET}'}\n")

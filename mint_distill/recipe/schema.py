@@ -51,14 +51,20 @@ class Recipe(Section):
         return value
 
     @model_validator(mode="after")
-    def _reference_is_evaluated(self) -> Recipe:
-        """A student named as `evaluation.reference` is one the run (and every ablation run) trains."""
+    def _students_it_relies_on_are_trained(self) -> Recipe:
+        """A student named as `evaluation.reference`, or packaged, is one the run (and every
+        ablation run, for the reference) trains."""
         reference = self.evaluation.reference
         students = {"biencoder-mint": self.students.biencoder, "crossencoder-mint": self.students.crossencoder}
         if reference in students and not students[reference].enabled:
             role = reference.split("-")[0]
             raise ValueError(
                 f"evaluation.reference `{reference}` is not trained: students.{role}.enabled is false"
+            )
+        if self.package.enabled and not self.students.biencoder.enabled:
+            raise ValueError(
+                "package.enabled is true but students.biencoder.enabled is false: a bundle holds the "
+                "trained bi-encoder"
             )
         if reference == "crossencoder-mint" and self.ablations:
             raise ValueError(
