@@ -171,6 +171,8 @@ def _measure(config: dict) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     step()  # warm-up: allocations, lazy initialisation
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()  # the warm-up's queued kernels are not the timed steps'
     clock, cpu_clock = time.perf_counter(), time.process_time()
     for _ in range(config["steps"]):
         step()
