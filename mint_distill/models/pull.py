@@ -181,7 +181,8 @@ def verify_folder(name: str, folder: Path) -> list[Problem] | None:
     if not record_path.is_file():
         return None
     problems = []
-    for relative, expected in read_json(record_path).items():
+    recorded = read_json(record_path)
+    for relative, expected in recorded.items():
         path = folder / relative
         if not path.is_file():
             problems.append(Problem(name, relative, "missing"))
@@ -190,4 +191,8 @@ def verify_folder(name: str, folder: Path) -> list[Problem] | None:
             problems.append(Problem(name, relative, f"truncated or altered: {size} bytes, expected {expected['size']}"))
         elif sha256_file(path) != expected["sha256"]:
             problems.append(Problem(name, relative, "corrupted: sha256 differs from the one recorded at pull"))
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative != FILES_RECORD and relative not in recorded:
+            problems.append(Problem(name, relative, "added: not one of the files pulled"))
     return problems
