@@ -138,10 +138,10 @@ def test_override_into_an_entry_of_a_mapping_key(tmp_path):
 
 def test_override_into_list_item(tmp_path):
     path = write(tmp_path, "r.yaml", BASE + "evaluation:\n  reference: b\n  rankers: [{name: b, kind: bm25}]\n")
-    recipe = load_recipe(path, ["evaluation.rankers.0.top_k=7"])
-    assert recipe.evaluation.rankers[0].top_k == 7
+    recipe = load_recipe(path, ["evaluation.rankers.0.k1=1.2"])
+    assert recipe.evaluation.rankers[0].k1 == 1.2
     with pytest.raises(RecipeError, match="list index below 1"):
-        load_recipe(path, ["evaluation.rankers.3.top_k=7"])
+        load_recipe(path, ["evaluation.rankers.3.k1=1.2"])
 
 
 def test_override_into_an_item_of_a_default_list(tmp_path):
