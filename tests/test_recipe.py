@@ -131,7 +131,8 @@ def test_override_into_an_entry_of_a_mapping_key(tmp_path):
     path = write(tmp_path, "r.yaml", BASE + "ablations: {filter-none: [filter.method=none]}\n")
     recipe = load_recipe(path, ["ablations.seed-1=[seed=1]", "data.item_text.main_categories.Bars=Nightlife"])
     assert recipe.ablations == {"filter-none": ["filter.method=none"], "seed-1": ["seed=1"]}
-    assert recipe.data.item_text.main_categories["Bars"] == "Nightlife"
+    defaults = load_recipe(path).data.item_text.main_categories
+    assert defaults and recipe.data.item_text.main_categories == {**defaults, "Bars": "Nightlife"}
     with pytest.raises(RecipeError, match="`ablations.seed-1` is a list; address an item by index"):
         load_recipe(path, ["ablations.seed-1.x=1"])
 
@@ -200,6 +201,20 @@ def test_a_key_given_twice_and_a_bad_extends_name_the_file_and_line(tmp_path):
     latin.write_bytes(b"name: caf\xe9\n")
     with pytest.raises(RecipeError, match=r"latin.yaml: not UTF-8 text"):
         load_recipe(latin)
+
+
+def test_yaml_merge_keys_work_and_a_key_that_is_no_plain_value_is_an_error(tmp_path):
+    merged = write(
+        tmp_path,
+        "merged.yaml",
+        BASE
+        + "students:\n  biencoder:\n    training: &train {learning_rate: 0.0005, batch_size: 8}\n"
+        + "  crossencoder:\n    training:\n      <<: *train\n      batch_size: 4\n",
+    )
+    training = load_recipe(merged).students.crossencoder.training
+    assert (training.learning_rate, training.batch_size) == (0.0005, 4)
+    with pytest.raises(RecipeError, match=r"odd.yaml:9: a key must be a plain value"):
+        load_recipe(write(tmp_path, "odd.yaml", BASE + "filter:\n  ? [1, 2]\n  : x\n"))
 
 
 @pytest.mark.parametrize("name", ["''", "..", "a/b", "/tmp/elsewhere"])

@@ -71,8 +71,12 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`, merged by PyYAML
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if not isinstance(key, typing.Hashable):
+                raise RecipeError(f"{line}: a key must be a plain value, got {key!r}")
             if key in seen:
                 raise RecipeError(f"{line}: key `{key}` is given twice (first on line {seen[key]})")
             seen[key] = line
@@ -129,10 +133,11 @@ def apply_override(raw: dict, override: str) -> None:
 
 
 def _unset_container(field: FieldInfo | None) -> dict | list:
-    """What an override writes into a key the recipe leaves unset: the field's default list, so
-    that `evaluation.rankers.2.model=...` edits the default rankers, else a mapping."""
+    """What an override writes into a key the recipe leaves unset: the field's default list or
+    mapping, so that `evaluation.rankers.2.model=...` edits the default rankers and
+    `data.item_text.main_categories.Bars=...` adds to the default entries, else a mapping."""
     default = field.get_default(call_default_factory=True) if field is not None else None
-    if isinstance(default, list):
+    if isinstance(default, (list, dict)):
         return TypeAdapter(field.annotation).dump_python(default, mode="json")
     return {}
 
