@@ -355,6 +355,8 @@ def test_retrained_weights_or_a_new_tokenizer_of_a_local_model_make_the_stages_t
     assert [s.status for s in stage_states(recipe, stages)] == ["stale"]
     run_pipeline(recipe, stages=stages)
     (model / "README.md").write_text("a card")
+    (model / "onnx").mkdir()
+    (model / "onnx" / "model.onnx").write_bytes(b"an export the loaders do not read")
     assert [s.status for s in stage_states(recipe, stages)] == ["fresh"]
     (model / "tokenizer_config.json").write_text('{"do_lower_case": false}')  # no new weights
     assert [s.status for s in stage_states(recipe, stages)] == ["stale"]

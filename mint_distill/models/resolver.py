@@ -62,7 +62,7 @@ WEIGHT_PATTERNS = ["*.safetensors", "*.bin"]
 
 def weight_files(folder: Path) -> list[Path]:
     """A model folder's weight files (`WEIGHT_PATTERNS`), in sorted order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_weights(p))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and any(p.match(pattern) for pattern in WEIGHT_PATTERNS))
 
 
 def setup_sha256(folder: Path) -> str:
@@ -73,21 +73,20 @@ def setup_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
+# Config, tokenizer, pooling and remote-code files; a repo's TF, Flax or ONNX copies are not read.
+SETUP_SUFFIXES = (".json", ".txt", ".model", ".py", ".tiktoken", ".spm")
+
+
 def setup_files(folder: Path) -> list[Path]:
-    """A model folder's other files but README.md and hidden ones (config, tokenizer, pooling),
-    in sorted order."""
+    """A model folder's files that change results besides the weights (config, tokenizer,
+    pooling, remote code), hidden ones left out, in sorted order."""
     return sorted(
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and not _is_weights(p)
-        and p.relative_to(folder).as_posix() != "README.md"
+        and p.suffix in SETUP_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-
-
-def _is_weights(path: Path) -> bool:
-    return any(path.match(pattern) for pattern in WEIGHT_PATTERNS)
 
 
 def _hub_offline() -> bool:
