@@ -34,6 +34,8 @@ def model_references(recipe: Recipe) -> dict[str, str]:
         references["data.catalog.similar_by"] = catalog.similar_by
     if uses_llm(recipe):
         references["teacher.model"] = recipe.teacher.model
+        if recipe.teacher.report.enabled:
+            references["teacher.report.encoder"] = recipe.teacher.report.encoder
     if recipe.filter.method in SCORED_METHODS:
         references["filter.model"] = recipe.filter.model
     if recipe.students.biencoder.enabled:

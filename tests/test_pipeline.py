@@ -10,7 +10,7 @@ import pytest
 
 from mint_distill.errors import DataError, MintError, RunLockedError
 from mint_distill.io import JsonlAppender, atomic_path, read_jsonl, write_json_atomic
-from mint_distill.pipeline import run_pipeline, stage_states
+from mint_distill.pipeline import all_stages, run_pipeline, stage_states
 from mint_distill.pipeline.registry import StageRegistry
 from mint_distill.recipe import load_recipe
 
@@ -511,3 +511,18 @@ def test_registering_the_builtin_stages_does_not_import_torch():
     names, torch_loaded = finished.stdout.split()
     assert {"train-biencoder", "evaluate", "package"} <= set(names.split(","))
     assert torch_loaded == "False"
+
+
+def test_a_local_report_encoder_is_an_input_of_the_teacher_report(recipe_file, tmp_path):
+    from mint_distill.pipeline.runner import _local_model_files
+    from mint_distill.validation import model_references
+
+    encoder = tmp_path / "report-encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text("{}")
+    (encoder / "model.safetensors").write_bytes(b"weights")
+    report = next(stage for stage in all_stages() if stage.name == "teacher-report")
+    recipe = load_recipe(recipe_file, [f"teacher.report.encoder={encoder}"])
+    assert model_references(recipe)["teacher.report.encoder"] == str(encoder)
+    assert sorted(path.name for path in _local_model_files(report, recipe)) == ["config.json", "model.safetensors"]
+    assert "teacher.report.encoder" not in model_references(load_recipe(recipe_file, ["teacher.report.enabled=false"]))
