@@ -6,7 +6,6 @@ report and never regenerates the requests.
 
 from __future__ import annotations
 
-from ..errors import MintError
 from ..io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..pipeline import StageContext, register_stage
 from ..recipe import Recipe
@@ -30,16 +29,6 @@ _ROW_ORDER = ("untuned teacher", "tuned teacher", "teacher, no adapter", "seed r
 _ORIGIN_NAMES = {"history": "all users' histories", "catalog": "all catalog pseudo-histories"}
 
 
-def _check(recipe: Recipe) -> list[str]:
-    from ..models import resolve_model
-
-    try:
-        resolve_model(recipe.teacher.report.encoder)
-    except MintError as error:
-        return [f"teacher.report.encoder: {error}"]
-    return []
-
-
 def report_enabled(recipe: Recipe) -> bool:
     return uses_llm(recipe) and recipe.teacher.report.enabled
 
@@ -59,7 +48,6 @@ def report_enabled(recipe: Recipe) -> bool:
     after=("data", "tune-teacher", "generate"),
     input_files=teacher_input_files,
     enabled=report_enabled,
-    check=_check,
 )
 def run_teacher_report(ctx: StageContext) -> dict:
     if not process_state().is_main_process:
