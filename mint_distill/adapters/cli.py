@@ -79,10 +79,11 @@ def adapters_show(bundle: str, paths: tuple[Path, ...]) -> None:
     info = find_bundle(bundle, list(paths))
     manifest = info.manifest
     stdout.print(
-        f"[bold]{info.domain}[/]  {info.path}  (format {manifest['format_version']}, created {manifest.get('created')})"
+        f"[bold]{info.domain}[/]  {escape(str(info.path))}  (format {manifest['format_version']}, "
+        f"created {manifest.get('created')})"
     )
     if manifest.get("description"):
-        stdout.print(manifest["description"], highlight=False)
+        stdout.print(manifest["description"], highlight=False, markup=False)
     for name, entry in manifest["components"].items():
         base, lora = entry["base_model"], entry["lora"]
         stdout.print(

@@ -214,4 +214,4 @@ def print_report_of_run(run_root: Path) -> None:
     if not (folder / "metrics.json").is_file():
         return
     print_table(read_json(folder / "metrics.json"))
-    stdout.print(f"report: {folder / 'report.md'}", highlight=False)
+    stdout.print(f"report: {folder / 'report.md'}", highlight=False, markup=False)
