@@ -8,6 +8,7 @@ gates       quality gates for generated requests
 synthesis   the resumable, shardable generation loop -> requests.jsonl
 metrics     round-trip retrievability and diversity;  report: the teacher table
 stage, cli  the `tune-teacher` and `generate` stages and commands;  bench: throughput
+report_stage  the `teacher-report` stage: untuned vs tuned teacher on the same users
 """
 
 from .gates import GateSettings, check_request

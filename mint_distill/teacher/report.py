@@ -6,7 +6,8 @@ Rows (each measured with the same zero-shot encoder over the training catalog):
                                        teacher is shown more few-shot examples);
   seed requests (dev seeds)            the hand-written requests of those users (the reference);
   untuned / tuned teacher (N users)    the same pairing on the first N users of the run;
-  generated requests (all users)       every request the LLM wrote in generate (its real output).
+  generated requests (all users)       every request the LLM wrote in generate (its real output; where
+                                       the template wrote one origin's, the row names the other).
 """
 
 from __future__ import annotations
@@ -131,5 +132,5 @@ def teacher_report(run_root: str | Path) -> dict:
     """The report stored by a finished teacher-report stage of the run folder `run_root`."""
     summary = Path(run_root) / "teacher-report" / "summary.json"
     if not summary.is_file():
-        raise MintError(f"{summary} not found: {WHEN_WRITTEN}")
+        raise MintError(f"{summary} not found: run `mint-distill teacher-report RECIPE` ({WHEN_WRITTEN})")
     return read_json(summary)
