@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from .sections.base import Section, Seed
+from .sections.base import ONE_WORD, Section, Seed
 from .sections.data import DataSection
 from .sections.evaluation import EvaluationSection
 from .sections.filtering import FilterSection
@@ -14,12 +14,9 @@ from .sections.packaging import PackageSection
 from .sections.students import StudentsSection
 from .sections.teacher import TeacherSection
 
-# A folder name under run_dir: an empty name, `..` or a path would put (and clear) stage folders elsewhere.
-RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-
 
 class Recipe(Section):
-    name: str = Field(pattern=RUN_NAME, description="run name, one word: outputs go to <run_dir>/<name>/")
+    name: str = Field(pattern=ONE_WORD, description="run name, one word: outputs go to <run_dir>/<name>/")
     description: str = ""
     run_dir: str = "runs"
     reuse_stages: bool = Field(
@@ -46,7 +43,7 @@ class Recipe(Section):
         if "zero-shot" in value:
             raise ValueError("`zero-shot` names the untrained encoder in the ablation report; rename the variant")
         for name in value:
-            if not re.match(RUN_NAME, name):
+            if not re.match(ONE_WORD, name):
                 raise ValueError(f"variant `{name}` must be one word (letters, digits, `_.+-`): it names a run folder")
         return value
 

@@ -22,6 +22,10 @@ def check_embedded_kind(reference: str, needed: str, key: str, use: str) -> None
         )
 
 
+# A name that is also a folder or file name: an empty name, `..` or a path would lead outside
+# the folder it is meant for (and a rerun clears stage folders there).
+ONE_WORD = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
 # numpy (seeded through accelerate's and transformers' set_seed) takes 0 to 2**32 - 1; a seed
 # outside that range would fail only when its stage starts, after the stages before it ran.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...models.precision import Precision
-from .base import Section
+from .base import ONE_WORD, Section
 
 # Rankers the evaluate stage adds when the run folder holds trained students.
 STUDENT_RANKERS = ("biencoder-mint", "crossencoder-mint")
@@ -28,7 +28,7 @@ class RankerSpec(Section):
     and `upr` (LM query likelihood, `mint_distill.scoring`) rerank the top `top_k` of `first_stage`.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="one word: the run name and file name")
+    name: str = Field(pattern=ONE_WORD, description="one word: the run name and file name")
     kind: Literal["bm25", "dense", "biencoder", "crossencoder", "upr"]
     model: str | None = Field(None, description="model reference or folder (all kinds but bm25)")
     first_stage: str | None = Field(None, description="an earlier ranker whose top_k this one reranks (crossencoder, upr)")
