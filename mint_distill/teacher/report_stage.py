@@ -11,11 +11,12 @@ from ..pipeline import StageContext, register_stage
 from ..recipe import Recipe
 from .distributed import process_state
 from .gates import GateSettings
-from .histories import ORIGINS, History, Seed, load_seeds, load_users
+from .histories import ORIGINS, History, Seed, load_seeds
 from .report import REPORT_FILE, SAMPLES_FILE
 from .stage import (
     PROMPT_KEYS,
     gate_settings,
+    generated_users,
     prompt_builder,
     prompt_template,
     request_sampler,
@@ -23,6 +24,7 @@ from .stage import (
     teacher_input_files,
     tuned_adapter,
     uses_llm,
+    written_by,
 )
 
 _ROW_ORDER = ("untuned teacher", "tuned teacher", "teacher, no adapter", "seed requests")
@@ -56,13 +58,8 @@ def run_teacher_report(ctx: StageContext) -> dict:
 
     recipe = ctx.recipe
     teacher, report = recipe.teacher, recipe.teacher.report
-    users = [
-        user
-        for user in load_users(ctx.upstream("data") / "users.jsonl")[: teacher.generation.max_users]
-        if teacher.kind_for(user.origin) == "llm"
-    ]
     seeds = load_seeds(seeds_file(recipe))
-    groups = _report_groups(report.users, seeds, users)
+    groups = _report_groups(report.users, seeds, written_by(recipe, "llm", generated_users(ctx)))
     adapter = tuned_adapter(ctx)
     model, tokenizer = load_teacher(
         teacher.model,
@@ -73,18 +70,19 @@ def run_teacher_report(ctx: StageContext) -> dict:
     )
     tuned_examples = teacher.prompt.num_examples
     untuned_examples = tuned_examples if report.untuned_examples is None else report.untuned_examples
+    gates = gate_settings(recipe)
     samples: dict[str, list[dict]] = {}
     if report.untuned and adapter is not None:
         with model.disable_adapter():
             builder = prompt_builder(recipe, tokenizer, untuned_examples)
-            samples |= _sample_groups(ctx, "untuned teacher", groups, builder, model, tokenizer)
+            samples |= _sample_groups(ctx, "untuned teacher", groups, builder, model, tokenizer, gates)
     if adapter is not None:
         model = model.merge_and_unload()
     builder = prompt_builder(recipe, tokenizer, tuned_examples)
     label = "tuned teacher" if adapter is not None else "teacher, no adapter"
-    samples |= _sample_groups(ctx, label, groups, builder, model, tokenizer)
+    samples |= _sample_groups(ctx, label, groups, builder, model, tokenizer, gates)
     few_shot = {"untuned": untuned_examples, "tuned": tuned_examples}
-    summary = _measure(ctx, seeds, samples, gate_settings(recipe), few_shot)
+    summary = _measure(ctx, seeds, samples, gates, few_shot)
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
 
@@ -97,7 +95,9 @@ def _report_groups(first_users: int, seeds: list[Seed], users: list[History]) ->
     return {name: histories for name, histories in groups.items() if histories}
 
 
-def _sample_groups(ctx: StageContext, label: str, groups: dict, builder, model, tokenizer) -> dict:
+def _sample_groups(
+    ctx: StageContext, label: str, groups: dict, builder, model, tokenizer, gates: GateSettings
+) -> dict:
     from .report import sample_once
 
     generation = ctx.recipe.teacher.generation
@@ -107,7 +107,7 @@ def _sample_groups(ctx: StageContext, label: str, groups: dict, builder, model, 
             histories,
             builder=builder,
             sampler=sampler,
-            gates=gate_settings(ctx.recipe),
+            gates=gates,
             seed=generation.seed,
             batch_size=generation.batch_size,
         )

@@ -149,12 +149,9 @@ def run_tune_teacher(ctx: StageContext) -> dict:
 )
 def run_generate(ctx: StageContext) -> dict:
     _join_other_processes()
-    users = load_users(ctx.upstream("data") / "users.jsonl")[
-        : ctx.recipe.teacher.generation.max_users
-    ]
-    teacher = ctx.recipe.teacher
-    by_llm = [user for user in users if teacher.kind_for(user.origin) == "llm"]
-    by_template = [user for user in users if teacher.kind_for(user.origin) == "template"]
+    users = generated_users(ctx)
+    by_llm = written_by(ctx.recipe, "llm", users)
+    by_template = written_by(ctx.recipe, "template", users)
     if not by_llm:
         return _generate_from_template(ctx, users) if process_state().is_main_process else {}
     summary = _generate_with_llm(ctx, by_llm)
@@ -299,6 +296,16 @@ def _generate_with_llm(ctx: StageContext, users: list[History]) -> dict:
     }
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
+
+
+def generated_users(ctx: StageContext) -> list[History]:
+    """The histories generate writes requests for: the data stage's, up to `teacher.generation.max_users`."""
+    return load_users(ctx.upstream("data") / "users.jsonl")[: ctx.recipe.teacher.generation.max_users]
+
+
+def written_by(recipe: Recipe, kind: str, users: list[History]) -> list[History]:
+    """The histories of `users` whose requests the `kind` teacher ("llm", "template") writes."""
+    return [user for user in users if recipe.teacher.kind_for(user.origin) == kind]
 
 
 def tuned_adapter(ctx: StageContext) -> Path | None:
