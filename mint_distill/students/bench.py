@@ -154,7 +154,8 @@ def _measure(config: dict) -> dict:
         task = CrossEncoderTask(model, data, groups, [], batch_size=size)
         batch = list(range(size))
     device = str(next(model.parameters()).device)
-    precision = resolve_precision(config["precision"], device.split(":")[0])
+    device_type = device.split(":")[0]
+    precision = resolve_precision(config["precision"], device_type)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     if device.startswith("cuda"):
@@ -163,7 +164,7 @@ def _measure(config: dict) -> dict:
         _reset_peak_rss()
 
     def step() -> None:
-        with autocast(precision, device.split(":")[0]):
+        with autocast(precision, device_type):
             loss = task.loss(model, batch, gather=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
