@@ -406,6 +406,20 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
+def test_atomic_write_gives_the_umask_mode_without_touching_the_umask(tmp_path, monkeypatch):
+    import os
+
+    previous = os.umask(0o027)
+    try:
+        # Another thread creating a file while the umask is briefly 0 would get 0o666.
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("atomic_path changed the umask"))
+        write_json_atomic(tmp_path / "shared.json", {"a": 1})
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_a_malformed_json_file_is_an_error_naming_it_and_the_line(tmp_path):
     from mint_distill.io import read_json
 
