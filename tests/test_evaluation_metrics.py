@@ -108,6 +108,9 @@ def test_bad_trec_lines_name_file_and_line(tmp_path):
     path.write_text("q 0 a\n")
     with pytest.raises(DataError, match="line 1: expected 4 fields"):
         read_qrels(path)
+    path.write_bytes(b"q 0 a 1\nq 0 caf\xe9 2\n")
+    with pytest.raises(DataError, match=r"broken.trec, line 2: not UTF-8 text"):
+        read_qrels(path)
 
 
 def test_non_finite_scores_are_refused(tmp_path):

@@ -318,6 +318,11 @@ def test_bad_catalog_lines_name_file_and_line(tmp_path):
     path.write_text('{"item_id": "a", "text": "x"}\n{"item_id": "a", "text": "y"}\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2: item_id `a` already on line 1"):
         read_jsonl_catalog(path)
+    path.write_bytes('{"item_id": "a", "text": "x"}\n{"item_id": "b", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: not UTF-8 text"):
+        read_jsonl_catalog(path)
+    path.write_bytes('{"item_id": "a", "text": "caf\u00e9"}\n'.encode("utf-8-sig"))
+    assert read_jsonl_catalog(path).texts == ["caf\u00e9"]
 
 
 def test_cli_formats_and_request_sources(tiny_export, tmp_path):

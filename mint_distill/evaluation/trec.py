@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import atomic_path, text_lines
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
@@ -85,11 +85,10 @@ def _rows(path: str | os.PathLike, width: int):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != width:
-                raise DataError(f"{path}, line {number}: expected {width} fields, found {len(fields)}")
-            yield number, fields
+    for number, line in text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != width:
+            raise DataError(f"{path}, line {number}: expected {width} fields, found {len(fields)}")
+        yield number, fields

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import text_lines
 
 ID_KEYS = ("request_id", "qid", "id")
 TEXT_KEYS = ("request", "text", "query")
@@ -60,13 +61,4 @@ def read_request_file(path: str | os.PathLike, before: list[tuple[str, str]] = (
     path = Path(path)
     if not path.is_file():
         raise DataError(f"request file not found: {path}")
-    with open(path, "rb") as handle:
-        return parse_request_lines(_utf8_lines(handle, path), str(path), before)
-
-
-def _utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[str]:
-    for number, line in enumerate(handle, start=1):
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}, line {number}: not UTF-8 text ({error.reason})") from None
+    return parse_request_lines((line for _, line in text_lines(path)), str(path), before)
