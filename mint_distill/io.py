@@ -28,6 +28,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def staging_folder(target: Path) -> Path:
+    """A new empty folder beside `target` to build it in before a rename, with the mode mkdir
+    gives (0o777 less the umask; mkdtemp's 0o700 would hide a published bundle or export from
+    other users)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    staging.mkdir()
+    return staging
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 import zipfile
@@ -167,6 +168,17 @@ def test_rewriting_a_bundle_replaces_it_whole(trained, bundle, tmp_path):
     write_bundle(target, domain="toy", biencoder=ComponentSource(trained["trained"], str(trained["base"])))
     assert not (target / "stale.txt").exists() and verify_bundle(target) == []
     assert [p.name for p in tmp_path.iterdir()] == ["toy"], "no staging folder left behind"
+
+
+def test_a_written_bundle_has_the_modes_the_umask_gives(trained, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_bundle(tmp_path / "toy", domain="toy", biencoder=ComponentSource(trained["trained"], str(trained["base"])))
+    finally:
+        os.umask(previous)
+    paths = [tmp_path / "toy", *(tmp_path / "toy").rglob("*")]
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in paths}
+    assert set(modes.values()) == {"0o755", "0o644"}, modes
 
 
 def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:

@@ -6,12 +6,12 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
 from ..archives import safe_extract
 from ..errors import IntegrityError
+from ..io import staging_folder
 from .bundle import MANIFEST, BundleError, check_bundle, check_domain
 
 
@@ -29,7 +29,7 @@ def import_bundle(
     if not archive.is_file():
         raise BundleError(f"archive not found: {archive}")
     target_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{archive.name}.", dir=target_root))
+    staging = staging_folder(target_root / f"import-{archive.name}")
     try:
         _refuse_zip_links(archive)
         try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import DataError, IntegrityError, MintError
-from ..io import read_json, sha256_file, sha256_json, write_json_atomic
+from ..io import read_json, sha256_file, sha256_json, staging_folder, write_json_atomic
 from ..models import EMBEDDED, resolve_model
 from ..models.resolver import EMBEDDED_PREFIX
 from ..pipeline.manifest import library_versions
@@ -121,8 +120,7 @@ def write_bundle(
     target = Path(target)
     check_domain(domain)
     sources = {"biencoder": biencoder, **({"crossencoder": crossencoder} if crossencoder else {})}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging = staging_folder(target)
     try:
         components = {name: _copy_component(name, source, staging / name) for name, source in sources.items()}
         manifest: dict[str, Any] = {
@@ -161,7 +159,8 @@ def _copy_component(name: str, source: ComponentSource, destination: Path) -> di
         raise BundleError(f"{folder}: no {ADAPTER_WEIGHTS} (adapters must be saved as safetensors)")
     for relative in _component_files(folder):
         (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / relative, destination / relative)
+        # Contents only: a published file gets the umask's mode, not safetensors' private 0o600.
+        shutil.copyfile(folder / relative, destination / relative)
     adapter = read_json(destination / ADAPTER_CONFIG)
     if adapter.get("peft_type") != "LORA":
         raise BundleError(
@@ -233,8 +232,7 @@ def replace_folder(staging: Path, target: Path) -> None:
 def copy_bundle(bundle: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """Copy a bundle folder to `destination`, replacing what is there in one rename."""
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    staging = staging_folder(destination)
     try:
         shutil.copytree(bundle, staging, dirs_exist_ok=True)
         replace_folder(staging, destination)

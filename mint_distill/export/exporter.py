@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.bundle import replace_folder
+from ..io import staging_folder
 from ..pipeline.manifest import library_versions
 from .onnx import (
     FP32_FILE,
@@ -118,8 +118,7 @@ def export_encoder(
     reference = _encode(model, texts)
     _merge_in_place(model)
     report = ExportReport(folder=out, source=str(source))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    staging = staging_folder(out)
     try:
         model.save(str(staging))
         report.parity.append(cosine_parity("merged", reference, _encode(_reload(staging), texts)))
