@@ -130,6 +130,38 @@ def test_tampered_file_is_named(bundle, tmp_path):
         load_bundle(copy)
 
 
+def _edited_manifest(bundle: Path, copy: Path, edit) -> Path:
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_a_component_outside_the_bundle_is_refused_although_every_listed_file_verifies(bundle, tmp_path):
+    # The outside copy would load unverified: verify only hashes the files under the bundle.
+    shutil.copytree(bundle / "biencoder", tmp_path / "elsewhere")
+    outside = "../elsewhere"
+
+    def point_outside(manifest):
+        manifest["components"]["biencoder"]["path"] = outside
+
+    copy = _edited_manifest(bundle, tmp_path / "toy", point_outside)
+    with pytest.raises(BundleError, match=r"component `biencoder` path `\.\./elsewhere` is outside the bundle"):
+        load_bundle(copy)
+    outside = "link"
+    copy = _edited_manifest(bundle, tmp_path / "toy-link", point_outside)
+    (copy / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(BundleError, match="path `link` is outside the bundle"):
+        load_bundle(copy)
+
+
+def test_a_manifest_missing_a_key_is_an_error_naming_it(bundle, tmp_path):
+    copy = _edited_manifest(bundle, tmp_path / "toy", lambda manifest: manifest["components"]["biencoder"].pop("lora"))
+    with pytest.raises(BundleError, match=r"manifest\.json: `components\.biencoder\.lora`: Field required"):
+        load_bundle(copy)
+
+
 def test_wrong_base_is_refused_naming_both_hashes(trained, bundle, tmp_path):
     other = make_base_encoder(tmp_path / "other-base", seed=7)
     expected = read_manifest(bundle)["components"]["biencoder"]["base_model"]["weights_sha256"]

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from ..errors import DataError, IntegrityError, MintError
 from ..io import read_json, sha256_file, sha256_json, staging_folder, write_json_atomic
@@ -258,7 +260,52 @@ def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:
             f"{path}: bundle format version {version!r}; this mint-distill reads versions up to {FORMAT_VERSION} "
             "(upgrade mint-distill)"
         )
+    try:
+        _MANIFEST_SCHEMA.validate_python(manifest, strict=True)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise BundleError(f"{path}: `{'.'.join(map(str, first['loc']))}`: {first['msg']}") from None
+    for name, entry in manifest["components"].items():
+        _refuse_outside(bundle, entry["path"], f"{path}: component `{name}` path")
+    for relative in manifest["files"]:
+        _refuse_outside(bundle, relative, f"{path}: file")
     return manifest
+
+
+class _BaseModelRecord(TypedDict):
+    reference: str
+    weights_sha256: str
+
+
+class _ComponentRecord(TypedDict):
+    path: str
+    kind: str
+    base_model: _BaseModelRecord
+    lora: dict[str, Any]
+    adapter_bytes: int
+
+
+class _FileRecord(TypedDict):
+    size: int
+    sha256: str
+
+
+class _ManifestRecord(TypedDict):
+    """The keys that loading, verifying and showing a bundle read (a manifest holds more)."""
+
+    domain: str
+    components: dict[str, _ComponentRecord]
+    files: dict[str, _FileRecord]
+
+
+_MANIFEST_SCHEMA = TypeAdapter(_ManifestRecord)
+
+
+def _refuse_outside(bundle: str | os.PathLike, relative: str, what: str) -> None:
+    """A manifest names files inside its bundle only: `verify` hashes nothing outside it."""
+    root = Path(bundle).resolve()
+    if not (root / relative).resolve().is_relative_to(root):
+        raise BundleError(f"{what} `{relative}` is outside the bundle")
 
 
 @dataclass(frozen=True)
