@@ -3,8 +3,10 @@ rankers with tiny random BERTs (incl. a LoRA adapter folder), encoding caches, U
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -177,6 +179,28 @@ def test_sentence_transformers_lora_folder_is_loaded_with_its_adapter(collection
     assert ranker.encode_items(texts) == pytest.approx(model.encode(texts), abs=1e-5)
     base = DenseRanker(str(models["biencoder"]))
     assert ranker.encode_items(texts) != pytest.approx(base.encode_items(texts), abs=1e-5)
+
+
+def test_a_student_adapter_is_refused_on_a_base_without_its_recorded_weights(models, tmp_path):
+    from mint_distill.adapters import BaseModelMismatchError
+    from mint_distill.errors import ModelUnavailableError
+    from mint_distill.io import sha256_file
+
+    student = shutil.copytree(models["adapter"], tmp_path / "student")
+    trained_on = {"reference": str(models["biencoder"]), "weights_sha256": sha256_file(models["biencoder"] / "model.safetensors")}
+    (student / "mint-student.json").write_text(json.dumps({"kind": "biencoder", "base_model": trained_on}))
+    assert DenseRanker(str(student)).encode_items(["quiet bar"]).shape == (1, 32)
+
+    config = json.loads((student / "adapter_config.json").read_text())
+    # a run folder copied to a machine where the recorded base path holds other weights, or none
+    config["base_model_name_or_path"] = str(save_tiny_sentence_transformer(tmp_path / "other", seed=5))
+    (student / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(BaseModelMismatchError, match=trained_on["weights_sha256"]):
+        DenseRanker(str(student))
+    config["base_model_name_or_path"] = str(tmp_path / "gone")
+    (student / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelUnavailableError, match="gone"):
+        DenseRanker(str(student))
 
 
 def test_cross_encoder_reranks_the_top_k_and_keeps_the_tail(collection, models, tmp_path):

@@ -8,11 +8,11 @@ a LoRA adapter folder trained on top of a sentence-transformers base named by th
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelUnavailableError
+from ..io import read_json
 from ..models import resolve_model
 from ..models.resolver import ResolvedModel
 from .cache import folder_fingerprint
@@ -31,9 +31,10 @@ def load_biencoder(reference: str, device: str | None = None) -> tuple[Any, str]
     """(SentenceTransformer, fingerprint) for a model reference or a LoRA adapter folder.
 
     Adapter folders come in two layouts: a SentenceTransformer folder whose encoder is a PEFT
-    adapter (what sentence-transformers saves for a LoRA-wrapped model; it loads the base named
-    in `adapter_config.json` itself), or a bare PEFT adapter folder, merged here into its base
-    encoder. Either way the fingerprint covers the adapter and its base.
+    adapter (what sentence-transformers saves for a LoRA-wrapped model), or a bare PEFT adapter
+    folder. Either way the adapter is applied to the base named in `adapter_config.json`, which
+    must have the weights a student records it was trained on, and the fingerprint covers the
+    adapter and its base.
     """
     from ..models.loading import load_sentence_transformer
 
@@ -45,22 +46,14 @@ def load_biencoder(reference: str, device: str | None = None) -> tuple[Any, str]
 
 
 def _load_adapter(folder: Path, device: str | None) -> tuple[Any, str]:
-    config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
+    from ..adapters.loading import load_adapted_model
+
+    base = read_json(folder / ADAPTER_CONFIG).get("base_model_name_or_path")
     if not base:
         raise ModelUnavailableError(f"{folder / ADAPTER_CONFIG}: `base_model_name_or_path` is not set")
-    if (folder / "modules.json").is_file():
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(str(folder), device=device)
-        base_fingerprint = fingerprint(resolve_model(base))
-    else:
-        from peft import PeftModel
-
-        model, base_fingerprint = load_biencoder(base, device)
-        transformer = model[0]
-        transformer.model = PeftModel.from_pretrained(transformer.model, str(folder)).merge_and_unload()
-    digest = hashlib.sha256(f"{base_fingerprint}\0{folder_fingerprint(folder)}".encode()).hexdigest()
+    resolved = resolve_model(base)
+    model = load_adapted_model(folder, resolved, device=device)
+    digest = hashlib.sha256(f"{fingerprint(resolved)}\0{folder_fingerprint(folder)}".encode()).hexdigest()
     return model, digest
 
 
