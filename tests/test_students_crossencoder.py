@@ -150,6 +150,23 @@ def test_train_crossencoder_writes_a_cross_encoder_folder_and_card(world, tmp_pa
     assert (tmp_path / "out" / "loss.png").is_file()
 
 
+def test_without_a_rerankable_dev_request_the_cross_encoder_is_not_fused_away(world, tmp_path, caplog):
+    data = load_student_data(world["paths"]["pairs"], world["paths"]["requests"], world["paths"]["items"])
+    kept = data.positives("dev")
+    weak = tmp_path / "weak_first_stage.jsonl"  # every dev request's kept items ranked below its top 2
+    with weak.open("w") as out:
+        for record in map(json.loads, world["paths"]["dev_rankings"].read_text().splitlines()):
+            ranking = [i for i in record["ranking"] if i not in kept[record["request_id"]]] + kept[record["request_id"]]
+            out.write(json.dumps({**record, "ranking": ranking}) + "\n")
+    paths = {**world["paths"], "dev_rankings": weak}
+    summary = train_crossencoder({**_spec(world, epochs=1), "rerank_top_k": 2}, **paths, out_dir=tmp_path / "out", seed=0)
+    info = json.loads((tmp_path / "out" / "model" / "mint-student.json").read_text())
+    assert summary["dev_reranked_requests"] == 0 and summary["dev_requests_without_kept_items_in_top_k"] > 0
+    # weight 0 would rank by the first stage alone under the cross-encoder's name
+    assert info["fusion_weight"] is None and summary["fusion_weight"] is None
+    assert "fusion weight cannot be chosen on dev" in caplog.text
+
+
 def test_new_head_has_one_logit_and_depends_on_the_seed(world):
     from accelerate.utils import set_seed
 

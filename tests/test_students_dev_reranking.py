@@ -58,13 +58,18 @@ def test_first_stage_order_and_a_reranker_are_measured_on_the_same_candidates():
     assert reranking.measures(SCORES, k=1) == pytest.approx({"mrr@1": 0.5, "recall@1": 0.5})
 
 
-def test_fusion_weight_is_the_first_with_the_best_dev_mrr():
+def test_fusion_weight_is_the_highest_with_the_best_dev_mrr():
     reranking = DevReranking.from_rankings(RANKINGS, _data(), top_k=3)
-    weight, measures = reranking.fused_measures(SCORES, (0.0, 0.5, 1.0))
-    # weight 0 is the first stage (0.5); at 0.5 the reranker lifts b in r1 (1.0) while r2 keeps
-    # f second (0.5); 1.0 is as good, so the first of the best is kept
+    weight, measures = reranking.fused_measures(SCORES, (0.0, 0.2, 0.5))
+    # weight 0 is the first stage (0.5); at 0.2 the reranker does not yet lift b in r1 above x;
+    # at 0.5 it does (1.0) while r2 keeps f second (0.5)
     assert weight == 0.5 and measures["mrr@10"] == pytest.approx(0.75)
     assert reranking.fused_measures(SCORES, (0.0,))[1] == reranking.first_stage_measures()
+    # 0.5 and 1.0 tie: the reranker alone is kept, and a reranker no better than the first stage
+    # anywhere keeps its weight 1 rather than fusing itself away to weight 0
+    assert reranking.fused_measures(SCORES, (0.0, 0.5, 1.0))[0] == 1.0
+    first_stage_copy = {(r, item): score for r, items in reranking.candidates.items() for item, score in items.items()}
+    assert reranking.fused_measures(first_stage_copy, (0.0, 0.5, 1.0))[0] == 1.0
 
 
 def test_fuse_weighs_z_normalised_scores():

@@ -190,7 +190,7 @@ class CrossEncoderTask:
         padded, mask = group_scores(torch.tensor([s for row in rows for s in row]), [len(row) for row in rows])
         loss = pointwise_bce_loss(padded, mask) if self.loss_name == "bce" else listwise_loss(padded)
         measures = {"loss": loss.item()}
-        if self.dev_reranking is not None:
+        if self.dev_reranking is not None and self.dev_reranking.candidates:
             weight, fused = self.dev_reranking.fused_measures(scored, self.fusion_weights)
             measures.update(self.dev_reranking.measures(scored))
             measures.update({f"fused_{name}": value for name, value in fused.items()}, fusion_weight=weight)
@@ -252,6 +252,12 @@ def train_crossencoder(
         if dev_rankings is not None
         else None
     )
+    if dev_reranking is not None and not dev_reranking.candidates and spec.fusion_weight is None:
+        log.warning(
+            "no dev request has a kept item in the first stage's top %d: the fusion weight cannot be "
+            "chosen on dev, so the cross-encoder ranks its candidates alone (weight 1)",
+            spec.rerank_top_k,
+        )
     task = CrossEncoderTask(
         model,
         data,

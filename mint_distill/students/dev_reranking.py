@@ -61,10 +61,11 @@ class DevReranking:
     def fused_measures(
         self, scored: Mapping[tuple[str, str], float], weights: Sequence[float], k: int = 10
     ) -> tuple[float, dict[str, float]]:
-        """The weight (the first of the best, in the order given) whose `fuse` of reranker and
-        first-stage scores has the highest MRR@k, and its measures."""
+        """The weight whose `fuse` of reranker and first-stage scores has the highest MRR@k, and
+        its measures. Ties go to the higher weight: the reranker must earn the first stage's share,
+        or a dev split too small to tell them apart would record the first stage's order alone."""
         best: tuple[float, dict[str, float]] | None = None
-        for weight in weights:
+        for weight in sorted(weights, reverse=True):
             fused = {
                 r: fuse(first_stage, {item: scored[r, item] for item in first_stage}, weight)
                 for r, first_stage in self.candidates.items()

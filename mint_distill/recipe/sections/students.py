@@ -168,7 +168,8 @@ class CrossEncoderSpec(Section):
         le=1.0,
         description="weight of the cross-encoder's score against the first stage's, both z-normalised "
         "over each request's candidates (1: the cross-encoder alone; null: the best of 0, 0.1, ..., 1 "
-        "on the synthetic dev split)",
+        "on the synthetic dev split, ties to the higher, or the cross-encoder alone where no dev request "
+        "has a kept item among its candidates)",
     )
     training: TrainingSpec = TrainingSpec(batch_size=4)
 
