@@ -172,6 +172,17 @@ def test_judged_pois_are_used_only_when_exclusion_is_off(tmp_path, data_dir):
     assert summary["judged_items_allowed"] is True and "judged_excluded" not in summary
 
 
+def test_the_category_blocklist_keeps_test_catalog_pois_out_too(tmp_path, data_dir):
+    recipe = write_catalog_recipe(tmp_path, data_dir)
+    out = run_data_stage(recipe, "data.catalog.fraction=0.9", "data.selection.category_blocklist=[izakaya]")
+    shown = [item for user in catalog_users(out) for item in user["items"]]
+    assert shown and not [item for item in shown if "Izakaya" in item["categories"]]
+    # 7 of the Kyoto restaurants group's 10 eligible POIs list Izakaya (two sub-categories of three each)
+    assert json.loads((out / "stats.json").read_text())["catalog"]["blocklisted"] == 7
+    everything = run_data_stage(recipe, "data.catalog.fraction=0.9", "name=unblocked")
+    assert [item for user in catalog_users(everything) for item in user["items"] if "Izakaya" in item["categories"]]
+
+
 def test_sentences_skip_boilerplate_and_keep_to_the_token_bounds():
     selection = SelectionSpec(sentence_min_tokens=3, sentence_max_tokens=6)
     assert sentence_candidates(["Hi. Great cold beer on tap.", "Tiny."], selection) == [

@@ -126,18 +126,22 @@ def pointrec_entries(
     selection: SelectionSpec,
     judged: set[str],
 ) -> tuple[list[CatalogEntry], dict]:
-    """Entries for the test collection's POIs with a usable snippet, leaving out `judged` ids.
+    """Entries for the test collection's POIs with a usable snippet, leaving out `judged` ids and
+    POIs in a blocklisted category.
 
     Returns the entries and counts: POIs in the catalog, with snippets, judged (in the catalog,
-    all left out), and with no usable sentence.
+    all left out), blocklisted (when a blocklist is set), and with no usable sentence.
     """
     table = catalog.table
     lengths = pc.fill_null(pc.list_value_length(table.column("snippet_texts")), 0)
     with_snippets = table.filter(pc.greater(lengths, 0))
-    rows, judged_with_snippets = {}, 0
+    blocked = blocklist(selection.category_blocklist)
+    rows, judged_with_snippets, blocklisted = {}, 0, 0
     for row in with_snippets.to_pylist():
         if row["poi_id"] in judged:
             judged_with_snippets += 1
+        elif blocked and blocked & {category.lower() for category in _categories(row)}:
+            blocklisted += 1
         else:
             rows[row["poi_id"]] = row
     sentences = pick_sentences(
@@ -149,8 +153,7 @@ def pointrec_entries(
     entries = []
     for poi_id, sentence in sentences.items():
         row = rows[poi_id]
-        subs = tuple(s.strip() for s in (row["sub_categories"] or "").split(",") if s.strip())
-        main = row["main_category"] or None
+        main, subs = row["main_category"] or None, _sub_categories(row)
         entries.append(
             CatalogEntry(
                 item_id=POINTREC_PREFIX + poi_id,
@@ -160,7 +163,7 @@ def pointrec_entries(
                 country=row["country_code"],
                 main_category=main,
                 sub_categories=subs,
-                categories=(main, *subs) if main else subs,
+                categories=_categories(row),
                 sentence=sentence,
                 text=poi_text(row, spec),
             )
@@ -171,10 +174,20 @@ def pointrec_entries(
         "judged_ids": len(judged),
         "judged_in_catalog": sum(1 for poi_id in judged if poi_id in catalog),
         "judged_with_snippets": judged_with_snippets,
+        **({"blocklisted": blocklisted} if blocked else {}),
         "without_sentence": len(rows) - len(entries),
         "eligible": len(entries),
     }
     return entries, counts
+
+
+def _sub_categories(row: dict) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (row["sub_categories"] or "").split(",") if s.strip())
+
+
+def _categories(row: dict) -> tuple[str, ...]:
+    main = row["main_category"]
+    return (main, *_sub_categories(row)) if main else _sub_categories(row)
 
 
 def training_entries(
