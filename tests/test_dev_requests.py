@@ -111,8 +111,14 @@ def test_requests_render_like_test_requests_and_rank_their_graded_pools(tmp_path
         ),
         (
             {"judgements": {"103": 2, "pointrec:104": 1}},
-            r"dev\.jsonl:2: `judgements`: .*items are `pointrec:<poi_id>`, got \['103'\]",
+            r"dev\.jsonl:2: `judgements`: .*items are `pointrec:<poi_id>` \(no spaces\), got \['103'\]",
         ),
+        # spelled otherwise, an id would match no training item and keep nothing out
+        (
+            {"judgements": {"pointrec: 103": 2, "pointrec:104 ": 1}},
+            r"dev\.jsonl:2: `judgements`: .*got \['pointrec: 103', 'pointrec:104 '\]",
+        ),
+        ({"judgements": {"pointrec:103": True}}, r"dev\.jsonl:2: `judgements\.pointrec:103`: Input should be a valid integer"),
         ({"description": ""}, r"dev\.jsonl:2: `description`: "),
         ({"request_id": "hw-1"}, r"dev\.jsonl:2: request_id 'hw-1' appears twice"),
         ({"city_name": "Lisbon"}, r"dev\.jsonl:2: `city_name`: Extra inputs are not permitted"),
@@ -132,6 +138,13 @@ def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data
     catalog = load_poi_catalog(data_dir / "pointrec")
     with pytest.raises(DataError, match=r"dev\.jsonl: request hw-1 grades 'pointrec:999999'"):
         dev_collection([path], TestCollectionSpec(), catalog)
+
+
+def test_a_graded_item_missing_from_the_catalog_stops_the_data_stage(tmp_path, data_dir):
+    record = {**seafood_request(), "judgements": {"pointrec:999999": 2, "pointrec:103": 1}}
+    path = write_requests(tmp_path / "dev.jsonl", [record])
+    with pytest.raises(DataError, match=r"data\.catalog\.dev_requests: 1 graded items are not in the test catalog .*pointrec:999999"):
+        catalog_histories(write_recipe(tmp_path, data_dir, path))
 
 
 def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | list[Path] | None) -> Path:

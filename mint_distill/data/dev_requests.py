@@ -20,10 +20,11 @@ its pool is the items it grades, rendered with the test collection's item templa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from ..errors import DataError
 from ..io import numbered_jsonl
@@ -49,7 +50,7 @@ class DevRequest(BaseModel):
     main_category: str = Field(min_length=1)
     sub_categories: tuple[str, ...] = ()
     description: str = Field(min_length=1)
-    judgements: dict[str, int]
+    judgements: dict[str, StrictInt]
 
     @field_validator("judgements")
     @classmethod
@@ -59,9 +60,9 @@ class DevRequest(BaseModel):
             raise ValueError(f"grades must be 0-{MAX_GRADE}, got {bad}")
         # Checked here, not only when a pool is ranked: the data stage keeps these ids out of
         # training, and an id spelled otherwise would match no training item and keep nothing out.
-        unprefixed = [item for item in value if not item.startswith(POINTREC_PREFIX) or item == POINTREC_PREFIX]
-        if unprefixed:
-            raise ValueError(f"items are `{POINTREC_PREFIX}<poi_id>`, got {unprefixed[:3]}")
+        misspelled = [item for item in value if not re.fullmatch(rf"{POINTREC_PREFIX}\S+", item)]
+        if misspelled:
+            raise ValueError(f"items are `{POINTREC_PREFIX}<poi_id>` (no spaces), got {misspelled[:3]}")
         if not any(value.values()):
             raise ValueError("no item is graded above 0")
         return value

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError
 from ..recipe.sections.data import DataSection
 from .catalog import ItemCatalog
-from .catalog_entries import CatalogEntry, pointrec_entries, training_entries
+from .catalog_entries import POINTREC_PREFIX, CatalogEntry, pointrec_entries, training_entries
 from .selection import split_of
 
 GroupKey = tuple[str | None, ...]
@@ -132,14 +132,14 @@ def build_catalog_histories(
 
     With `similar_by`, item vectors are cached under `cache_dir` (None: not kept)."""
     spec = section.catalog
+    dev_items = _dev_items(spec.dev_request_files)
     if spec.source == "test":
-        entries, counts = _test_entries(section, fetch)
+        entries, counts = _test_entries(section, fetch, dev_items)
         new_items = True
     else:
         entries, counts = training_entries(training_catalog, section.item_text, section.selection)
         new_items = False
     groups = group_entries(entries, spec.group_by)
-    dev_items = _dev_items(spec.dev_request_files)
     if spec.similar_by is None:
         sampled = disjoint_histories(groups, spec.items_per_history, spec.seed)
     else:
@@ -203,7 +203,7 @@ def _dev_items(dev_request_files: list[str]) -> set[str]:
     return dev_item_ids(read_dev_request_files(dev_request_files))
 
 
-def _test_entries(section: DataSection, fetch: bool) -> tuple[list[CatalogEntry], dict]:
+def _test_entries(section: DataSection, fetch: bool, dev_items: set[str]) -> tuple[list[CatalogEntry], dict]:
     from .download import POINTREC, ensure_dataset
     from .poi_catalog import load_poi_catalog
     from .pointrec import qrels_file, read_judged_ids
@@ -212,7 +212,15 @@ def _test_entries(section: DataSection, fetch: bool) -> tuple[list[CatalogEntry]
     if fetch:
         ensure_dataset(POINTREC, folder, download=section.test.download, key="data.test")
     judged = read_judged_ids(qrels_file(folder)) if section.catalog.exclude_judged else set()
-    return pointrec_entries(load_poi_catalog(folder), section.test, section.selection, judged)
+    catalog = load_poi_catalog(folder)
+    unknown = sorted(item for item in dev_items if item.removeprefix(POINTREC_PREFIX) not in catalog)
+    if unknown:
+        # Such an id keeps nothing out of training; the ablation judge would fail on it only later.
+        raise DataError(
+            f"data.catalog.dev_requests: {len(unknown)} graded items are not in the test catalog "
+            f"({folder}), e.g. {', '.join(unknown[:3])}"
+        )
+    return pointrec_entries(catalog, section.test, section.selection, judged)
 
 
 def collection_folder(section: DataSection) -> Path:
