@@ -128,6 +128,18 @@ def test_check_reports_a_missing_source_it_cannot_fetch(tmp_path):
     assert stage.check(load_recipe(write_recipe(tmp_path))) == []
 
 
+def test_check_reports_a_missing_dev_request_file_although_the_source_is_still_to_fetch(tmp_path):
+    (stage,) = data_stage()
+    recipe = tmp_path / "fresh.yaml"
+    to_fetch = "{format: yelp_academic, path: yelp_boston_tips, download: true}"
+    recipe.write_text(
+        write_recipe(tmp_path, tmp_path).read_text().replace("{format: yelp_academic, path: yelp_academic}", to_fetch)
+        + f"  catalog: {{enabled: true, dev_requests: {tmp_path / 'missing.jsonl'}}}\n"
+    )
+    problems = stage.check(load_recipe(recipe))
+    assert len(problems) == 1 and "missing.jsonl: file not found" in problems[0]
+
+
 def test_data_stats_prints_source_selection_and_coverage_tables(tmp_path):
     out = tmp_path / "stats.json"
     result = CliRunner().invoke(

@@ -34,7 +34,7 @@ def check_data(recipe: Recipe) -> list[str]:
         base = data_dir(recipe.data.data_dir)
         path = under(base, spec.path)
         if not path.exists() and spec.download and Path(spec.path).name in KNOWN_DATASETS:
-            return []  # fetched when the stage runs
+            return _check_catalog(recipe)  # the source is fetched when the stage runs
         open_source(spec, base, fetch=False).files()
     except MintError as error:
         return [f"data.source: {error}"]
