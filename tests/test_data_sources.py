@@ -189,6 +189,11 @@ def test_table_column_missing_from_header_is_an_error_naming_it():
         list(source.iter_reviews())
 
 
+def test_item_metadata_columns_of_a_review_table_are_refused_for_the_item_table():
+    with pytest.raises(ValueError, match=r"columns\.item_name\s+Extra inputs are not permitted"):
+        SourceSpec(**{**TABLE, "columns": {**TABLE["columns"], "item_name": "Restaurant"}})
+
+
 def test_bad_row_policy_fail_stops_at_the_first_malformed_row():
     source = open_source(
         SourceSpec(format="yelp_academic", path="yelp_academic", on_bad_row="fail"), FIXTURES

@@ -64,7 +64,8 @@ def check_template(template: str, allowed: frozenset[str]) -> str:
 
 
 class ColumnMapping(Section):
-    """Column names of a generic CSV/JSONL review table. Only user, item and text are required."""
+    """Column names of a generic CSV/JSONL review table. Only user, item and text are required;
+    an item's name, categories and place come from an item table (`data.source.items`)."""
 
     user: str
     item: str
@@ -72,9 +73,6 @@ class ColumnMapping(Section):
     rating: str | None = None
     title: str | None = Field(None, description="a short review headline (e.g. Amazon's summary)")
     date: str | None = None
-    item_name: str | None = None
-    categories: str | None = Field(None, description="comma-separated categories of the item")
-    city: str | None = None
 
 
 class ItemTable(Section):
