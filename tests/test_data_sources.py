@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -187,6 +188,18 @@ def test_table_column_missing_from_header_is_an_error_naming_it():
     source = open_source(SourceSpec(**spec), FIXTURES)
     with pytest.raises(DataError, match=r"column\(s\) 'Comment' not in the CSV header"):
         list(source.iter_reviews())
+
+
+def test_a_json_lines_column_in_no_row_is_an_error_naming_it(tmp_path):
+    rows = [{"user": "u1", "item": "i1", "text": "Lovely.", "score": 1}, {"user": "u2", "item": "i1", "text": "Fine."}]
+    (tmp_path / "reviews.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    columns = {"user": "user", "item": "item", "text": "text", "rating": "stars"}
+    source = open_source(SourceSpec(format="table", path="reviews.jsonl", columns=columns), tmp_path)
+    # unread, every 1-star review would count as liked
+    with pytest.raises(DataError, match=r"reviews\.jsonl: column\(s\) 'stars' appear in no row \(recipe key `data\.source\.columns`\)"):
+        list(source.iter_reviews())
+    source = open_source(SourceSpec(format="table", path="reviews.jsonl", columns={**columns, "rating": "score"}), tmp_path)
+    assert [review.rating for review in source.iter_reviews()] == [1.0, None]
 
 
 def test_item_metadata_columns_of_a_review_table_are_refused_for_the_item_table():

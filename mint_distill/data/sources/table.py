@@ -82,7 +82,12 @@ class TableSource(ReviewSource):
         columns = self.columns
         required = [columns.user, columns.item, columns.text]
         named = [*required, *(c for c in (columns.rating, columns.title, columns.date) if c)]
+        # A CSV header names its columns; JSON lines only show a misspelt one by its absence.
+        unseen, read_any = set(named), False
         for _, row in iter_table(path, report, self.spec.on_bad_row, named, position):
+            read_any = True
+            if unseen:
+                unseen -= row.keys()
             values = [text_value(row.get(column)) for column in required]
             if not all(values):
                 report.missing([column for column, value in zip(required, values) if not value])
@@ -95,6 +100,11 @@ class TableSource(ReviewSource):
                 rating=rating_value(row.get(columns.rating), report) if columns.rating else None,
                 date=self._date(row.get(columns.date)) if columns.date else None,
                 title=_optional(row, columns.title),
+            )
+        if read_any and unseen:
+            raise DataError(
+                f"{path}: column(s) {', '.join(repr(c) for c in sorted(unseen))} appear in no row "
+                "(recipe key `data.source.columns`)"
             )
 
     def _date(self, value: object) -> str | None:
