@@ -66,6 +66,13 @@ def test_each_history_is_its_anchor_and_the_nearest_unused_items_of_its_group():
         assert random_firsts & anchors
 
 
+def test_histories_of_one_item_are_each_item_once_as_the_random_draw_gives_them():
+    groups = group_entries([entry(n, "Lisbon", THEMES[n % 3]) for n in range(4)], ["city"])
+    similar = similar_histories(groups, 1, seed=3, encode=theme_vectors)
+    assert [h for _, h in similar] == [h for _, h in disjoint_histories(groups, 1, seed=3)]
+    assert sorted(e.item_id for _, (e,) in similar) == [f"poi{n:03d}" for n in range(4)]
+
+
 def test_groups_too_small_for_a_history_encode_nothing():
     def refuse(texts: list[str]) -> np.ndarray:
         raise AssertionError(f"encoded {len(texts)} texts")

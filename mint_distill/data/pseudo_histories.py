@@ -94,7 +94,7 @@ def similar_histories(
         vectors, offset = every[offset : offset + len(members)], offset + len(members)
         unused = list(range(len(members)))
         while len(unused) >= items_per_history:
-            anchor, others = unused[0], np.array(unused[1:])
+            anchor, others = unused[0], np.array(unused[1:], dtype=np.intp)
             nearest = others[np.argsort(-(vectors[others] @ vectors[anchor]), kind="stable")]
             chosen = [anchor, *nearest[: items_per_history - 1].tolist()]
             histories.append((key, tuple(members[i] for i in chosen)))
