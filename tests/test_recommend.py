@@ -152,14 +152,36 @@ class _FailingAfter:
         return self.encoder.encode(texts)
 
 
-def test_ties_at_the_cut_are_broken_by_item_id_whatever_the_catalog_order(tmp_path):
+def test_ties_at_the_cut_are_broken_like_trec_eval_whatever_the_catalog_order(tmp_path):
+    from mint_distill.evaluation.trec import ranked
     from mint_distill.recommend import CatalogIndex
 
     vectors = {"best": [1.0, 0.0], **{f"tie{n}": [0.5, 0.5] for n in range(6)}, "far": [0.0, 1.0]}
     for ids in (list(vectors), list(reversed(vectors))):
         index = CatalogIndex(tmp_path, ids, np.array([vectors[i] for i in ids]), {"similarity": "dot"})
-        found = index.search(np.array([[1.0, 0.2]]), 3)[0]
-        assert [ids[row] for row, _ in found] == ["best", "tie0", "tie1"]
+        found = [(ids[row], score) for row, score in index.search(np.array([[1.0, 0.2]]), 3)[0]]
+        assert found == ranked(dict(found)) and [item for item, _ in found] == ["best", "tie5", "tie4"]
+
+
+def test_a_trec_run_keeps_full_scores_and_refuses_ids_it_cannot_hold():
+    import io
+
+    from mint_distill.evaluation.trec import ranked
+    from mint_distill.recommend.output import write_trec
+    from mint_distill.recommend.recommender import Answer, Recommendation
+
+    near_tie = [Recommendation(1, "a", None, "", 0.81234571), Recommendation(2, "b", None, "", 0.81234560)]
+    out = io.StringIO()
+    write_trec([Answer("q1", "quiet bar", near_tie)], out)
+    scores = {line.split()[2]: float(line.split()[4]) for line in out.getvalue().splitlines()}
+    assert scores == {"a": 0.81234571, "b": 0.81234560}
+    assert [item for item, _ in ranked(scores)] == ["a", "b"]  # rounded to 6 places, b would rank first
+    for request_id, item_id in [("q1", "my bar"), ("q1", ""), ("q 1", "a")]:
+        answer = Answer(request_id, "quiet bar", [Recommendation(1, item_id, None, "", 0.5)])
+        out = io.StringIO()
+        with pytest.raises(DataError, match="cannot be a field of a TREC run"):
+            write_trec([Answer("q0", "first", near_tie), answer], out)
+        assert out.getvalue() == ""
 
 
 def test_interrupted_indexing_resumes_from_finished_chunks(tiny_export, tmp_path):

@@ -49,10 +49,11 @@ class CatalogIndex:
         results = []
         for row in scores:
             top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-            # Ties broken by item id, so results do not depend on the catalog's order: every item
-            # tied with the k-th is a candidate, not the ones argpartition happened to keep.
+            # Ties broken by descending item id, as trec_eval breaks them, so results do not depend
+            # on the catalog's order: every item tied with the k-th is a candidate, not the ones
+            # argpartition happened to keep.
             candidates = np.flatnonzero(row >= row[top].min())
-            order = sorted(candidates, key=lambda i: (-row[i], self.ids[i]))[:k]
+            order = sorted(candidates, key=lambda i: (row[i], self.ids[i]), reverse=True)[:k]
             results.append([(int(i), float(row[i])) for i in order])
         return results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
+from ..errors import DataError
 from .recommender import Answer
 
 FORMATS = ("table", "jsonl", "trec")
@@ -21,11 +22,21 @@ def write_jsonl(answers: list[Answer], stream: TextIO) -> None:
 
 
 def write_trec(answers: list[Answer], stream: TextIO, run_name: str = "mint-distill") -> None:
-    """`qid Q0 item rank score run`, the final score (rerank score when reranked)."""
+    """`qid Q0 item rank score run`, the final score (rerank score when reranked) in full: trec_eval
+    re-sorts by score, so a rounded score would turn near ties into ties ranked by item id."""
+    for answer in answers:
+        _refuse_unsplittable("request id", answer.request_id)
+        for result in answer.results:
+            _refuse_unsplittable("item id", result.item_id)
     for answer in answers:
         for result in answer.results:
             score = result.rerank_score if result.rerank_score is not None else result.score
-            stream.write(f"{answer.request_id} Q0 {result.item_id} {result.rank} {score:.6f} {run_name}\n")
+            stream.write(f"{answer.request_id} Q0 {result.item_id} {result.rank} {float(score)!r} {run_name}\n")
+
+
+def _refuse_unsplittable(what: str, value: str) -> None:
+    if len(value.split()) != 1 or value.strip() != value:
+        raise DataError(f"{what} {value!r} cannot be a field of a TREC run (empty or holding whitespace); use --format jsonl")
 
 
 def print_tables(answers: list[Answer], console, excerpt: int = 90) -> None:

@@ -93,7 +93,7 @@ class Recommender:
         floor = min(scores.values(), default=0.0)
         for position, result in enumerate(tail, start=1):
             result.rerank_score = floor - position
-        return sorted(head, key=lambda r: (-r.rerank_score, r.item_id)) + tail
+        return sorted(head, key=lambda r: (r.rerank_score, r.item_id), reverse=True) + tail  # trec_eval's order
 
 
 def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: str | None = None):
