@@ -92,6 +92,24 @@ def test_export_from_a_bundle_equals_export_from_the_folder(exported, tmp_path):
         OnnxEncoder(tmp_path / "from-bundle", "int8")
 
 
+def test_export_replaces_an_earlier_export_only(exported, tmp_path):
+    from mint_distill.errors import MintError
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(MintError, match="not empty and holds no exported model"):
+        export_encoder(exported["trained"], notes, base=str(exported["base"]), onnx=False)
+    with pytest.raises(MintError, match="holds the source"):
+        export_encoder(exported["trained"], exported["root"], base=str(exported["base"]), onnx=False)
+    assert (notes / "todo.txt").read_text() == "keep me" and (exported["trained"] / "adapter_config.json").is_file()
+    again = tmp_path / "again"
+    export_encoder(exported["trained"], again, base=str(exported["base"]), onnx=False)
+    (again / "stale.txt").write_text("from an older export")
+    export_encoder(exported["trained"], again, base=str(exported["base"]), onnx=False)
+    assert not (again / "stale.txt").exists() and (again / "modules.json").is_file()
+
+
 def test_unsupported_module_stack_is_refused(exported):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense

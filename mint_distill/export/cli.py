@@ -17,7 +17,7 @@ from .onnx import INT8_SPREAD_LIMIT
     "-o",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write (replaced when done).",
+    help="Folder to write: new, empty, or an earlier export (replaced when done).",
 )
 @click.option(
     "--base",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.bundle import replace_folder
+from ..errors import MintError
 from ..io import staging_folder
 from ..pipeline.manifest import library_versions
 from .onnx import (
@@ -89,6 +90,23 @@ class ExportReport:
         return out
 
 
+def _refuse_to_replace(out: Path, source: str | os.PathLike) -> None:
+    """`out` is replaced whole: only an empty folder or a model folder (an earlier export) may be
+    there, and never the source or a folder holding it."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise MintError(f"--out {out} is a file; exports are folders")
+    source_path = Path(source).expanduser()
+    if source_path.exists() and source_path.resolve().is_relative_to(out.resolve()):
+        raise MintError(f"--out {out} holds the source {source}; export to another folder")
+    if any(out.iterdir()) and not (out / "modules.json").is_file():
+        raise MintError(
+            f"--out {out} is not empty and holds no exported model (no modules.json), and it would be "
+            "replaced whole; choose another folder or remove it"
+        )
+
+
 def export_encoder(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -101,7 +119,7 @@ def export_encoder(
     recipe=None,
     opset: int = OPSET,
 ) -> ExportReport:
-    """Export an encoder to `out`, replacing what is there once everything is written.
+    """Export an encoder to `out`, replacing an earlier export there once everything is written.
 
     `source` is an adapter bundle, a LoRA adapter folder (students' output; its base from
     `base` or the adapter config) or a plain model reference. Writes a merged
@@ -113,6 +131,7 @@ def export_encoder(
     from ..adapters.loading import load_encoder
 
     out = Path(out)
+    _refuse_to_replace(out, source)
     model = load_encoder(source, base=base, device="cpu")
     texts = list(texts)
     reference = _encode(model, texts)
