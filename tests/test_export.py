@@ -211,3 +211,20 @@ def test_export_cli_prints_parity(exported, tmp_path):
     assert result.exit_code == 0, result.output
     assert "onnx-fp32" in result.output and "min 1.000000" in result.output
     assert (tmp_path / "cli" / "onnx" / "model.onnx").is_file()
+
+
+def test_strict_checks_every_variant_and_a_nan_cosine_fails(exported, tmp_path, monkeypatch):
+    from mint_distill.cli import cli
+    from mint_distill.export import exporter
+
+    real = exporter.cosine_parity
+
+    def broken_merge(variant, reference, candidate):
+        return real(variant, reference, np.full_like(candidate, np.nan) if variant == "merged" else candidate)
+
+    monkeypatch.setattr(exporter, "cosine_parity", broken_merge)
+    args = ["export", str(exported["trained"]), "--base", str(exported["base"]), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(cli, [*args, "--no-onnx", "--strict"])
+    assert result.exit_code == 2 and "parity goals not met for: merged" in result.output
+    assert "goal >= 0.9999: NOT met" in result.output
+

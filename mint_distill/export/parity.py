@@ -17,6 +17,7 @@ import numpy as np
 Encode = Callable[[list[str]], np.ndarray]
 
 COSINE_GOAL_INT8 = 0.99
+COSINE_GOAL_FLOAT = 0.9999  # merged weights and fp32 ONNX differ from the model by rounding alone
 NDCG_GOAL_RELATIVE = 0.01
 
 
@@ -29,6 +30,15 @@ class Parity:
     min_cosine: float
     mean_cosine: float
     max_abs_difference: float
+
+    @property
+    def goal(self) -> float:
+        """The least min cosine this variant should reach."""
+        return COSINE_GOAL_INT8 if self.variant == "onnx-int8" else COSINE_GOAL_FLOAT
+
+    @property
+    def met(self) -> bool:
+        return self.min_cosine >= self.goal  # False for NaN, a broken export
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,3 +148,8 @@ def ranking_parity(encoders: dict[str, Encode], recipe, reference: str) -> Ranki
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def ranking_goal_met(relative_difference: float) -> bool:
+    """Whether an exported variant's NDCG@5 is within the goal of the model's (False for NaN)."""
+    return abs(relative_difference) <= NDCG_GOAL_RELATIVE
