@@ -88,6 +88,14 @@ def test_mnrl_training_lowers_the_loss_and_writes_a_loadable_model(world, tmp_pa
     assert not (out / ".checkpoints").exists() or not list((out / ".checkpoints").glob("step-*"))
 
 
+def test_a_batch_larger_than_the_training_pairs_is_an_error_naming_the_key(world, tmp_path):
+    from mint_distill.errors import MintError
+
+    spec = tiny_spec(world["encoder"], max_train_pairs=3)
+    with pytest.raises(MintError, match=r"3 training examples cannot fill one batch of 4; lower students\.biencoder\.training\.batch_size \(or raise students\.biencoder\.training\.max_train_pairs"):
+        train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
+
+
 def test_triplet_loss_lowers_its_hinge_on_cross_topic_triplets(world, tmp_path):
     from sentence_transformers import SentenceTransformer
 

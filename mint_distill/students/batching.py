@@ -107,11 +107,12 @@ class BatchSchedule:
         seed: int,
         footprints: Footprints | None = None,
         groups: Groups | None = None,
+        settings_key: str = "training",
     ):
         if num_examples < batch_size:
             raise MintError(
-                f"{num_examples} training examples cannot fill one batch of {batch_size}; "
-                "lower the student's training.batch_size"
+                f"{num_examples} training examples cannot fill one batch of {batch_size}; lower "
+                f"{settings_key}.batch_size (or raise {settings_key}.max_train_pairs, if it is set)"
             )
         self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
         self.footprints, self.groups = footprints, groups

@@ -334,7 +334,13 @@ def train_biencoder(
         item_groups=load_item_cities(items) if spec.batch_grouping == "city" else None,
     )
     result = train_loop(
-        task, settings, out_dir, resume=resume, description="bi-encoder", callbacks=callbacks
+        task,
+        settings,
+        out_dir,
+        resume=resume,
+        description="bi-encoder",
+        settings_key="students.biencoder.training",
+        callbacks=callbacks,
     )
     counts = {
         **data.counts(),

@@ -269,7 +269,13 @@ def train_crossencoder(
         batch_size=settings.batch_size,
     )
     result = train_loop(
-        task, settings, out_dir, resume=resume, description="cross-encoder", callbacks=callbacks
+        task,
+        settings,
+        out_dir,
+        resume=resume,
+        description="cross-encoder",
+        settings_key="students.crossencoder.training",
+        callbacks=callbacks,
     )
     counts = {
         **data.counts(),

@@ -141,13 +141,15 @@ def train_loop(
     resume: bool = False,
     use_cpu: bool | None = None,
     description: str = "training",
+    settings_key: str = "training",
     callbacks: Sequence[Callable[[TrainerState], None]] = (),
 ) -> TrainingResult:
     """Train `task.model` and keep its best dev checkpoint in `out_dir/.best/`.
 
     With `resume`, continue from the latest checkpoint in `out_dir` at the same step, with the
     same data order and random state; a finished run returns at once. Otherwise previous
-    scratch in `out_dir` is discarded. `callbacks` run after every optimizer step.
+    scratch in `out_dir` is discarded. `callbacks` run after every optimizer step. Errors name
+    the recipe keys of `settings` by `settings_key`.
 
     `use_cpu` (default: when no GPU is visible) trains on the CPU; several processes started by
     a launcher (`accelerate launch --multi_gpu --num_processes N` or `torchrun`) then
@@ -172,7 +174,7 @@ def train_loop(
     world = accelerator.num_processes
     if settings.batch_size % world:
         raise MintError(
-            f"training.batch_size {settings.batch_size} must be divisible by the {world} processes "
+            f"{settings_key}.batch_size {settings.batch_size} must be divisible by the {world} processes "
             "(it counts examples per forward pass over all processes)"
         )
 
@@ -195,6 +197,7 @@ def train_loop(
         settings.seed,
         task.batch_footprints(),
         task.batch_groups(),
+        settings_key,
     )
     accumulation = settings.gradient_accumulation
     total_steps = schedule.total_batches(settings.epochs) // accumulation
