@@ -7,6 +7,7 @@ manifests, freshness and the package stage itself are the real ones.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import yaml
 from click.testing import CliRunner
 from test_adapters_support import make_base_encoder, make_lora_encoder
 
-from mint_distill.adapters import load_bundle, read_manifest, verify_bundle
+from mint_distill.adapters import BundleError, load_bundle, read_manifest, verify_bundle
 from mint_distill.adapters.adapt import adapt, build_adapt_recipe, reuse_stage_output
 from mint_distill.adapters.stage import PACKAGE_STAGE
-from mint_distill.errors import RecipeError
+from mint_distill.errors import MintError, RecipeError
 from mint_distill.pipeline import Stage, run_pipeline
 from mint_distill.pipeline.manifest import read_manifest as read_stage_manifest
 from mint_distill.recipe import Recipe
@@ -117,6 +118,33 @@ def test_package_stage_writes_a_verified_bundle_and_installs_it(tmp_path, encode
     )
     again = run_pipeline(recipe, stages=stages, quiet=True)
     assert again.ran == [] and "package" in again.skipped
+
+
+def test_a_bundle_dir_holding_anything_but_a_bundle_of_its_domain_is_refused_before_any_stage(tmp_path, encoders):
+    from mint_distill.adapters.bundle import copy_bundle
+
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)
+    installed = tmp_path / "adapters"
+    run_pipeline(_recipe(tmp_path, encoders, bundle_dir=str(installed / "toy")), stages=stages, quiet=True)
+    (installed / "notes").mkdir()
+    (installed / "notes" / "todo.txt").write_text("keep")
+    calls.clear()
+    # `adapters` instead of `adapters/toy`: the parent folder of every installed bundle
+    for folder, message in [(installed, "holds no adapter bundle"), (installed / "notes", "holds no adapter bundle")]:
+        with pytest.raises(MintError, match=f"package.bundle_dir: {folder} {message}"):
+            run_pipeline(_recipe(tmp_path, encoders, bundle_dir=str(folder)), stages=stages, quiet=True)
+    assert calls == [] and (installed / "notes" / "todo.txt").read_text() == "keep"
+    assert verify_bundle(installed / "toy") == []
+    with pytest.raises(BundleError, match="holds the bundle of domain `toy`, not `other`"):
+        other = tmp_path / "other"
+        shutil.copytree(installed / "toy", other)
+        manifest = json.loads((other / "manifest.json").read_text())
+        (other / "manifest.json").write_text(json.dumps({**manifest, "domain": "other"}))
+        copy_bundle(other, installed / "toy")
+    # the same domain is replaced: that is how a recipe remakes its bundle
+    run_pipeline(_recipe(tmp_path, encoders, bundle_dir=str(installed / "toy"), license="mit"), stages=stages, quiet=True)
+    assert "license: mit" in (installed / "toy" / "README.md").read_text()
 
 
 def test_package_reruns_alone_when_its_keys_change(tmp_path, encoders):

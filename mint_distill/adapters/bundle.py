@@ -232,8 +232,12 @@ def replace_folder(staging: Path, target: Path) -> None:
 
 
 def copy_bundle(bundle: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy a bundle folder to `destination`, replacing what is there in one rename."""
+    """Copy a bundle folder to `destination`, replacing an earlier bundle of its domain there in
+    one rename (see `replace_problem`)."""
     destination = Path(destination)
+    problem = replace_problem(destination, read_manifest(bundle)["domain"])
+    if problem:
+        raise BundleError(problem)
     staging = staging_folder(destination)
     try:
         shutil.copytree(bundle, staging, dirs_exist_ok=True)
@@ -241,6 +245,25 @@ def copy_bundle(bundle: str | os.PathLike, destination: str | os.PathLike) -> Pa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def replace_problem(destination: Path, domain: str) -> str | None:
+    """Why a bundle of `domain` must not replace what `destination` holds, or None: only a
+    missing or empty folder, or a bundle of the same domain, may be replaced."""
+    if not destination.exists() or (destination.is_dir() and not any(destination.iterdir())):
+        return None
+    if not (destination / MANIFEST).is_file():
+        return (
+            f"{destination} holds no adapter bundle, and installing one there would replace it whole; "
+            "name a folder of its own (package.bundle_dir, adapt --out), e.g. adapters/<domain>"
+        )
+    try:
+        held = read_manifest(destination)["domain"]
+    except BundleError as error:
+        return f"{error}; it would be replaced whole: remove it first, or name another folder"
+    if held != domain:
+        return f"{destination} holds the bundle of domain `{held}`, not `{domain}`; name another folder or remove it"
+    return None
 
 
 def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:

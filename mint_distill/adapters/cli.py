@@ -180,7 +180,8 @@ def adapters_import(archive: Path, target: Path, name: str | None, overwrite: bo
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to install the bundle (default: adapters/DOMAIN).",
+    help="Where to install the bundle: a new or empty folder, or an earlier bundle of this domain "
+    "(default: adapters/DOMAIN).",
 )
 @click.option("--seeds", help="Seed examples for the teacher (teacher.tuning.seeds), e.g. for a non-POI domain.")
 @click.option(

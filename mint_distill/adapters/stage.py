@@ -12,7 +12,7 @@ from ..pipeline.registry import Stage
 from ..recipe import Recipe
 from ..students.data import MODEL_DIR
 from ..students.stage import AVERAGE_BIENCODER, TRAIN_BIENCODER, TRAIN_CROSSENCODER
-from .bundle import ComponentSource, copy_bundle, is_adapter_folder, write_bundle
+from .bundle import ComponentSource, copy_bundle, is_adapter_folder, replace_problem, write_bundle
 
 EVALUATE_STAGE = "evaluate"
 # Stages whose summary counts describe the training data in the manifest and card.
@@ -33,6 +33,10 @@ def _check(recipe: Recipe) -> list[str]:
             "package.enabled is true but students.biencoder.finetune is `full`: a bundle holds a LoRA adapter; "
             "set students.biencoder.finetune=lora (or package.enabled=false)"
         ]
+    if recipe.package.bundle_dir:
+        problem = replace_problem(Path(recipe.package.bundle_dir), recipe.package.domain)
+        if problem:
+            return [f"package.bundle_dir: {problem}"]
     return []
 
 

@@ -18,8 +18,8 @@ class PackageSection(Section):
     )
     bundle_dir: str | None = Field(
         None,
-        description="also install the finished bundle here, replacing what is there (the bundle is always "
-        "written to <run folder>/package/<domain>)",
+        description="also install the finished bundle here, replacing an earlier bundle of its domain (a "
+        "folder holding anything else is refused; the bundle is always written to <run folder>/package/<domain>)",
     )
     include_crossencoder: bool = Field(
         True, description="add the cross-encoder when the run trained it as a LoRA adapter"
