@@ -212,6 +212,15 @@ def test_force_from_and_until(recipe_file):
         run_pipeline(recipe, stages=stages, from_stage="total", until="lengths")
     with pytest.raises(MintError, match="--force total: after --until lengths"):
         run_pipeline(recipe, stages=stages, until="lengths", force=("total",))
+    with pytest.raises(MintError, match="--force words: before --from lengths"):
+        run_pipeline(recipe, stages=stages, from_stage="lengths", force=("words",))
+
+
+def test_a_run_folder_that_cannot_be_made_is_an_error_naming_run_dir(recipe_file, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    recipe = load_recipe(recipe_file, [f"run_dir={tmp_path / 'a-file'}"])
+    with pytest.raises(MintError, match="run_dir: cannot create the run folder .*a-file"):
+        run_pipeline(recipe, stages=make_stages(Calls()))
 
 
 def test_from_requires_earlier_stages_to_have_run(recipe_file):

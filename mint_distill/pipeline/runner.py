@@ -164,9 +164,15 @@ def run_pipeline(
     beyond = [name for name in force if names.index(name) >= stop]
     if beyond:
         raise MintError(f"--force {', '.join(beyond)}: after --until {until}, so it would not run")
+    before = [name for name in force if names.index(name) < start]
+    if before:
+        raise MintError(f"--force {', '.join(before)}: before --from {from_stage}, so it would not run")
 
     run_root = run_root_of(recipe)
-    run_root.mkdir(parents=True, exist_ok=True)
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MintError(f"run_dir: cannot create the run folder {run_root}: {error.strerror}") from None
     result = RunResult(run_root)
     with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
         forced_run = _ForcedRun(run_root, {*force, *(names[start:stop] if from_stage else ())})
