@@ -24,11 +24,14 @@ def trained(tmp_path_factory):
     world = write_toy_world(root / "world")
     encoder = save_tiny_encoder(root / "encoder")
     students = {}
-    for finetune in ("full", "lora"):
-        spec = {**tiny_spec(encoder, epochs=1, eval_every=0), "finetune": finetune}
+    variants = {"full": {"finetune": "full"}, "lora": {"finetune": "lora"}}
+    # peft keeps an embedding's update in lora_embedding_A/B, not lora_A/B
+    variants["lora-embeddings"] = {"finetune": "lora", "lora": {"target_modules": ["word_embeddings", "query"]}}
+    for name, settings in variants.items():
+        spec = {**tiny_spec(encoder, epochs=1, eval_every=0), **settings}
         inputs = {key: world[key] for key in ("pairs", "requests", "items")}
-        train_biencoder(spec, **inputs, out_dir=root / finetune, seed=0)
-        students[finetune] = root / finetune / "model"
+        train_biencoder(spec, **inputs, out_dir=root / name, seed=0)
+        students[name] = root / name / "model"
     return {"encoder": encoder, **students}
 
 
@@ -93,3 +96,19 @@ def test_a_student_saved_at_weight_one_half_lies_halfway_between_its_base_and_it
         torch.testing.assert_close(saved[0.5][name], expected, msg=name)
         changed += not torch.equal(saved[0.5][name], value)
     assert changed > 0
+
+
+@pytest.mark.parametrize("student", ["lora", "lora-embeddings"])
+def test_a_lora_student_at_weight_one_half_merges_halfway_whatever_modules_it_adapts(trained, tmp_path, student):
+    from mint_distill.adapters.loading import load_adapted_model
+
+    out = tmp_path / "half"
+    save_averaged_student(trained[student], out, base_model=str(trained["encoder"]), finetuned_weight=0.5)
+    base = _load(trained["encoder"])[0].auto_model.state_dict()
+    full = load_adapted_model(trained[student], str(trained["encoder"]), merge=True)[0].auto_model.state_dict()
+    half = load_adapted_model(out, str(trained["encoder"]), merge=True)[0].auto_model.state_dict()
+    moved = [name for name in base if not torch.equal(base[name], full[name])]
+    assert moved and (student == "lora" or "embeddings.word_embeddings.weight" in moved)
+    for name in moved:
+        torch.testing.assert_close(half[name], 0.5 * (base[name] + full[name]), msg=name)
+

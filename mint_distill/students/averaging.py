@@ -62,7 +62,7 @@ def _scale_lora_update(weights_file: Path, finetuned_weight: float) -> int:
     with safe_open(str(weights_file), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(weights_file))
-    scaled = [name for name in tensors if "lora_B" in name]
+    scaled = [name for name in tensors if "lora_B" in name or "lora_embedding_B" in name]
     for name in scaled:
         tensors[name] = tensors[name] * finetuned_weight
     save_file(tensors, str(weights_file), metadata=metadata)
