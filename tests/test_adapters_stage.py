@@ -230,6 +230,14 @@ def test_adapt_recipe_errors_name_the_file(tmp_path, monkeypatch):
         build_adapt_recipe("x", neither)
     with pytest.raises(Exception, match="domain"):
         build_adapt_recipe("Not A Domain", _spec_file(tmp_path))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("format: table\npath: reviews.csv\npath: other.csv\n")
+    with pytest.raises(RecipeError, match=r"twice\.yaml:3: .*`path`.*line 2"):
+        build_adapt_recipe("x", twice)
+    data_file = tmp_path / "reviews.csv.gz"  # a data file given instead of its spec
+    data_file.write_bytes(b"\x1f\x8b\x08\x00\xa7\xf2")
+    with pytest.raises(RecipeError, match=r"reviews\.csv\.gz: not UTF-8 text"):
+        build_adapt_recipe("x", data_file)
 
 
 def test_adapt_dry_run_prints_the_recipe(tmp_path, monkeypatch):

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import RecipeError
@@ -26,7 +25,7 @@ from ..pipeline import RunResult, Stage, all_stages, run_pipeline, stage_states
 from ..pipeline.manifest import MANIFEST, read_manifest
 from ..pipeline.runner import run_root_of
 from ..recipe import Recipe, apply_override, load_recipe
-from ..recipe.loading import format_validation_error
+from ..recipe.loading import format_validation_error, read_yaml_file
 from ..recipe.sections.data import SourceSpec
 from .bundle import check_domain
 
@@ -95,10 +94,7 @@ def build_adapt_recipe(
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise RecipeError(f"--data file not found: {path}")
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    document = read_yaml_file(path)
     if not isinstance(document, dict):
         raise RecipeError(f"{path}: expected a mapping (a source spec or a recipe)")
     return document

@@ -43,14 +43,7 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
         extended_by = f" (extended by {chain[-1]})" if chain else ""
         raise RecipeError(f"recipe file not found: {path}{extended_by}")
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path}: not valid YAML: {error}") from None
-    except RecipeError as error:  # from _StrictLoader
-        raise RecipeError(f"{path}:{error}") from None
-    except UnicodeDecodeError as error:
-        raise RecipeError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
+    document = read_yaml_file(path) or {}
     if not isinstance(document, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys, got {type(document).__name__}")
     parents = document.pop("extends", None)
@@ -63,6 +56,19 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
     for parent in parents:
         merged = deep_merge(merged, _read_with_extends(path.parent / parent, (*chain, path)))
     return deep_merge(merged, document)
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A YAML file's value; invalid YAML, a key given twice or bytes that are not UTF-8 are a
+    RecipeError naming the file (and the line)."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    except RecipeError as error:  # from _StrictLoader
+        raise RecipeError(f"{path}:{error}") from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
 
 
 class _StrictLoader(yaml.SafeLoader):
