@@ -195,6 +195,16 @@ def test_adapt_recipe_from_a_source_spec(tmp_path, monkeypatch):
     assert recipe.package.domain == "books" and recipe.package.bundle_dir == "adapters/books"
     assert recipe.filter.keep_fraction == 0.3
     assert recipe.teacher == pointrec.teacher and recipe.data.test == pointrec.data.test
+    # pointrec.yaml's catalog histories are Pointrec POIs graded by its dev requests: a books
+    # adapter draws them from its own items, or has none without an item table
+    assert pointrec.data.catalog.enabled and pointrec.data.catalog.source == "test"
+    assert recipe.data.catalog.enabled and recipe.data.catalog.source == "training"
+    assert recipe.data.catalog.dev_requests is None
+    spec = yaml.safe_load(_spec_file(tmp_path).read_text())
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump({key: spec[key] for key in ("format", "path", "columns")}))
+    assert not build_adapt_recipe("books", tmp_path / "bare.yaml").data.catalog.enabled
+    catalog_on = build_adapt_recipe("books", tmp_path / "bare.yaml", overrides=["data.catalog.enabled=true"])
+    assert catalog_on.data.catalog.enabled, "overrides still come last"
 
 
 def test_adapt_recipe_from_a_recipe_keeps_its_settings(tmp_path, monkeypatch):

@@ -50,6 +50,8 @@ def build_adapt_recipe(
     `data` is a YAML file holding either a source spec (a mapping with `format` and `path`; a
     relative `path` or `items.path` that exists beside the file is taken from there) or a recipe
     (a mapping with `data`), which is then the starting point instead of `base_recipe`.
+    A source spec also sets catalog adaptation to the new source's own items (or off, when it has
+    no item table): the base recipe's catalog is its test collection's, not the new one's.
     Set: name `adapt-<domain>`, students.biencoder.finetune=lora (and .model=`base_model`),
     students.crossencoder.enabled=false, no ablations, package.domain, package.bundle_dir (`out`, default
     `adapters/<domain>`), teacher.tuning.seeds (`seeds`), then the `overrides` (key=value).
@@ -61,7 +63,10 @@ def build_adapt_recipe(
         raw = _unset_dropped(load_recipe(data))
     elif "format" in document:
         raw = _unset_dropped(load_recipe(base_recipe))
-        raw.setdefault("data", {})["source"] = _source_spec(document, data)
+        source = _source_spec(document, data)
+        raw.setdefault("data", {})["source"] = source
+        for key, value in _catalog_of_new_source(source).items():
+            _set(raw, key, value)
     else:
         raise RecipeError(
             f"{data}: neither a source spec (a mapping with `format` and `path`, as under data.source) "
@@ -117,6 +122,14 @@ def _source_spec(document: dict, origin: Path) -> dict:
         return SourceSpec.model_validate(document).model_dump(mode="json", exclude_unset=True)
     except ValidationError as error:
         raise RecipeError(format_validation_error(error, source=f"{origin} (source spec)")) from None
+
+
+def _catalog_of_new_source(source: dict) -> dict[str, Any]:
+    """Catalog adaptation from the new source's own items, never the base recipe's test collection
+    (Pointrec POIs in a books adapter), and off where the source has no item metadata to group by."""
+    if source.get("items") or source["format"].startswith("yelp"):
+        return {"data.catalog.source": "training", "data.catalog.dev_requests": None}
+    return {"data.catalog.enabled": False}
 
 
 def _set(raw: dict, dotted: str, value: Any) -> None:
