@@ -297,3 +297,25 @@ def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoder
     assert result.reused_teacher == tmp_path / "runs" / "toy" / "tune-teacher"
     assert result.bundle == tmp_path / "adapters" / "toy" and verify_bundle(result.bundle) == []
     assert read_manifest(result.bundle)["evaluation"] == {}
+
+
+def test_adapt_without_reuse_trains_its_own_teacher(tmp_path, encoders):
+    calls: list[str] = []
+    stages = _stand_ins(encoders, calls)
+    run_pipeline(_recipe(tmp_path, encoders), stages=stages[:2], quiet=True)
+    recipe = Recipe.model_validate(
+        _recipe(tmp_path, encoders).model_dump(mode="json", exclude_unset=True)
+        | {"name": "adapt-toy", "reuse_stages": False}
+    )
+    calls.clear()
+    assert adapt(recipe, stages=stages, quiet=True).reused_teacher is None
+    assert "tune-teacher" in calls
+
+
+def test_adapt_refuses_a_bad_later_stage_before_the_data_stage_runs(tmp_path, encoders):
+    calls: list[str] = []
+    recipe = _recipe(tmp_path, encoders).model_copy(deep=True)
+    recipe.students.biencoder.model = str(tmp_path / "no-such-model")
+    with pytest.raises(MintError, match="no-such-model"):
+        adapt(recipe, stages=_stand_ins(encoders, calls), quiet=True)
+    assert calls == []

@@ -23,7 +23,7 @@ from ..errors import RecipeError
 from ..io import write_json_atomic
 from ..pipeline import RunResult, Stage, all_stages, run_pipeline, stage_states
 from ..pipeline.manifest import MANIFEST, read_manifest
-from ..pipeline.runner import run_root_of
+from ..pipeline.runner import refuse_what_would_stop_a_stage, run_root_of
 from ..recipe import Recipe, apply_override, load_recipe
 from ..recipe.loading import format_validation_error, read_yaml_file
 from ..recipe.sections.data import SourceSpec
@@ -156,8 +156,8 @@ def adapt(
 ) -> AdaptResult:
     """Run an adapter recipe (see `build_adapt_recipe`) and return where its bundle is.
 
-    Before the teacher stage, run folders under `recipe.run_dir` and `teacher_from` are searched
-    for a `tune-teacher` output that fits (see `reuse_stage_output`).
+    Before the teacher stage, run folders under `recipe.run_dir` (with `reuse_stages`) and
+    `teacher_from` are searched for a `tune-teacher` output that fits (see `reuse_stage_output`).
     """
     chosen = [s for s in (stages if stages is not None else all_stages()) if s.name not in SKIPPED_STAGES]
     enabled = [s for s in chosen if s.enabled(recipe)]
@@ -166,8 +166,12 @@ def adapt(
     if teacher is not None:
         before = enabled[: enabled.index(teacher)]
         if before:
+            # The first call checks only the stages before the teacher: a bad model or setting of a
+            # later one must stop the command before them, as `run` would.
+            refuse_what_would_stop_a_stage(recipe, enabled, set())
             run_pipeline(recipe, stages=chosen, until=before[-1].name, quiet=quiet)
-        reused = reuse_stage_output(recipe, teacher, _candidate_runs(recipe, teacher_from))
+        if recipe.reuse_stages or teacher_from:
+            reused = reuse_stage_output(recipe, teacher, _candidate_runs(recipe, teacher_from))
     result = run_pipeline(recipe, stages=chosen, quiet=quiet)
     return AdaptResult(
         result, Path(recipe.package.bundle_dir or result.run_root / "package" / recipe.package.domain), reused

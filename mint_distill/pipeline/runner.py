@@ -177,7 +177,7 @@ def run_pipeline(
     with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
         forced_run = _ForcedRun(run_root, {*force, *(names[start:stop] if from_stage else ())})
         forced_stages = forced_run.still_to_force()
-        _refuse_what_would_stop_a_stage(recipe, stages[start:stop], forced_stages)
+        refuse_what_would_stop_a_stage(recipe, stages[start:stop], forced_stages)
         write_text_atomic(run_root / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
         for index, stage in enumerate(stages[:stop]):
             state = next(s for s in stage_states(recipe, [stage]))
@@ -235,7 +235,7 @@ class _ForcedRun:
         self.path.unlink(missing_ok=True)
 
 
-def _refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
+def refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
     """Raise before anything runs if a stage that may run reports a problem (`Stage.check`) or
     reads a model that is not here, as `mint-distill validate` would: a bad value read by a late
     stage would otherwise surface only after the earlier stages had run. The stages that may run
