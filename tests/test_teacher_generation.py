@@ -429,6 +429,26 @@ def test_two_processes_under_accelerate_share_the_users(teacher_dir, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["summary"]["requests_wanted"] == 10
 
 
+def test_two_processes_skip_a_generate_stage_the_main_process_reuses_from_a_sibling_run(teacher_dir, tmp_path):
+    first_path = _recipe(tmp_path, teacher_dir, kind="template", tuning={"enabled": False, "seeds": str(SEEDS)})
+    second_path = tmp_path / "second.yaml"  # the same teacher, in a run of another name beside it
+    second_path.write_text(first_path.read_text().replace('"name": "tiny"', '"name": "second"'))
+    first, second = load_recipe(first_path), load_recipe(second_path)
+    _fresh_data(first)
+    _fresh_data(second)
+    run_pipeline(first, stages=[s for s in all_stages() if s.name == "generate"], quiet=True)
+    command = accelerate_on_two_cpu_processes(
+        str(Path(sys.executable).with_name("mint-distill")), "generate", str(second_path)
+    )
+    done = run_on_cpu(command, timeout=400)
+    # the other process used to enter the stage, whose barrier met the main process's exit barrier
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "generate reused from another run" in " ".join(done.stderr.split())
+    manifest = json.loads((tmp_path / "runs" / "second" / "generate" / "manifest.json").read_text())
+    assert manifest["reused_from"] == str(tmp_path / "runs" / "tiny" / "generate")
+    assert not (tmp_path / "runs" / "second" / "generate" / SHARDS).exists()
+
+
 def test_two_processes_tune_the_teacher_on_its_schedule_once_the_earlier_stages_have_finished(
     teacher_dir, tmp_path
 ):

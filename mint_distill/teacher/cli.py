@@ -31,7 +31,7 @@ def _run(recipe: Recipe, stage: str, force: bool) -> Path | None:
     result = run_stage(recipe, stage, force=force, quiet=is_quiet())
     if result is None:
         return None
-    state = "ran" if stage in result.ran else "was fresh; skipped"
+    state = "ran" if stage in result.ran else "reused from another run" if stage in result.reused else "was fresh; skipped"
     console.print(f"{stage} {state}; outputs in {result.run_root / stage}", highlight=False, markup=False)
     return result.run_root
 

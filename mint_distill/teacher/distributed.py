@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import MintError
 from ..pipeline import StageContext, all_stages, run_pipeline, stage_states
-from ..pipeline.runner import RunResult, run_root_of
+from ..pipeline.runner import RunResult, reusable_sibling, run_root_of
 from ..recipe import Recipe
 
 
@@ -53,12 +53,17 @@ def run_stage(
             f"`mint-distill run RECIPE --until {unfinished[-1]}` first"
         )
     target = stages[position]
-    fresh = states[-1].status == "fresh" and not force
+    run_root = run_root_of(recipe)
+    # The main process copies a sibling run's output instead of entering the stage; the others
+    # must not enter it either, or their barrier inside it meets the main process's exit barrier.
+    skipped = not force and (
+        states[-1].status == "fresh"
+        or (recipe.reuse_stages and reusable_sibling(target, states[-1], run_root) is not None)
+    )
     state.wait_for_everyone()  # every process has read the states before the main process changes them
     if state.is_main_process:
         return run_pipeline(recipe, stages=stages, until=stage_name, force=forced, quiet=quiet)
-    if not fresh:
-        run_root = run_root_of(recipe)
+    if not skipped:
         target.run(
             StageContext(recipe, target, run_root / stage_name, run_root, resuming=True, quiet=True)
         )
