@@ -98,6 +98,30 @@ def text_stages(recipe):
     return [s for s in all_stages() if s.name in ("data", "tune-teacher", "generate", "teacher-report", "filter")]
 
 
+def test_the_teacher_report_measures_generated_requests_without_their_prefix(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mint_distill.teacher import report, report_stage
+
+    shown = [{"item_id": f"bar{n}", "name": f"Bar {n}", "city": "Lisbon", "country": "PT", "main_category": "Nightlife",
+              "sub_categories": ["Fado"], "sentence": "Live fado every night.", "categories": ["Nightlife", "Fado"]}
+             for n in range(3)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "users.jsonl").write_text(json.dumps({"user_id": "u1", "split": "train", "items": shown}) + "\n")
+    history = load_users(tmp_path / "data" / "users.jsonl")[0]
+    prefix = render_prefix(PREFIX, history)
+    assert prefix == "Looking for nightlife, specifically fado in Lisbon, PT."
+    (tmp_path / "generate").mkdir()
+    record = {"user_id": "u1", "origin": "history", "request": f"{prefix} Somewhere quiet with fado.", "item_ids": ["bar0"]}
+    (tmp_path / "generate" / "requests.jsonl").write_text(json.dumps(record) + "\n")
+    recipe = load_recipe(write_catalog_recipe(tmp_path, tmp_path))
+    measured = {}
+    monkeypatch.setattr(report, "measure_row", lambda name, records, catalog, k: measured.setdefault(name, records))
+    report_stage._generated_row(SimpleNamespace(recipe=recipe, upstream=lambda stage: tmp_path / stage), None, 10)
+    # the sampled and seed rows have no prefix; naming the city and category would lift this row's round trip
+    assert measured == {"generated requests (all users)": [{"request": "Somewhere quiet with fado.", "items": [{"item_id": "bar0"}]}]}
+
+
 def test_template_teacher_writes_requests_the_filter_reads(tmp_path):
     recipe_file = write_recipe(tmp_path)
     recipe = load_recipe(recipe_file)  # teacher.model does not exist: no model is loaded

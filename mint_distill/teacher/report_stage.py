@@ -50,6 +50,7 @@ def report_enabled(recipe: Recipe) -> bool:
     after=("data", "tune-teacher", "generate"),
     input_files=teacher_input_files,
     enabled=report_enabled,
+    version=2,  # 2: the generated requests are measured without their structured prefix
 )
 def run_teacher_report(ctx: StageContext) -> dict:
     if not process_state().is_main_process:
@@ -116,9 +117,12 @@ def _sample_groups(
 
 
 def _generated_row(ctx: StageContext, catalog, k: int) -> dict:
-    """The row of generate's output: every request the LLM wrote. With `teacher.catalog_kind`
-    unlike `teacher.kind`, the template wrote those of the other origin, which are left out."""
+    """The row of generate's output: every request the LLM wrote, without the structured prefix
+    generate puts in front (the other rows have none, and naming the city and category would
+    lift its round trip). With `teacher.catalog_kind` unlike `teacher.kind`, the template wrote
+    the requests of the other origin, which are left out."""
     from ..io import read_jsonl
+    from .prefix import render_prefix
     from .report import measure_row
     from .synthesis import REQUESTS
 
@@ -127,8 +131,16 @@ def _generated_row(ctx: StageContext, catalog, k: int) -> dict:
     written = [r for r in records if teacher.kind_for(r["origin"]) == "llm"]
     by_llm = [_ORIGIN_NAMES[origin] for origin in ORIGINS if teacher.kind_for(origin) == "llm"]
     group = "all users" if len(written) == len(records) else " and ".join(by_llm)
-    generated = [{"request": r["request"], "items": [{"item_id": i} for i in r["item_ids"]]} for r in written]
+    prefixes = {user.user_id: render_prefix(teacher.request_prefix, user) for user in generated_users(ctx)}
+    generated = [
+        {"request": _without(prefixes.get(r["user_id"]), r["request"]), "items": [{"item_id": i} for i in r["item_ids"]]}
+        for r in written
+    ]
     return measure_row(f"generated requests ({group})", generated, catalog, k)
+
+
+def _without(prefix: str | None, request: str) -> str:
+    return request.removeprefix(f"{prefix} ") if prefix else request
 
 
 def _measure(
