@@ -79,6 +79,34 @@ def test_examples_are_shuffled_per_call_and_reproducible(tokenizer, seeds, user)
     assert again.example_ids == draws[0]
 
 
+def test_the_report_samples_prompts_by_the_prompt_seed_and_sampling_by_the_generation_seed(tokenizer, seeds):
+    from mint_distill.teacher.gates import GateSettings
+    from mint_distill.teacher.generation import Sampled
+    from mint_distill.teacher.report import sample_once
+
+    class Recorder:
+        def __init__(self):
+            self.seeds = []
+
+        def sample(self, texts, seed):
+            self.seeds.append(seed)
+            return [Sampled("a quiet place please", 4) for _ in texts]
+
+    users = load_users(USERS)
+    builder = PromptBuilder(tokenizer, seeds, num_examples=2, max_tokens=None)
+
+    def examples(prompt_seed: int, seed: int, sampler) -> list[tuple[str, ...]]:
+        records = sample_once(users, builder=builder, sampler=sampler, gates=GateSettings(), prompt_seed=prompt_seed, seed=seed)
+        return [tuple(r["examples"]) for r in records]
+
+    first = examples(0, 0, Recorder())
+    assert examples(0, 5, Recorder()) == first  # the generation seed leaves the prompts alone
+    assert any(examples(seed, 0, Recorder()) != first for seed in (1, 2, 3))
+    recorder = Recorder()
+    examples(0, 5, recorder)
+    assert recorder.seeds == [5]
+
+
 def test_a_users_own_seed_is_never_an_example(tokenizer, seeds):
     """Same user id, or half the same places (the data layer may rename ids): never shown."""
     own = seeds[0]

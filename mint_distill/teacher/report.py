@@ -37,16 +37,18 @@ def sample_once(
     builder: PromptBuilder,
     sampler: RequestSampler,
     gates: GateSettings,
+    prompt_seed: int = 0,
     seed: int = 0,
     batch_size: int = 16,
 ) -> list[dict]:
     """One sample per history (no retries) with its gate verdict.
 
-    Prompts depend only on `seed`, the user and the builder, so two teachers sampled with the
-    same seed and builder answer identical prompts.
+    Prompts depend only on `prompt_seed` (teacher.prompt.seed: which examples, in which order),
+    the user and the builder, so two teachers given the same builder answer identical prompts;
+    `seed` seeds the sampling.
     """
     scaffold = builder.template.scaffold_phrases()
-    prompts = [builder.build(h, prompt_rng(seed, "report", h.user_id)) for h in histories]
+    prompts = [builder.build(h, prompt_rng(prompt_seed, "report", h.user_id)) for h in histories]
     records = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]

@@ -50,7 +50,9 @@ def report_enabled(recipe: Recipe) -> bool:
     after=("data", "tune-teacher", "generate"),
     input_files=teacher_input_files,
     enabled=report_enabled,
-    version=2,  # 2: the generated requests are measured without their structured prefix
+    # 2: the generated requests are measured without their structured prefix; 3: the report's
+    # prompts follow teacher.prompt.seed
+    version=3,
 )
 def run_teacher_report(ctx: StageContext) -> dict:
     if not process_state().is_main_process:
@@ -109,6 +111,7 @@ def _sample_groups(
             builder=builder,
             sampler=sampler,
             gates=gates,
+            prompt_seed=ctx.recipe.teacher.prompt.seed,
             seed=generation.seed,
             batch_size=generation.batch_size,
         )
