@@ -80,6 +80,20 @@ def test_the_prompt_seed_draws_the_examples_and_the_tuning_seed_the_order(tuned,
     assert sorted(targets(other_order)) == sorted(targets(base)) and targets(other_order) != targets(base)
 
 
+def test_a_prompt_too_long_for_max_length_drops_whole_examples_not_its_start(tuned, seeds):
+    train = [s for s in seeds if s.split == "train"]
+    tokenizer = tuned[1].tokenizer
+    builder = PromptBuilder(tokenizer, train, num_examples=3, max_tokens=None)  # as pointrec-paper.yaml
+    full = build_examples(builder, train, seed=0, prompt_seed=0, epoch=0, max_length=4096)
+    limit = min(len(e.input_ids) for e in full) - 5  # every example over it
+    fitted = build_examples(builder, train, seed=0, prompt_seed=0, epoch=0, max_length=limit)
+    for example, untouched in zip(fitted, full, strict=True):
+        assert len(example.input_ids) <= limit
+        assert example.input_ids[-example.target_length :] == untouched.input_ids[-untouched.target_length :]
+        # cut from the left, a prompt would open mid-example, unlike any prompt generation writes
+        assert tokenizer.decode(example.input_ids[:8]) == tokenizer.decode(untouched.input_ids[:8])
+
+
 def _lora_weights(folder):
     from safetensors.torch import load_file
 

@@ -178,14 +178,17 @@ class PromptBuilder:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
 
-    def build(self, history: History, rng: random.Random) -> Prompt:
+    def build(self, history: History, rng: random.Random, max_tokens: int | None = None) -> Prompt:
+        """The prompt for `history`; examples, then the history's last items, are dropped while it
+        is over the builder's token budget (or `max_tokens`, where that is smaller)."""
+        budget = min((limit for limit in (self.max_tokens, max_tokens) if limit is not None), default=None)
         eligible = [seed for seed in self.examples if not _same_user(seed, history)]
         chosen = rng.sample(eligible, min(self.num_examples, len(eligible)))
         items = history.items
         while True:
             text = self._render(chosen, items)
             num_tokens = self.count_tokens(text)
-            if self.max_tokens is None or num_tokens <= self.max_tokens:
+            if budget is None or num_tokens <= budget:
                 break
             if chosen:
                 chosen = chosen[:-1]

@@ -63,19 +63,27 @@ def build_examples(
     max_length: int,
 ) -> list[TuningExample]:
     """One example per seed, in an order seeded by `seed` per epoch, with few-shot examples drawn
-    per epoch too, seeded by `prompt_seed` (`teacher.prompt.seed`)."""
+    per epoch too, seeded by `prompt_seed` (`teacher.prompt.seed`).
+
+    A prompt that would not fit `max_length` beside its target drops whole examples (then items),
+    as generation's token budget does, rather than lose its start: the teacher is tuned on
+    prompts shaped like the ones it will answer."""
     order = list(range(len(seeds)))
     prompt_rng(seed, "order", epoch).shuffle(order)
     examples = []
     for index in order:
-        prompt, _ = builder.training_pair(
-            seeds[index], prompt_rng(prompt_seed, "tune", epoch, seeds[index].seed_id)
-        )
+        current = seeds[index]
+        prompt, _ = builder.training_pair(current, prompt_rng(prompt_seed, "tune", epoch, current.seed_id))
+        target_ids = builder.target_ids(prompt, current.request)[: max_length - 1]
+        if prompt.num_tokens + len(target_ids) > max_length:
+            budget = max(max_length - len(target_ids), 1)
+            prompt = builder.build(current.history, prompt_rng(prompt_seed, "tune", epoch, current.seed_id), budget)
+            target_ids = builder.target_ids(prompt, current.request)[: max_length - 1]
         prompt_ids = builder.tokenizer(prompt.text, add_special_tokens=builder.add_special_tokens)[
             "input_ids"
         ]
-        target_ids = builder.target_ids(prompt, seeds[index].request)[: max_length - 1]
         keep = max_length - len(target_ids)
+        # A user block alone over the budget still keeps its end, next to the target.
         examples.append(TuningExample(tuple(prompt_ids[-keep:] + target_ids), len(target_ids)))
     return examples
 
