@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from fixtures.students.toy import save_tiny_encoder, write_toy_world
 
 from mint_distill.cli import cli
+from mint_distill.pipeline import all_stages, stage_states
+from mint_distill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = {
@@ -41,9 +43,6 @@ def _run_folder(
     for stage, source in (("data", "items"), ("generate", "requests"), ("filter", "pairs")):
         (run_root / stage).mkdir(parents=True)
         (run_root / stage / world[source].name).write_bytes(world[source].read_bytes())
-        (run_root / stage / "manifest.json").write_text(
-            json.dumps({"stage": stage, "output_hash": f"{stage}-v1"})
-        )
     training = {**TRAINING, "epochs": epochs, "eval_every": eval_every}
     recipe = {
         "name": "toy",
@@ -68,7 +67,18 @@ def _run_folder(
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
+    _finished(load_recipe(path), ("data", "tune-teacher", "generate", "filter"))
     return path
+
+
+def _finished(recipe, names: tuple[str, ...]) -> None:
+    """Manifests that make the named stages fresh for `recipe`, in pipeline order (toy outputs)."""
+    run_root = Path(recipe.run_dir) / recipe.name
+    for stage in [s for s in all_stages() if s.name in names]:
+        (run_root / stage.name).mkdir(parents=True, exist_ok=True)
+        expected = stage_states(recipe, [stage])[0].expected
+        manifest = {"stage": stage.name, **expected, "output_hash": f"{stage.name}-v1"}
+        (run_root / stage.name / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _manifest(run_root: Path, stage: str) -> dict:
@@ -143,6 +153,15 @@ def test_the_biencoder_cannot_select_by_a_fused_measure(tmp_path):
     assert not (tmp_path / "runs" / "toy" / "train-biencoder").exists()
 
 
+def test_evaluate_refuses_students_their_settings_made_stale_but_not_missing_ones(tmp_path):
+    recipe = _run_folder(tmp_path)
+    trained = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), "--only", "biencoder"])
+    assert trained.exit_code == 0, trained.output
+    result = CliRunner().invoke(cli, ["evaluate", str(recipe), "students.biencoder.training.learning_rate=0.01"])
+    assert result.exit_code == 2, result.output
+    assert "train-biencoder (stale)" in result.output and "train-crossencoder" not in result.output
+
+
 def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):
     recipe = _run_folder(tmp_path, epochs=0.5, finetune="lora")
     run_root = tmp_path / "runs" / "toy"
@@ -177,7 +196,15 @@ def test_train_names_the_unfinished_upstream_stage(tmp_path):
     (tmp_path / "runs" / "toy" / "filter" / "manifest.json").unlink()
     result = CliRunner().invoke(cli, ["train", str(recipe), "--only", "biencoder"])
     assert result.exit_code == 2
-    assert "reads `filter`" in result.output and "--until filter" in result.output
+    assert "filter (missing)" in result.output and "--until filter" in " ".join(result.output.split())
+
+
+def test_train_refuses_an_upstream_stage_its_settings_made_stale(tmp_path):
+    recipe = _run_folder(tmp_path)
+    # a filter setting: the students would be "fresh" on the old pairs, or retrained on them
+    result = CliRunner().invoke(cli, ["train", str(recipe), "filter.keep_fraction=0.3"])
+    assert result.exit_code == 2 and "filter (stale)" in result.output
+    assert not (tmp_path / "runs" / "toy" / "train-biencoder").exists()
 
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):

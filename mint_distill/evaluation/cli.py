@@ -27,11 +27,13 @@ def evaluate(recipe: Path, overrides: tuple[str, ...], force: bool) -> None:
     """
     from ..console import console, is_quiet
     from ..pipeline import run_pipeline
+    from ..pipeline.runner import refuse_unfinished_upstream
     from ..recipe import load_recipe
     from .report import print_report_of_run
     from .stage import EVALUATE_STAGE
 
     loaded = load_recipe(recipe, overrides)
+    refuse_unfinished_upstream(loaded, [EVALUATE_STAGE], missing_ok=True)
     result = run_pipeline(loaded, stages=[EVALUATE_STAGE], force=("evaluate",) if force else (), quiet=is_quiet())
     if "evaluate" in result.skipped:
         console.print("the evaluation is up to date (use --force to run it again)")

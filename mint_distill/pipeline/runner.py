@@ -235,6 +235,29 @@ class _ForcedRun:
         self.path.unlink(missing_ok=True)
 
 
+def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, missing_ok: bool = False) -> None:
+    """For a command that runs `stages` alone (`train`, `evaluate`): raise unless every stage they
+    read, directly or through others, is fresh. A stale one would leave them "fresh" on old inputs,
+    or retrain them on those. With `missing_ok`, an upstream stage that never ran is allowed (the
+    evaluation ranks without the students it lacks)."""
+    enabled = {stage.name: stage for stage in all_stages() if stage.enabled(recipe)}
+    selected = {stage.name for stage in stages}
+    read, pending = set(), [name for stage in stages for name in stage.after]
+    while pending:
+        name = pending.pop()
+        if name not in read and name not in selected and name in enabled:
+            read.add(name)
+            pending.extend(enabled[name].after)
+    states = stage_states(recipe, [stage for name, stage in enabled.items() if name in read])
+    behind = [s for s in states if s.status != "fresh" and not (missing_ok and s.status == "missing")]
+    if behind:
+        names = ", ".join(f"{s.stage.name} ({s.status})" for s in behind)
+        raise MintError(
+            f"{', '.join(sorted(selected))} read stages that are not up to date in {run_root_of(recipe)}: {names}; "
+            f"run `mint-distill run RECIPE --until {behind[-1].stage.name}` first"
+        )
+
+
 def refuse_what_would_stop_a_stage(recipe: Recipe, stages: list[Stage], forced: set[str]) -> None:
     """Raise before anything runs if a stage that may run reports a problem (`Stage.check`) or
     reads a model that is not here, as `mint-distill validate` would: a bad value read by a late

@@ -7,8 +7,7 @@ from typing import Literal
 
 from ..errors import MintError
 from ..pipeline import RunResult, run_pipeline
-from ..pipeline.manifest import read_manifest
-from ..pipeline.runner import run_root_of
+from ..pipeline.runner import refuse_unfinished_upstream
 from ..recipe import Recipe
 from .job import follow, release_followers
 from .stage import (
@@ -55,19 +54,8 @@ def train_students(
             raise MintError(
                 f"the recipe disables the {only or 'students'} (students.*.enabled is false)"
             )
-        _check_upstream(recipe, {stage.name for stage in stages})
+        refuse_unfinished_upstream(recipe, stages)
         names = tuple(stage.name for stage in stages)
         return run_pipeline(recipe, stages=stages, force=names if force else (), quiet=quiet)
     finally:
         release_followers()
-
-
-def _check_upstream(recipe: Recipe, selected: set[str]) -> None:
-    run_root = run_root_of(recipe)
-    for name in selected:
-        for upstream in STUDENT_STAGES[name].after:
-            if upstream not in selected and read_manifest(run_root / upstream) is None:
-                raise MintError(
-                    f"stage `{name}` reads `{upstream}`, which has not finished in {run_root}; run "
-                    f"`mint-distill run RECIPE --until {upstream}` first"
-                )
