@@ -96,9 +96,24 @@ def run(
         f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}",
         markup=False,
     )
-    from .evaluation.report import print_report_of_run
+    _print_report_if_current(loaded, result.run_root)
 
-    print_report_of_run(result.run_root)
+
+def _print_report_if_current(recipe, run_root: Path) -> None:
+    """The comparison table, unless the evaluate stage is out of date (e.g. after --until)."""
+    from .evaluation.report import print_report_of_run
+    from .pipeline import all_stages, stage_states
+    from .pipeline.runner import upstream_states
+
+    evaluate = [stage for stage in all_stages() if stage.name == "evaluate" and stage.enabled(recipe)]
+    states = [*upstream_states(recipe, evaluate), *stage_states(recipe, evaluate)] if evaluate else []
+    if states and all(state.status == "fresh" for state in states):
+        print_report_of_run(run_root)
+    elif (run_root / "evaluate" / "metrics.json").is_file():
+        console.print(
+            "the last evaluation report is not shown: evaluate is not up to date with these settings",
+            markup=False,
+        )
 
 
 @cli.command()

@@ -98,3 +98,8 @@ def test_smoke_runs_every_stage_then_skips_then_reruns_only_what_a_key_changes(
     assert _squashed(f"ran {len(ALL_STAGES) - 3} stage(s) ({', '.join(ALL_STAGES[3:])})") in changed
     filtered = json.loads((root / "filter" / "manifest.json").read_text())["summary"]
     assert filtered["pairs_scored_now"] == 0  # the keep rule changed; the scores come from the cache
+
+    # stopped before evaluate: the last table is of other settings, so it is not printed as the result
+    partial = _run("run", recipe, *common, "filter.keep_fraction=0.4", "--until", "filter")
+    assert "ran1stage(s)(filter)" in partial and "report:" not in partial
+    assert _squashed("evaluate is not up to date with these settings") in partial

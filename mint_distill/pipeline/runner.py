@@ -235,11 +235,10 @@ class _ForcedRun:
         self.path.unlink(missing_ok=True)
 
 
-def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, missing_ok: bool = False) -> None:
-    """For a command that runs `stages` alone (`train`, `evaluate`): raise unless every stage they
-    read, directly or through others, is fresh. A stale one would leave them "fresh" on old inputs,
-    or retrain them on those. With `missing_ok`, an upstream stage that never ran is allowed (the
-    evaluation ranks without the students it lacks)."""
+def upstream_states(recipe: Recipe, stages: list[Stage]) -> list[StageState]:
+    """The states of the enabled stages that `stages` read, directly or through others, in
+    pipeline order. A stage's own state assumes its upstream outputs as they are on disk, so it
+    is up to date only when these are fresh too."""
     enabled = {stage.name: stage for stage in all_stages() if stage.enabled(recipe)}
     selected = {stage.name for stage in stages}
     read, pending = set(), [name for stage in stages for name in stage.after]
@@ -248,7 +247,16 @@ def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, missing_o
         if name not in read and name not in selected and name in enabled:
             read.add(name)
             pending.extend(enabled[name].after)
-    states = stage_states(recipe, [stage for name, stage in enabled.items() if name in read])
+    return stage_states(recipe, [stage for name, stage in enabled.items() if name in read])
+
+
+def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, missing_ok: bool = False) -> None:
+    """For a command that runs `stages` alone (`train`, `evaluate`): raise unless every stage they
+    read, directly or through others, is fresh. A stale one would leave them "fresh" on old inputs,
+    or retrain them on those. With `missing_ok`, an upstream stage that never ran is allowed (the
+    evaluation ranks without the students it lacks)."""
+    selected = {stage.name for stage in stages}
+    states = upstream_states(recipe, stages)
     behind = [s for s in states if s.status != "fresh" and not (missing_ok and s.status == "missing")]
     if behind:
         names = ", ".join(f"{s.stage.name} ({s.status})" for s in behind)
