@@ -19,10 +19,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     # Created like open() would (mode 0o666 less the umask), unlike mkstemp's 0o600; reading the
-    # umask to widen it afterwards would change it process-wide for an instant.
+    # umask instead would change it process-wide for an instant.
     os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = os.stat(tmp_path).st_mode & 0o777
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)  # a writer that replaces the file (safetensors) makes it 0o600
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -423,10 +423,14 @@ def test_atomic_write_gives_the_umask_mode_without_touching_the_umask(tmp_path, 
         # Another thread creating a file while the umask is briefly 0 would get 0o666.
         monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("atomic_path changed the umask"))
         write_json_atomic(tmp_path / "shared.json", {"a": 1})
+        with atomic_path(tmp_path / "weights.safetensors") as tmp:  # a writer that replaces its file
+            tmp.unlink()
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
     finally:
         monkeypatch.undo()
         os.umask(previous)
     assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_malformed_json_file_is_an_error_naming_it_and_the_line(tmp_path):
