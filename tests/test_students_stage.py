@@ -160,6 +160,13 @@ def test_evaluate_refuses_students_their_settings_made_stale_but_not_missing_one
     result = CliRunner().invoke(cli, ["evaluate", str(recipe), "students.biencoder.training.learning_rate=0.01"])
     assert result.exit_code == 2, result.output
     assert "train-biencoder (stale)" in result.output and "train-crossencoder" not in result.output
+    # an interrupted student is ranked without, as one that never ran
+    (tmp_path / "runs" / "toy" / "train-crossencoder").mkdir()
+    (tmp_path / "runs" / "toy" / "train-crossencoder" / ".in_progress.json").write_text("{}")
+    from mint_distill.evaluation.stage import EVALUATE_STAGE
+    from mint_distill.pipeline.runner import refuse_unfinished_upstream
+
+    refuse_unfinished_upstream(load_recipe(recipe), [EVALUATE_STAGE], unfinished_ok=True)
 
 
 def test_negatives_are_mined_with_a_lora_biencoder(tmp_path):

@@ -250,14 +250,15 @@ def upstream_states(recipe: Recipe, stages: list[Stage]) -> list[StageState]:
     return stage_states(recipe, [stage for name, stage in enabled.items() if name in read])
 
 
-def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, missing_ok: bool = False) -> None:
+def refuse_unfinished_upstream(recipe: Recipe, stages: list[Stage], *, unfinished_ok: bool = False) -> None:
     """For a command that runs `stages` alone (`train`, `evaluate`): raise unless every stage they
     read, directly or through others, is fresh. A stale one would leave them "fresh" on old inputs,
-    or retrain them on those. With `missing_ok`, an upstream stage that never ran is allowed (the
-    evaluation ranks without the students it lacks)."""
+    or retrain them on those. With `unfinished_ok`, an upstream stage that never finished (missing
+    or interrupted) is allowed: the evaluation ranks without the students it lacks."""
     selected = {stage.name for stage in stages}
     states = upstream_states(recipe, stages)
-    behind = [s for s in states if s.status != "fresh" and not (missing_ok and s.status == "missing")]
+    allowed = ("fresh", "missing", "partial") if unfinished_ok else ("fresh",)
+    behind = [s for s in states if s.status not in allowed]
     if behind:
         names = ", ".join(f"{s.stage.name} ({s.status})" for s in behind)
         raise MintError(
