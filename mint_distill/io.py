@@ -40,6 +40,18 @@ def staging_folder(target: Path) -> Path:
     return staging
 
 
+def publish_modes(folder: Path) -> None:
+    """Give every file under `folder` the mode a new file gets here (0o666 less the umask), as
+    some writers (safetensors: 0o600) keep theirs private; before the folder is published."""
+    probe = folder / f".mode-{uuid.uuid4().hex}"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = os.stat(probe).st_mode & 0o777
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +100,22 @@ def test_export_replaces_an_earlier_export_only(exported, tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.txt").write_text("keep me")
-    with pytest.raises(MintError, match="not empty and holds no exported model"):
-        export_encoder(exported["trained"], notes, base=str(exported["base"]), onnx=False)
+    base = shutil.copytree(exported["base"], tmp_path / "base")  # a model folder: the adapter's base
+    for folder in (notes, base):
+        with pytest.raises(MintError, match="not empty and holds no earlier export"):
+            export_encoder(exported["trained"], folder, base=str(base), onnx=False)
     with pytest.raises(MintError, match="holds the source"):
         export_encoder(exported["trained"], exported["root"], base=str(exported["base"]), onnx=False)
     assert (notes / "todo.txt").read_text() == "keep me" and (exported["trained"] / "adapter_config.json").is_file()
+    assert (base / "model.safetensors").is_file()
     again = tmp_path / "again"
-    export_encoder(exported["trained"], again, base=str(exported["base"]), onnx=False)
+    previous = os.umask(0o022)
+    try:
+        export_encoder(exported["trained"], again, base=str(exported["base"]), onnx=False)
+    finally:
+        os.umask(previous)
+    # published for other users too, safetensors' 0o600 included
+    assert {oct(p.stat().st_mode & 0o777) for p in again.rglob("*") if p.is_file()} == {"0o644"}
     (again / "stale.txt").write_text("from an older export")
     export_encoder(exported["trained"], again, base=str(exported["base"]), onnx=False)
     assert not (again / "stale.txt").exists() and (again / "modules.json").is_file()

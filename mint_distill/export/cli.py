@@ -70,7 +70,8 @@ def export(
     SOURCE is an adapter bundle, a LoRA adapter folder (e.g. runs/NAME/average-biencoder/model),
     or any model reference (embedded:NAME, a folder, a hub id). OUT gets a plain
     sentence-transformers folder and, unless --no-onnx, onnx/model.onnx (+ model_qint8.onnx)
-    with onnx_encoder.json for `mint-distill recommend` without torch. Every export prints the
+    with onnx_encoder.json for `mint-distill recommend` without torch, and mint-export.json (source
+    and parity), which marks it as an export a later one may replace. Every export prints the
     cosine similarity of each variant to the PyTorch model; with --recipe, NDCG@5 too.
 
     \b

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..adapters.bundle import replace_folder
 from ..errors import MintError
-from ..io import staging_folder
+from ..io import publish_modes, staging_folder, write_json_atomic
 from ..pipeline.manifest import library_versions
 from .onnx import (
     FP32_FILE,
@@ -34,6 +34,7 @@ from .parity import (
     ranking_goal_met,
     ranking_parity,
 )
+from .runtime import is_onnx_export
 from .samples import SAMPLE_TEXTS
 
 
@@ -85,9 +86,12 @@ class ExportReport:
         return out
 
 
+EXPORT_RECORD = "mint-export.json"  # what an export came from; marks a folder export may replace
+
+
 def _refuse_to_replace(out: Path, source: str | os.PathLike) -> None:
-    """`out` is replaced whole: only an empty folder or a model folder (an earlier export) may be
-    there, and never the source or a folder holding it."""
+    """`out` is replaced whole: only an empty folder or an earlier export may be there (not any
+    model folder: it could be the base of the adapter being exported), never the source."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -95,9 +99,10 @@ def _refuse_to_replace(out: Path, source: str | os.PathLike) -> None:
     source_path = Path(source).expanduser()
     if source_path.exists() and source_path.resolve().is_relative_to(out.resolve()):
         raise MintError(f"--out {out} holds the source {source}; export to another folder")
-    if any(out.iterdir()) and not (out / "modules.json").is_file():
+    earlier = (out / EXPORT_RECORD).is_file() or is_onnx_export(out)  # the latter: exports before the record
+    if any(out.iterdir()) and not earlier:
         raise MintError(
-            f"--out {out} is not empty and holds no exported model (no modules.json), and it would be "
+            f"--out {out} is not empty and holds no earlier export (no {EXPORT_RECORD}), and it would be "
             "replaced whole; choose another folder or remove it"
         )
 
@@ -139,7 +144,9 @@ def export_encoder(
         if onnx:
             _write_onnx(model, staging, int8_spread_limit if int8 else None, opset, str(source))
             report.parity += _onnx_parity(staging, reference, texts)
+        write_json_atomic(staging / EXPORT_RECORD, {"source": str(source), "parity": report.parity_summary()})
         report.files = _sizes(staging)
+        publish_modes(staging)
         replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
