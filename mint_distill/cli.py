@@ -96,6 +96,11 @@ def run(
         f"skipped {len(result.skipped)} fresh; outputs in {result.run_root}",
         markup=False,
     )
+    from .adapters.stage import reinstall_bundle
+
+    reinstalled = reinstall_bundle(loaded, result.run_root)
+    if reinstalled is not None:
+        console.print(f"installed the run's bundle in {reinstalled} again", markup=False)
     _print_report_if_current(loaded, result.run_root)
 
 

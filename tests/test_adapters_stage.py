@@ -147,6 +147,21 @@ def test_a_bundle_dir_holding_anything_but_a_bundle_of_its_domain_is_refused_bef
     assert "license: mit" in (installed / "toy" / "README.md").read_text()
 
 
+def test_a_deleted_or_altered_installed_bundle_is_installed_again_while_the_stage_is_fresh(tmp_path, encoders):
+    from mint_distill.adapters.stage import reinstall_bundle
+
+    stages = _stand_ins(encoders, [])
+    installed = tmp_path / "adapters" / "toy"
+    recipe = _recipe(tmp_path, encoders, bundle_dir=str(installed))
+    result = run_pipeline(recipe, stages=stages, quiet=True)
+    assert reinstall_bundle(recipe, result.run_root) is None  # installed by the stage just now
+    shutil.rmtree(installed)
+    assert run_pipeline(recipe, stages=stages, quiet=True).ran == []  # fresh: the stage does not run
+    assert reinstall_bundle(recipe, result.run_root) == installed and verify_bundle(installed) == []
+    (installed / "README.md").write_text("edited")
+    assert reinstall_bundle(recipe, result.run_root) == installed and verify_bundle(installed) == []
+
+
 def test_package_reruns_alone_when_its_keys_change(tmp_path, encoders):
     calls: list[str] = []
     stages = _stand_ins(encoders, calls)
@@ -297,6 +312,9 @@ def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoder
     assert result.reused_teacher == tmp_path / "runs" / "toy" / "tune-teacher"
     assert result.bundle == tmp_path / "adapters" / "toy" and verify_bundle(result.bundle) == []
     assert read_manifest(result.bundle)["evaluation"] == {}
+    shutil.rmtree(result.bundle)
+    again = adapt(recipe, stages=stages, quiet=True)
+    assert again.run.ran == [] and verify_bundle(again.bundle) == [], "a fresh run installs its bundle again"
 
 
 def test_adapt_without_reuse_trains_its_own_teacher(tmp_path, encoders):

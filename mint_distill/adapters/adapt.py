@@ -28,6 +28,7 @@ from ..recipe import Recipe, apply_override, load_recipe
 from ..recipe.loading import format_validation_error, read_yaml_file
 from ..recipe.sections.data import SourceSpec
 from .bundle import check_domain
+from .stage import reinstall_bundle
 
 DEFAULT_BASE_RECIPE = Path("recipes/pointrec.yaml")
 TEACHER_STAGE = "tune-teacher"
@@ -173,6 +174,7 @@ def adapt(
         if recipe.reuse_stages or teacher_from:
             reused = reuse_stage_output(recipe, teacher, _candidate_runs(recipe, teacher_from))
     result = run_pipeline(recipe, stages=chosen, quiet=quiet)
+    reinstall_bundle(recipe, result.run_root)
     return AdaptResult(
         result, Path(recipe.package.bundle_dir or result.run_root / "package" / recipe.package.domain), reused
     )

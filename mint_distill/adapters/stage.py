@@ -76,6 +76,24 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
+def reinstall_bundle(recipe: Recipe, run_root: Path) -> Path | None:
+    """Copy the run's bundle to `package.bundle_dir` again where that copy is missing, altered or
+    another: it is installed when the package stage runs, and a fresh stage does not run. Returns
+    the folder when it copied."""
+    from ..pipeline import stage_states
+    from .bundle import MANIFEST, verify_bundle
+
+    if not (recipe.package.bundle_dir and _enabled(recipe)):
+        return None
+    if stage_states(recipe, [PACKAGE_STAGE])[0].status != "fresh":
+        return None  # not built for these settings: nothing current to install
+    built, installed = run_root / "package" / recipe.package.domain, Path(recipe.package.bundle_dir)
+    ours, theirs = built / MANIFEST, installed / MANIFEST
+    if theirs.is_file() and theirs.read_bytes() == ours.read_bytes() and not verify_bundle(installed):
+        return None
+    return copy_bundle(built, installed)
+
+
 def _crossencoder_source(ctx: StageContext) -> ComponentSource | None:
     recipe = ctx.recipe
     folder = ctx.run_root / TRAIN_CROSSENCODER / MODEL_DIR
