@@ -81,9 +81,11 @@ class TableSource(ReviewSource):
     def _reviews_in(self, path: Path, report: ReadReport, position: list[int]) -> Iterator[Review]:
         columns = self.columns
         required = [columns.user, columns.item, columns.text]
-        named = [*required, *(c for c in (columns.rating, columns.title, columns.date) if c)]
-        # A CSV header names its columns; JSON lines only show a misspelt one by its absence.
-        unseen, read_any = set(named), False
+        optional = [c for c in (columns.rating, columns.title, columns.date) if c]
+        named = [*required, *optional]
+        # A CSV header names its columns; JSON lines only show a misspelt optional one by its
+        # absence (a required one empties every row, which selection reports).
+        unseen, read_any = set(optional), False
         for _, row in iter_table(path, report, self.spec.on_bad_row, named, position):
             read_any = True
             if unseen:
