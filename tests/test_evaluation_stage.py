@@ -67,6 +67,22 @@ def _finish_stage(run_root, name, model_folder=None):
     (stage / "manifest.json").write_text(json.dumps({"stage": name, "output_hash": name}))
 
 
+def _finish_with_fresh_upstream(recipe, name, model_folder):
+    """Stage `name` finished with `model_folder`, it and every stage before it fresh for `recipe`
+    (manifests with the fingerprints they expect, as evaluate refuses stale students)."""
+    from mint_distill.pipeline import all_stages, stage_states
+
+    run_root = Path(recipe.run_dir) / recipe.name
+    _finish_stage(run_root, name, model_folder)  # its manifest is rewritten below
+    stages = [stage for stage in all_stages() if stage.enabled(recipe)]
+    for stage in stages[: [s.name for s in stages].index(name) + 1]:
+        expected = stage_states(recipe, [stage])[0].expected
+        (run_root / stage.name).mkdir(parents=True, exist_ok=True)
+        (run_root / stage.name / "manifest.json").write_text(
+            json.dumps({"stage": stage.name, **expected, "output_hash": stage.name})
+        )
+
+
 def test_students_are_picked_up_once_their_stages_finished(tmp_path):
     recipe = load_recipe(RECIPE, [f"run_dir={tmp_path}"])
     run_root = tmp_path / "pointrec"
@@ -117,7 +133,8 @@ def test_evaluate_command_reports_and_reruns_when_a_student_appears(shared_data,
     again = runner.invoke(cli, ["--quiet", *arguments])
     assert again.exit_code == 0 and "up to date" in again.output
 
-    _finish_stage(tmp_path / "pointrec", "average-biencoder", save_tiny_sentence_transformer(tmp_path / "student"))
+    recipe = load_recipe(RECIPE, arguments[2:])
+    _finish_with_fresh_upstream(recipe, "average-biencoder", save_tiny_sentence_transformer(tmp_path / "student"))
     third = runner.invoke(cli, ["--quiet", *arguments])
     assert third.exit_code == 0, third.output
     metrics = json.loads((folder / "metrics.json").read_text())
