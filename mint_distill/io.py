@@ -17,11 +17,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    # Created like open() would (mode 0o666 less the umask), unlike mkstemp's 0o600; reading the
-    # umask instead would change it process-wide for an instant.
-    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    mode = os.stat(tmp_path).st_mode & 0o777
+    tmp_path = _hidden_sibling(path)
+    mode = _create_as_open_would(tmp_path)
     try:
         yield tmp_path
         os.chmod(tmp_path, mode)  # a writer that replaces the file (safetensors) makes it 0o600
@@ -30,12 +27,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def _hidden_sibling(target: Path) -> Path:
+    """A new name beside `target` for what becomes `target` once renamed."""
+    return target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+
+
+def _create_as_open_would(path: Path) -> int:
+    """Create the empty file `path` with the mode open() gives (0o666 less the umask, unlike
+    mkstemp's 0o600) and return that mode; reading the umask instead would change it
+    process-wide for an instant."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return os.stat(path).st_mode & 0o777
+
+
 def staging_folder(target: Path) -> Path:
     """A new empty folder beside `target` to build it in before a rename, with the mode mkdir
     gives (0o777 less the umask; mkdtemp's 0o700 would hide a published bundle or export from
     other users)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    staging = _hidden_sibling(target)
     staging.mkdir()
     return staging
 
@@ -43,9 +53,8 @@ def staging_folder(target: Path) -> Path:
 def publish_modes(folder: Path) -> None:
     """Give every file under `folder` the mode a new file gets here (0o666 less the umask), as
     some writers (safetensors: 0o600) keep theirs private; before the folder is published."""
-    probe = folder / f".mode-{uuid.uuid4().hex}"
-    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    mode = os.stat(probe).st_mode & 0o777
+    probe = _hidden_sibling(folder / "mode-probe")
+    mode = _create_as_open_would(probe)
     probe.unlink()
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
