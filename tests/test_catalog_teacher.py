@@ -117,7 +117,7 @@ def test_the_teacher_report_measures_generated_requests_without_their_prefix(tmp
     recipe = load_recipe(write_catalog_recipe(tmp_path, tmp_path))
     measured = {}
     monkeypatch.setattr(report, "measure_row", lambda name, records, catalog, k: measured.setdefault(name, records))
-    report_stage._generated_row(SimpleNamespace(recipe=recipe, upstream=lambda stage: tmp_path / stage), None, 10)
+    report_stage._generated_row(SimpleNamespace(recipe=recipe, upstream=lambda stage: tmp_path / stage), [history], None, 10)
     # the sampled and seed rows have no prefix; naming the city and category would lift this row's round trip
     assert measured == {"generated requests (all users)": [{"request": "Somewhere quiet with fado.", "items": [{"item_id": "bar0"}]}]}
 

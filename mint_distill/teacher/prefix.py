@@ -47,6 +47,11 @@ def with_prefix(prefix: str | None, request: str) -> str:
     return f"{prefix} {request}" if prefix else request
 
 
+def without_prefix(prefix: str | None, request: str) -> str:
+    """`request` as it was before `with_prefix(prefix, request)`."""
+    return request.removeprefix(f"{prefix} ") if prefix else request
+
+
 def _most_common(values: Iterable[str | None]) -> str | None:
     counts = Counter(value for value in values if value)
     return counts.most_common(1)[0][0] if counts else None

@@ -62,7 +62,8 @@ def run_teacher_report(ctx: StageContext) -> dict:
     recipe = ctx.recipe
     teacher, report = recipe.teacher, recipe.teacher.report
     seeds = load_seeds(seeds_file(recipe))
-    groups = _report_groups(report.users, seeds, written_by(recipe, "llm", generated_users(ctx)))
+    users = generated_users(ctx)
+    groups = _report_groups(report.users, seeds, written_by(recipe, "llm", users))
     adapter = tuned_adapter(ctx)
     model, tokenizer = load_teacher(
         teacher.model,
@@ -85,7 +86,7 @@ def run_teacher_report(ctx: StageContext) -> dict:
     label = "tuned teacher" if adapter is not None else "teacher, no adapter"
     samples |= _sample_groups(ctx, label, groups, builder, model, tokenizer, gates)
     few_shot = {"untuned": untuned_examples, "tuned": tuned_examples}
-    summary = _measure(ctx, seeds, samples, gates, few_shot)
+    summary = _measure(ctx, seeds, samples, gates, few_shot, users)
     write_json_atomic(ctx.dir / "summary.json", summary)
     return summary
 
@@ -119,13 +120,13 @@ def _sample_groups(
     }
 
 
-def _generated_row(ctx: StageContext, catalog, k: int) -> dict:
+def _generated_row(ctx: StageContext, users: list[History], catalog, k: int) -> dict:
     """The row of generate's output: every request the LLM wrote, without the structured prefix
     generate puts in front (the other rows have none, and naming the city and category would
     lift its round trip). With `teacher.catalog_kind` unlike `teacher.kind`, the template wrote
     the requests of the other origin, which are left out."""
     from ..io import read_jsonl
-    from .prefix import render_prefix
+    from .prefix import render_prefix, without_prefix
     from .report import measure_row
     from .synthesis import REQUESTS
 
@@ -134,16 +135,12 @@ def _generated_row(ctx: StageContext, catalog, k: int) -> dict:
     written = [r for r in records if teacher.kind_for(r["origin"]) == "llm"]
     by_llm = [_ORIGIN_NAMES[origin] for origin in ORIGINS if teacher.kind_for(origin) == "llm"]
     group = "all users" if len(written) == len(records) else " and ".join(by_llm)
-    prefixes = {user.user_id: render_prefix(teacher.request_prefix, user) for user in generated_users(ctx)}
+    prefixes = {user.user_id: render_prefix(teacher.request_prefix, user) for user in users}
     generated = [
-        {"request": _without(prefixes.get(r["user_id"]), r["request"]), "items": [{"item_id": i} for i in r["item_ids"]]}
+        {"request": without_prefix(prefixes.get(r["user_id"]), r["request"]), "items": [{"item_id": i} for i in r["item_ids"]]}
         for r in written
     ]
     return measure_row(f"generated requests ({group})", generated, catalog, k)
-
-
-def _without(prefix: str | None, request: str) -> str:
-    return request.removeprefix(f"{prefix} ") if prefix else request
 
 
 def _measure(
@@ -152,8 +149,10 @@ def _measure(
     samples: dict[str, list[dict]],
     gates: GateSettings,
     few_shot_examples: dict[str, int],
+    users: list[History],
 ) -> dict:
-    """Measure every sampled group, the dev seeds' own requests and generate's output; write the table."""
+    """Measure every sampled group, the dev seeds' own requests and generate's output (for
+    `users`); write the table."""
     from ..io import read_jsonl
     from ..models.loading import load_sentence_transformer
     from .gates import check_request
@@ -194,7 +193,7 @@ def _measure(
         if f"{kind} ({group}" in measured
     ]
     rows = [measure_row(name, measured[name], catalog, spec.k) for name in ordered]
-    rows.append(_generated_row(ctx, catalog, spec.k))
+    rows.append(_generated_row(ctx, users, catalog, spec.k))
     write_jsonl_atomic(
         ctx.dir / SAMPLES_FILE,
         [{"teacher": name, **record} for name, records in samples.items() for record in records],
