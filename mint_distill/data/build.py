@@ -90,7 +90,7 @@ def prepare_training_data(
         "items": {
             "catalog": len(catalog),
             "duplicate_item_records": catalog.duplicates,
-            "blocklisted": sum(1 for item in catalog.items.values() if is_blocked(item, blocked)),
+            "blocklisted": sum(1 for item in catalog.items.values() if is_blocked(item.categories, blocked)),
             "with_review_sentences": sum(1 for sentences in catalog.snippets.values() if sentences),
             "text_from": "metadata and review sentences"
             if source.has_item_metadata

@@ -67,7 +67,7 @@ class ItemCatalog:
     def records(self, spec: ItemTextSpec, blocked: set[str] = frozenset()) -> Iterator[dict]:
         """`items.jsonl` records (docs/pipeline.md), leaving out items in blocked categories."""
         for item_id, item in self.items.items():
-            if is_blocked(item, blocked):
+            if is_blocked(item.categories, blocked):
                 continue
             yield {
                 "item_id": item_id,
@@ -113,5 +113,6 @@ def blocklist(names: Iterable[str]) -> set[str]:
     return {name.strip().lower() for name in names if name.strip()}
 
 
-def is_blocked(item: Item, blocked: set[str]) -> bool:
-    return bool(blocked) and any(category.lower() in blocked for category in item.categories)
+def is_blocked(categories: Iterable[str], blocked: set[str]) -> bool:
+    """Whether any of an item's `categories` is in the `blocklist`."""
+    return bool(blocked) and any(category.lower() in blocked for category in categories)

@@ -140,7 +140,7 @@ def pointrec_entries(
     for row in with_snippets.to_pylist():
         if row["poi_id"] in judged:
             judged_with_snippets += 1
-        elif blocked and blocked & {category.lower() for category in _categories(row)}:
+        elif is_blocked(_categories(row), blocked):
             blocklisted += 1
         else:
             rows[row["poi_id"]] = row
@@ -201,7 +201,7 @@ def training_entries(
     blocked = blocklist(selection.category_blocklist)
     entries, without_sentence, blocklisted = [], 0, 0
     for item_id, item in catalog.items.items():
-        if is_blocked(item, blocked):
+        if is_blocked(item.categories, blocked):
             blocklisted += 1
             continue
         snippets = catalog.snippets.get(item_id)

@@ -193,7 +193,7 @@ class _Usability:
         reason = None
         if item is None:
             reason = "unknown_item"
-        elif is_blocked(item, self.blocked):
+        elif is_blocked(item.categories, self.blocked):
             reason = "blocklisted_category"
         elif not self.scan.liked(review.user_id, review.rating):
             reason = "not_liked"
