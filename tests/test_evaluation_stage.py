@@ -109,7 +109,7 @@ def test_students_are_picked_up_once_their_stages_finished(tmp_path):
 
 
 @pytest.mark.integration
-def test_evaluate_command_reports_and_reruns_when_a_student_appears(shared_data, tmp_path, monkeypatch):
+def test_evaluate_command_reports_reruns_when_a_student_appears_and_refuses_a_stale_one(shared_data, tmp_path, monkeypatch):
     from mint_distill.cli import cli
 
     monkeypatch.setenv("MINT_DISTILL_DATA_DIR", str(shared_data))
@@ -140,3 +140,11 @@ def test_evaluate_command_reports_and_reruns_when_a_student_appears(shared_data,
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics["systems"]) == ["bm25", "biencoder-mint"]
     assert set(metrics["systems"]["biencoder-mint"]["versus_reference"]) == set(metrics["measures"])
+
+    # settings that make the student stale: refused, unless the evaluation leaves students out
+    stale = [*arguments, "students.biencoder.training.learning_rate=0.01"]
+    refused = runner.invoke(cli, ["--quiet", *stale])
+    assert refused.exit_code == 2 and "train-biencoder (stale)" in refused.output, refused.output
+    without = runner.invoke(cli, ["--quiet", *stale, "evaluation.students=false"])
+    assert without.exit_code == 0, without.output
+    assert list(json.loads((folder / "metrics.json").read_text())["systems"]) == ["bm25"]
