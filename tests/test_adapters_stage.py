@@ -296,6 +296,31 @@ def test_teacher_is_reused_only_when_it_fits(tmp_path, encoders):
     assert reuse_stage_output(changed, stages[1], [tmp_path / "runs" / "toy"]) is None
 
 
+def test_a_reused_teacher_is_copied_under_the_run_lock_and_a_cut_copy_is_not_finished(tmp_path, encoders, monkeypatch):
+    from mint_distill.errors import RunLockedError
+    from mint_distill.pipeline import runner
+
+    stages = _stand_ins(encoders, [])[:2]
+    run_pipeline(_recipe(tmp_path, encoders), stages=stages, quiet=True)
+    other = Recipe.model_validate(_recipe(tmp_path, encoders).model_dump(mode="json", exclude_unset=True) | {"name": "other"})
+    run_pipeline(other, stages=stages, until="data", quiet=True)
+    runs, target = [tmp_path / "runs" / "toy"], tmp_path / "runs" / "other" / "tune-teacher"
+    with runner.RunLock(tmp_path / "runs" / "other"), pytest.raises(RunLockedError):
+        reuse_stage_output(other, stages[1], runs)
+    assert not target.exists()
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_link_or_copy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reuse_stage_output(other, stages[1], runs)
+    assert target.is_dir() and read_stage_manifest(target) is None
+    monkeypatch.undo()
+    assert reuse_stage_output(other, stages[1], runs) == runs[0] / "tune-teacher"
+    assert read_stage_manifest(target)["reused_from"] == str(runs[0] / "tune-teacher")
+
+
 def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoders):
     calls: list[str] = []
     stages = _stand_ins(encoders, calls)

@@ -381,10 +381,10 @@ def test_partial_stage_with_changed_config_starts_over(recipe_file):
 
 
 def _hold_lock(run_root, ready, release):
-    from mint_distill.pipeline.runner import _RunLock
+    from mint_distill.pipeline.runner import RunLock
 
     run_root.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_root):
+    with RunLock(run_root):
         ready.set()
         release.wait(20)
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import RecipeError
-from ..io import write_json_atomic
 from ..pipeline import RunResult, Stage, all_stages, run_pipeline, stage_states
-from ..pipeline.manifest import MANIFEST, read_manifest
-from ..pipeline.runner import refuse_what_would_stop_a_stage, run_root_of
+from ..pipeline.manifest import read_manifest
+from ..pipeline.runner import (
+    RunLock,
+    copy_finished_stage,
+    refuse_what_would_stop_a_stage,
+    run_root_of,
+)
 from ..recipe import Recipe, apply_override, load_recipe
 from ..recipe.loading import format_validation_error, read_yaml_file
 from ..recipe.sections.data import SourceSpec
@@ -209,18 +212,18 @@ def reuse_stage_output(recipe: Recipe, stage: Stage, runs: list[Path]) -> Path |
             or manifest.get("input_files") != expected["input_files"]
         ):
             continue
-        target = run_root_of(recipe) / stage.name
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*"))
-        write_json_atomic(
-            target / MANIFEST,
-            {
-                **manifest,
-                "upstream": expected["upstream"],
-                "reused_from": str(source),
-                "reused_upstream": manifest.get("upstream"),
-            },
-        )
+        run_root = run_root_of(recipe)
+        run_root.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_root):
+            copy_finished_stage(
+                source,
+                run_root / stage.name,
+                {
+                    **manifest,
+                    "upstream": expected["upstream"],
+                    "reused_from": str(source),
+                    "reused_upstream": manifest.get("upstream"),
+                },
+            )
         return source
     return None

@@ -174,7 +174,7 @@ def run_pipeline(
     except OSError as error:
         raise MintError(f"run_dir: cannot create the run folder {run_root}: {error.strerror}") from None
     result = RunResult(run_root)
-    with _RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
+    with RunLock(run_root), _LogToFile(run_root / "run.log"), _SigtermAsInterrupt():
         forced_run = _ForcedRun(run_root, {*force, *(names[start:stop] if from_stage else ())})
         forced_stages = forced_run.still_to_force()
         refuse_what_would_stop_a_stage(recipe, stages[start:stop], forced_stages)
@@ -296,21 +296,26 @@ def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict
     """Copy a finished stage with the same fingerprint from another run under the same run_dir.
 
     Recipes that differ only in later stages (ablations, students, keep rules) then share their
-    data, teacher and generation outputs instead of recomputing them. Files are hard-linked
-    where possible; stages never modify finished outputs in place (reruns start from an empty
-    folder), so the link is safe. Scratch files (dot-files) are not copied.
+    data, teacher and generation outputs instead of recomputing them.
     """
     source = reusable_sibling(stage, state, run_root)
     if source is None:
         return None
     manifest = read_json(source / MANIFEST)
-    target = run_root / stage.name
+    copy_finished_stage(source, run_root / stage.name, {**manifest, "reused_from": str(source)})
+    log.info("stage %-18s reused from %s", stage.name, source)
+    return manifest.get("summary", {})
+
+
+def copy_finished_stage(source: Path, target: Path, manifest: dict) -> None:
+    """Replace `target` with the finished stage folder `source`, hard-linked where possible,
+    and `manifest` written last: a copy cut short is never taken for a finished stage. Files are
+    linked, not copied, because stages never modify finished outputs in place (reruns start from
+    an empty folder). Scratch files (dot-files) are left out."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=_dot_files_and_manifest, copy_function=_link_or_copy)
-    write_json_atomic(target / MANIFEST, {**manifest, "reused_from": str(source)})
-    log.info("stage %-18s reused from %s", stage.name, source)
-    return manifest.get("summary", {})
+    write_json_atomic(target / MANIFEST, manifest)
 
 
 def _dot_files_and_manifest(folder: str, names: list[str]) -> list[str]:
@@ -371,14 +376,14 @@ def _with_inputs_it_fetched(expected: dict, stage: Stage, recipe: Recipe, run_ro
     return {**expected, "input_files": {**now, **present}}
 
 
-class _RunLock:
+class RunLock:
     """Exclusive hold on a run folder; a second run on it fails at once with the holder's pid."""
 
     def __init__(self, run_root: Path):
         self._lock = filelock.FileLock(str(run_root / ".lock"), timeout=0)
         self._owner = run_root / ".lock.owner"
 
-    def __enter__(self) -> _RunLock:
+    def __enter__(self) -> RunLock:
         try:
             self._lock.acquire()
         except filelock.Timeout:
