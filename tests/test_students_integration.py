@@ -9,10 +9,7 @@ from fixtures.students.toy import tiny_spec, write_toy_world
 
 from mint_distill.students import load_biencoder, load_crossencoder, train_biencoder
 
-pytestmark = pytest.mark.integration
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_minilm_lora_student_trains_and_reloads_from_its_adapter_folder(tmp_path):
@@ -30,9 +27,8 @@ def test_minilm_lora_student_trains_and_reloads_from_its_adapter_folder(tmp_path
     texts = ["we love jazz and saxophone", "alpha jazz live band place"]
     reloaded = SentenceTransformer(str(folder), device="cpu").encode(texts, convert_to_tensor=True)
     base = load_biencoder(reference, device="cpu").encode(texts, convert_to_tensor=True)
-    assert reloaded.shape == base.shape
-    if summary["best_step"]:  # the adapter was kept: it must change the embeddings
-        assert (reloaded - base).abs().max() > 1e-4
+    assert summary["best_step"] > 0, summary  # the toy pairs are easy to learn: a trained step is kept
+    assert reloaded.shape == base.shape and (reloaded - base).abs().max() > 1e-4
 
 
 def test_mpnet_lora_covers_attention_and_feed_forward_and_the_cross_encoder_gets_one_logit():
