@@ -342,7 +342,7 @@ def test_adapt_runs_without_evaluation_and_installs_the_bundle(tmp_path, encoder
     assert again.run.ran == [] and verify_bundle(again.bundle) == [], "a fresh run installs its bundle again"
 
 
-def test_adapt_without_reuse_trains_its_own_teacher(tmp_path, encoders):
+def test_adapt_without_reuse_trains_its_own_teacher_even_with_teacher_from(tmp_path, encoders):
     calls: list[str] = []
     stages = _stand_ins(encoders, calls)
     run_pipeline(_recipe(tmp_path, encoders), stages=stages[:2], quiet=True)
@@ -351,7 +351,8 @@ def test_adapt_without_reuse_trains_its_own_teacher(tmp_path, encoders):
         | {"name": "adapt-toy", "reuse_stages": False}
     )
     calls.clear()
-    assert adapt(recipe, stages=stages, quiet=True).reused_teacher is None
+    # a folder named with --teacher-from is searched, the run_dir's other runs are not
+    assert adapt(recipe, stages=stages, teacher_from=[tmp_path / "elsewhere"], quiet=True).reused_teacher is None
     assert "tune-teacher" in calls
 
 

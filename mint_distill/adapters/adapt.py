@@ -160,8 +160,8 @@ def adapt(
 ) -> AdaptResult:
     """Run an adapter recipe (see `build_adapt_recipe`) and return where its bundle is.
 
-    Before the teacher stage, run folders under `recipe.run_dir` (with `reuse_stages`) and
-    `teacher_from` are searched for a `tune-teacher` output that fits (see `reuse_stage_output`).
+    Before the teacher stage, `teacher_from` and (with `reuse_stages`) the run folders under
+    `recipe.run_dir` are searched for a `tune-teacher` output that fits (see `reuse_stage_output`).
     """
     chosen = [s for s in (stages if stages is not None else all_stages()) if s.name not in SKIPPED_STAGES]
     enabled = [s for s in chosen if s.enabled(recipe)]
@@ -184,8 +184,10 @@ def adapt(
 
 
 def _candidate_runs(recipe: Recipe, extra: list[str | os.PathLike]) -> list[Path]:
+    """`extra`, then the other run folders under run_dir unless the recipe turns reuse off."""
     own = run_root_of(recipe).resolve()
-    found = [Path(p) for p in extra] + sorted(p for p in Path(recipe.run_dir).glob("*") if p.is_dir())
+    siblings = sorted(p for p in Path(recipe.run_dir).glob("*") if p.is_dir()) if recipe.reuse_stages else []
+    found = [Path(p) for p in extra] + siblings
     return [p for p in dict.fromkeys(found) if p.resolve() != own]
 
 

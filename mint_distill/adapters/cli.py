@@ -189,7 +189,7 @@ def adapters_import(archive: Path, target: Path, name: str | None, overwrite: bo
     "teacher_from",
     multiple=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run folder with a tuned teacher to reuse if it fits (repeatable; run_dir is always searched).",
+    help="Run folder with a tuned teacher to reuse if it fits (repeatable; run_dir is searched too unless reuse_stages is false).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the adapter recipe and stop.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
