@@ -64,28 +64,6 @@ def make_lora_encoder(base: Path, folder: Path, seed: int = 1, r: int = 4) -> Pa
     return folder
 
 
-def test_tiny_lora_encoder_is_a_peft_sentence_transformer_folder(tmp_path):
-    """The helper writes what the students stage writes: adapter files and module configs, no base weights."""
-    base = make_base_encoder(tmp_path / "base")
-    trained = make_lora_encoder(base, tmp_path / "trained")
-    names = {p.relative_to(trained).as_posix() for p in trained.rglob("*") if p.is_file()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "modules.json", "tokenizer.json"} <= names
-    assert "model.safetensors" not in names
-
-
-def test_tiny_tokenizer_knows_the_words():
-    tokenizer = _tokenizer()
-    assert tokenizer.convert_ids_to_tokens(tokenizer("Quiet bar, live jazz")["input_ids"]) == [
-        "[CLS]",
-        "quiet",
-        "bar",
-        "[UNK]",
-        "live",
-        "jazz",
-        "[SEP]",
-    ]
-
-
 def make_cross_encoder(folder: Path, seed: int = 3, hidden: int = 32) -> Path:
     """A random 2-layer BERT CrossEncoder (one relevance logit) saved in `folder`."""
     import torch

@@ -175,9 +175,3 @@ def test_data_fetch_is_a_no_op_when_everything_is_present(tmp_path):
     result = CliRunner().invoke(cli, ["--quiet", "data", "fetch", str(write_recipe(tmp_path))])
     assert result.exit_code == 0, result.output
     assert "data.source:" in result.output and "data.test:" in result.output
-
-
-def test_every_data_command_has_help_with_examples():
-    for command in (["data", "stats"], ["data", "fetch"]):
-        result = CliRunner().invoke(cli, [*command, "--help"])
-        assert result.exit_code == 0 and "Examples:" in result.output
