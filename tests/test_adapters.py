@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import embedded_or_skip
 from test_adapters_support import make_base_encoder, make_lora_encoder
 
 from mint_distill.adapters import (
@@ -110,10 +111,18 @@ def test_card_says_when_the_student_was_averaged_with_its_base(bundle, finetuned
     assert "max sequence length 128" in text
 
 
-def test_portable_adapter_config_keeps_no_training_machine_path(trained, bundle):
+def test_the_adapter_config_names_an_embedded_base_by_its_hub_id_and_a_local_one_by_its_path(
+    trained, bundle, tmp_path
+):
     adapter = json.loads((bundle / "biencoder" / "adapter_config.json").read_text())
-    # A local base has no hub id, so the reference itself is kept.
-    assert adapter["base_model_name_or_path"] == str(trained["base"])
+    assert adapter["base_model_name_or_path"] == str(trained["base"])  # a local base has no hub id
+    embedded_or_skip("all-minilm-l6-v2")
+    write_bundle(
+        tmp_path / "hubbed", domain="toy", biencoder=ComponentSource(trained["trained"], "embedded:all-minilm-l6-v2")
+    )
+    adapter = json.loads((tmp_path / "hubbed" / "biencoder" / "adapter_config.json").read_text())
+    # the training machine's cache folder would load nowhere else
+    assert adapter["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_tampered_file_is_named(bundle, tmp_path):
