@@ -210,6 +210,24 @@ def test_resume_after_interruption_loses_nothing_and_duplicates_nothing(loaded, 
     assert record["sentences"] == [i.sentence for i in user.items]
 
 
+def test_the_generation_seed_decides_what_is_sampled(loaded, builder, tmp_path):
+    model, tokenizer = loaded
+    units = work_units(load_users(USERS), requests_per_user=1)
+    sampler = RequestSampler(model, tokenizer, max_new_tokens=12, stop=())
+
+    def requests(seed: int, folder: str) -> list[str]:
+        options = {"builder": builder, "gates": LENIENT, "batch_size": 4, "max_retries": 0, "seed": seed}
+        synthesize(units, tmp_path / folder, sampler=sampler, **options)
+        merge_shards(tmp_path / folder, units)  # a cut-off sample is rejected: both files hold samples
+        records = [*read_jsonl(tmp_path / folder / REQUESTS), *read_jsonl(tmp_path / folder / REJECTED)]
+        return [record["request"] for record in sorted(records, key=lambda record: record["request_id"])]
+
+    first = requests(5, "first")
+    assert len(first) == len(units)
+    assert requests(5, "again") == first
+    assert requests(6, "other") != first
+
+
 def test_rejected_requests_are_retried_then_recorded(loaded, builder, tmp_path):
     model, tokenizer = loaded
     units = work_units(load_users(USERS)[:3], requests_per_user=1)
