@@ -174,12 +174,22 @@ def test_arrow_reader_matches_the_line_reader_and_defers_to_it_on_bad_lines(tmp_
     )
 
 
-def test_catalog_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path):
+def test_catalog_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path, monkeypatch):
+    from mint_distill.data import poi_catalog
+
+    parsed = []
+    for name in ("_parse_with_arrow", "_parse_streaming"):
+        real = getattr(poi_catalog, name)
+        monkeypatch.setattr(
+            poi_catalog, name, lambda *args, real=real: parsed.append(args[0]) or real(*args)
+        )
     folder = compact_copy(tmp_path / "pointrec")
     collection(tmp_path)
     cached = list((tmp_path / "home" / "data-cache" / "pointrec").glob("*.arrow"))
-    assert len(cached) == 1
+    assert len(cached) == 1 and parsed
+    parsed.clear()
     assert collection(tmp_path).catalog.report.bad_rows == 1  # the report survives the cache
+    assert parsed == []
     catalog = folder / "poi" / "poi_catalog_available_compact.jsonl.gz"
     extra = json.dumps(
         {
@@ -196,6 +206,7 @@ def test_catalog_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path):
         gzip.compress(gzip.decompress(catalog.read_bytes()) + b"\n" + extra.encode())
     )
     assert "300" in collection(tmp_path, pool="city").pool("0002-000-NL")
+    assert parsed
 
 
 def test_missing_collection_offline_says_what_and_where(tmp_path):

@@ -137,20 +137,34 @@ def test_blocklisted_categories_remove_items_case_insensitively(tmp_path):
 def test_the_sentence_is_one_of_the_first_five_qualifying_ones(tmp_path):
     qualifying = [sentence(5 + k, f"q{k}") for k in range(7)]  # q0..q6, 5..11 tokens
     text = " ".join(["Tiny one.", " ".join(["long"] * 25) + ".", *qualifying])
-    reviews = [review("u", f"i{k}", text=text) for k in range(30)]
+    reviews = [review("u", f"i{k}", text=text) for k in range(40)]
     first_five = set(qualifying[:5])
     chosen_by_seed = []
     for seed in (0, 1):
         data = prepare_training_data(
-            section(tmp_path, reviews, min_liked=30, max_items=30, max_tokens=600, seed=seed)
+            section(
+                tmp_path,
+                reviews,
+                min_liked=40,
+                max_liked=40,
+                max_items=30,
+                max_tokens=600,
+                seed=seed,
+            )
         )
         (user,) = data.selection.users
-        chosen = [item.sentence for item in sorted(user.items, key=lambda i: i.item_id)]
-        assert set(chosen) <= first_five
+        chosen = {item.item_id: item.sentence for item in user.items}
+        assert len(chosen) == 30 and set(chosen.values()) <= first_five
         chosen_by_seed.append(chosen)
-    assert len(set(chosen_by_seed[0])) > 1  # a choice, not always the first
+    by_0, by_1 = chosen_by_seed
+    assert len(set(by_0.values())) > 1  # a choice, not always the first
+    # the seed picks the 30 of 40 items and, on the (at least 20) items both seeds picked, the sentences
+    assert set(by_0) != set(by_1)
+    both = sorted(set(by_0) & set(by_1))
+    assert len(both) >= 20
+    assert [by_0[item] for item in both] != [by_1[item] for item in both]
     again = prepare_training_data(
-        section(tmp_path, reviews, min_liked=30, max_items=30, max_tokens=600, seed=1)
+        section(tmp_path, reviews, min_liked=40, max_liked=40, max_items=30, max_tokens=600, seed=1)
     )
     assert sorted(again.selection.users[0].items, key=lambda i: i.item_id) == sorted(
         data.selection.users[0].items, key=lambda i: i.item_id
@@ -181,13 +195,20 @@ def test_items_are_capped_then_halved_while_over_the_token_budget(tmp_path):
 
 
 def test_max_users_keeps_a_seeded_sample(tmp_path):
-    reviews = [review(f"u{n}", f"i{k}") for n in range(10) for k in range(3)]
-    first = prepare_training_data(section(tmp_path, reviews, min_liked=3, max_users=4))
-    again = prepare_training_data(section(tmp_path, reviews, min_liked=3, max_users=4))
-    assert (
-        len(first.selection.users) == 4 and first.stats["selection"]["users"]["over_max_users"] == 6
-    )
-    assert [u.user_id for u in first.selection.users] == [u.user_id for u in again.selection.users]
+    reviews = [review(f"u{n:02d}", f"i{k}") for n in range(40) for k in range(3)]
+
+    def sample(seed: int) -> list[str]:
+        data = prepare_training_data(
+            section(tmp_path, reviews, min_liked=3, max_users=10, seed=seed)
+        )
+        assert data.stats["selection"]["users"]["over_max_users"] == 30
+        return [u.user_id for u in data.selection.users]
+
+    first = sample(0)
+    assert len(first) == 10 and first == sample(0)
+    # 10 of 40 users: another seed gives another sample, and it is not the first 10 in file order
+    assert set(first) != set(sample(1))
+    assert first != [f"u{n:02d}" for n in range(10)]
 
 
 def test_split_is_a_stable_hash_of_seed_and_user():

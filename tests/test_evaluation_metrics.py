@@ -67,10 +67,18 @@ def test_toy_run_matches_hand_computed_values():
 
 
 def test_relevance_level_changes_binary_measures_only():
-    at_one = mean(evaluate_run(RUN, QRELS, ["MRR", "NDCG@5"], relevance_level=1))
-    at_three = mean(evaluate_run(RUN, QRELS, ["MRR", "NDCG@5"], relevance_level=3))
-    # grade >= 1: r1's first relevant is a at rank 2, r2's is x at rank 2, r3 unanswered
-    assert at_one["MRR"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    # ranked a1 c0 b3 d3: a grade-1 item first, so the two levels disagree
+    qrels = {"q": {"a": 1, "b": 3, "c": 0, "d": 3}}
+    run = {"q": {"a": 4.0, "c": 3.0, "b": 2.0, "d": 1.0}}
+    at_one = mean(evaluate_run(run, qrels, ["MRR", "MAP", "NDCG@5"], relevance_level=1))
+    at_three = mean(evaluate_run(run, qrels, ["MRR", "MAP", "NDCG@5"], relevance_level=3))
+    # grade >= 1: a, b, d relevant at ranks 1, 3, 4
+    assert at_one["MRR"] == pytest.approx(1.0)
+    assert at_one["MAP"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 4) / 3)
+    # grade 3: b, d relevant at ranks 3, 4
+    assert at_three["MRR"] == pytest.approx(1 / 3)
+    assert at_three["MAP"] == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert at_one["MAP"] != pytest.approx(at_three["MAP"])
     assert at_one["NDCG@5"] == at_three["NDCG@5"]
 
 

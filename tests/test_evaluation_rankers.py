@@ -3,6 +3,7 @@ rankers with tiny random BERTs (incl. a LoRA adapter folder), encoding caches, U
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -92,6 +93,12 @@ def test_bm25_depth_and_stemming(collection):
     assert all(len(scores) == 2 for scores in run.values())
     # "jazz" and "live" occur only in bar1 among r1's pool
     assert ranked(run["r1"])[0][0] == "bar1"
+    # "bars" matches the items' "bar" only once stemmed
+    plural = dataclasses.replace(collection, requests={**collection.requests, "r1": "bars"})
+    stemmed = BM25Ranker().rank(plural, depth=200)["r1"]
+    unstemmed = BM25Ranker(stemmer=None).rank(plural, depth=200)["r1"]
+    assert all(stemmed[item] > 0 for item in ("bar1", "bar2", "bar3")) and stemmed["pub1"] == 0
+    assert set(unstemmed.values()) == {0.0}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -257,7 +264,6 @@ def test_fusion_weight_applies_to_rerankers_only():
 
 
 def test_upr_reranks_by_request_likelihood_given_the_item(collection, tmp_path):
-    pytest.importorskip("mint_distill.scoring", reason="the shared LM likelihood scorer (mint_distill.scoring) is missing")
     from fixtures.tiny_lm import save_tiny_llama
 
     from mint_distill.evaluation import LikelihoodPairScorer

@@ -200,6 +200,8 @@ def test_process_shares_partition_a_global_batch():
     batch = list(range(12))
     shares = [process_share(batch, rank, 3) for rank in range(3)]
     assert [i for share in shares for i in share] == batch
+    # contiguous slices of 12 / 3 = 4, in rank order
+    assert shares == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,12 @@ def test_round_trip_finds_the_users_items(tmp_path):
         "mrr": pytest.approx(sum(reciprocal) / 2, abs=1e-4),
     }
     assert result["mrr"] == 1.0  # each query's own place ranks first
-    cached = Catalog(encoder, items, cache_dir=tmp_path, encoder_name="minilm")
+
+    class NoEncoding:
+        def encode(self, *args, **kwargs):
+            raise AssertionError("the cached catalog was encoded again")
+
+    cached = Catalog(NoEncoding(), items, cache_dir=tmp_path, encoder_name="minilm")
     assert (cached.embeddings == catalog.embeddings).all()
     assert catalog.round_trip(["x"], [["nowhere"]], k=1)["queries"] == 0
     assert catalog.resolve({"item_id": "jazz"}) == "jazz"
