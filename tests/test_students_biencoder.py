@@ -243,7 +243,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path)
         assert torch.equal(first[name], second[name]), name
 
 
-def test_bm25_hard_negatives_are_never_shown_items_and_join_the_loss(world, tmp_path):
+def test_bm25_hard_negatives_are_never_shown_items_and_join_the_loss(world, tmp_path, monkeypatch):
     from mint_distill.recipe.sections.students import BiEncoderSpec
     from mint_distill.students.biencoder import BiEncoderTask, bm25_hard_negatives
 
@@ -256,8 +256,17 @@ def test_bm25_hard_negatives_are_never_shown_items_and_join_the_loss(world, tmp_
         assert not set(negatives[pair]) & data.shown[pair.request_id]
     task = BiEncoderTask(None, data, data.train, hard_negatives=negatives)
     assert len(task.columns(data.train[:4])) == 4  # requests, positives, two hard negatives
+    training_columns = []
+    real_loss = BiEncoderTask.loss
+
+    def spying_loss(self, wrapped, indices, gather):
+        training_columns.append(len(self.columns([self.examples[i] for i in indices])))
+        return real_loss(self, wrapped, indices, gather)
+
+    monkeypatch.setattr(BiEncoderTask, "loss", spying_loss)
     summary = train_biencoder(spec, **_inputs(world), out_dir=tmp_path / "out", seed=0)
     assert summary["steps"] >= 1 and (tmp_path / "out" / "model" / "model.safetensors").is_file()
+    assert training_columns and set(training_columns) == {4}  # every training batch ranks them
 
 
 @pytest.mark.parametrize("grouping", ["none", "city"])
