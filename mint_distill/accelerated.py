@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from datetime import timedelta
 from typing import Any
+
+from .errors import MintError
+
+PROCESS_GROUP_TIMEOUT = "MINT_DISTILL_PROCESS_GROUP_TIMEOUT_MINUTES"
+DEFAULT_PROCESS_GROUP_TIMEOUT_MINUTES = 24 * 60
 
 
 def fresh_accelerator(**options: Any):
@@ -20,6 +27,36 @@ def fresh_accelerator(**options: Any):
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     return Accelerator(**options)
+
+
+def join_process_group() -> None:
+    """Under a multi-process launch, set up Accelerate's process group before any stage does.
+
+    The other processes wait in a collective while the main process works alone (averaging the
+    student, mining negatives over the whole catalog, checking stages), and a collective gives up
+    after the group's timeout: torch's default of 30 minutes, which mining a large catalog on a CPU
+    can exceed. The timeout is $MINT_DISTILL_PROCESS_GROUP_TIMEOUT_MINUTES, by default a day (the
+    same knob as transformers' `ddp_timeout`); a process that dies still ends the others at once.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(minutes=_timeout_minutes()))
+
+
+def _timeout_minutes() -> float:
+    text = os.environ.get(PROCESS_GROUP_TIMEOUT, "")
+    if not text:
+        return DEFAULT_PROCESS_GROUP_TIMEOUT_MINUTES
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = 0.0
+    if not minutes > 0:
+        raise MintError(f"${PROCESS_GROUP_TIMEOUT} must be a number of minutes above 0, not {text!r}")
+    return minutes
 
 
 def leave_process_group(*, wait_for_others: bool) -> None:

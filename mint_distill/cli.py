@@ -15,7 +15,7 @@ import yaml
 from rich.markup import escape
 
 from . import __version__
-from .accelerated import leave_process_group
+from .accelerated import join_process_group, leave_process_group
 from .console import console, is_quiet, setup_logging, stdout
 from .errors import CannotRunError, MintError
 
@@ -55,6 +55,7 @@ def cli(quiet: bool, debug: bool) -> None:
       mint-distill run recipes/pointrec.yaml
     """
     setup_logging(quiet=quiet, debug=debug)
+    join_process_group()
 
 
 def _load(recipe: Path, overrides: tuple[str, ...]):
