@@ -46,6 +46,10 @@ def _no_problems(recipe: Recipe) -> list[str]:
     return []
 
 
+def _nothing_unused(recipe_dump: dict) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Stage:
     """One pipeline step: `run(ctx)` writes outputs into `ctx.dir` and returns summary counts.
@@ -56,6 +60,10 @@ class Stage:
     `version` is part of the stage's config hash: bump it when a code change alters outputs.
     `config_excluded` names keys inside `config_keys` that the stage does not depend on (a later
     stage applies them), so that changing them leaves the stage fresh.
+    `config_unused(recipe_dump)` names keys inside `config_keys` that the recipe's own settings
+    leave unused (LoRA settings of a fully fine-tuned student): they are left out of the config
+    as excluded keys are, so that such keys, added with defaults, keep the fingerprints of the
+    recipes that do not use them.
     `reports` names files of the stage folder that only describe the run (counts, tables) and no
     later stage reads: they are left out of the output hash, so that a change they alone show
     (a run that excludes other items but writes the same data) leaves later stages fresh.
@@ -69,6 +77,7 @@ class Stage:
     summary: str
     config_keys: tuple[str, ...]
     config_excluded: tuple[str, ...] = ()
+    config_unused: Callable[[dict], tuple[str, ...]] = field(default=_nothing_unused)
     reports: tuple[str, ...] = ()
     scratch: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
@@ -78,8 +87,8 @@ class Stage:
     version: int = 1
 
     def config(self, recipe_dump: dict) -> dict[str, Any]:
-        """The recipe values this stage depends on: its keys, less the excluded ones."""
-        return select_config(recipe_dump, self.config_keys, self.config_excluded)
+        """The recipe values this stage depends on: its keys, less the excluded and unused ones."""
+        return select_config(recipe_dump, self.config_keys, (*self.config_excluded, *self.config_unused(recipe_dump)))
 
     def reads(self, key: str) -> bool:
         """Whether the stage depends on the dotted recipe key, e.g. `evaluation.rankers.0.model`."""
