@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
-from fixtures.students.toy import save_tiny_encoder, write_toy_world
+from fixtures.students.toy import save_tiny_encoder, write_toy_negatives, write_toy_world
 
 from mint_distill.students import load_crossencoder, rerank, train_crossencoder
 from mint_distill.students.data import load_dev_rankings, load_negatives, load_student_data
 from mint_distill.students.dev_reranking import DevReranking
-from mint_distill.students.negatives import bm25_rankings, mine_negatives
 
 NEGATIVES = 4
 
@@ -23,25 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("crossencoder")
-    paths = write_toy_world(root / "world")
-    data = load_student_data(paths["pairs"], paths["requests"], paths["items"])
-    pairs = data.train + data.dev
-    rankings = bm25_rankings(
-        {p.request_id: data.requests[p.request_id] for p in pairs}, data.items, depth=32
-    )
-    records = mine_negatives(
-        rankings, pairs, data.shown, window=(4, 32), per_positive=NEGATIVES, seed=0
-    )
-    paths["negatives"] = root / "negatives.jsonl"
-    paths["negatives"].write_text("".join(json.dumps(r) + "\n" for r in records))
-    paths["dev_rankings"] = root / "dev_rankings.jsonl"
-    paths["dev_rankings"].write_text(
-        "".join(
-            json.dumps({"request_id": r, "ranking": rankings[r], "scores": [-rank for rank in range(len(rankings[r]))]})
-            + "\n"
-            for r in dict.fromkeys(p.request_id for p in data.dev)
-        )
-    )
+    paths = write_toy_negatives(write_toy_world(root / "world"), root, per_positive=NEGATIVES)
     return {"paths": paths, "encoder": save_tiny_encoder(root / "encoder", dropout=0.0)}
 
 
@@ -198,3 +179,136 @@ def test_rerank_orders_candidates_by_the_models_logits(world):
     )
     assert rerank(model, "we love jazz", list(candidates.items()), top_k=2) == ranked[:2]
     assert rerank(model, "we love jazz", {}) == []
+
+
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]}
+
+
+def _lora_spec(world, **training) -> dict:
+    return {**_spec(world, **training), "finetune": "lora", "lora": LORA}
+
+
+def _dev_pairs(world) -> list[tuple[str, str]]:
+    data = load_student_data(world["paths"]["pairs"], world["paths"]["requests"], world["paths"]["items"])
+    groups = load_negatives(world["paths"]["negatives"], data)["dev"]
+    return [(data.requests[g.request_id], data.items[item]) for g in groups for item in (g.item_id, *g.negatives)]
+
+
+@pytest.fixture(scope="module")
+def lora_student(world, tmp_path_factory):
+    """A LoRA cross-encoder trained by `train_crossencoder` on the toy world: (summary, its folder)."""
+    out = tmp_path_factory.mktemp("lora-crossencoder") / "out"
+    summary = train_crossencoder(_lora_spec(world, epochs=1, learning_rate=1e-2), **world["paths"], out_dir=out, seed=0)
+    return summary, out / "model"
+
+
+def test_lora_trains_only_the_adapter_and_the_head_and_reloads_to_the_same_scores(world, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from mint_distill.adapters.loading import load_adapted_model
+    from mint_distill.recipe.sections.base import LoraSpec
+    from mint_distill.students import (
+        CrossEncoderTask,
+        LoopSettings,
+        add_crossencoder_lora,
+        train_loop,
+    )
+    from mint_distill.students.crossencoder import predict_logits
+
+    data = load_student_data(world["paths"]["pairs"], world["paths"]["requests"], world["paths"]["items"])
+    groups = load_negatives(world["paths"]["negatives"], data)
+    torch.manual_seed(0)
+    model = load_crossencoder(str(world["encoder"]), max_length=48, device="cpu")
+    add_crossencoder_lora(model, LoraSpec(**LORA))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name or ".classifier.modules_to_save." in name for name in trainable), trainable
+    assert {n for n in trainable if "classifier" in n} == {
+        f"0.model.base_model.model.classifier.modules_to_save.default.{w}" for w in ("weight", "bias")
+    }
+    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    task = CrossEncoderTask(model, data, groups["train"], groups["dev"], batch_size=4)
+    settings = LoopSettings(epochs=3, learning_rate=1e-2, batch_size=4, warmup_ratio=0.0, eval_every=0, seed=0)
+    result = train_loop(task, settings, tmp_path / "out")
+    assert result.state.best_step == result.state.step  # the in-memory model is the one kept
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name  # the encoder's own weights never move
+
+    folder = result.best_dir
+    assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
+    assert not (folder / "model.safetensors").exists()
+    pairs = _dev_pairs(world)
+    model.eval().to("cpu")
+    expected = predict_logits(model, pairs)
+    for reloaded in (
+        CrossEncoder(str(folder), device="cpu"),
+        load_crossencoder(str(folder), max_length=48, device="cpu"),
+        load_adapted_model(folder, kind="cross-encoder", device="cpu"),
+    ):
+        assert predict_logits(reloaded, pairs) == pytest.approx(expected, abs=1e-5)
+    # the trained LoRA update moves the scores: the same model with it zeroed (head kept) scores otherwise
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+    moved = max(abs(a - b) for a, b in zip(predict_logits(model, pairs), expected))
+    assert moved > 1e-4, moved
+
+
+def test_train_crossencoder_with_lora_writes_an_adapter_folder_and_records_it(world, lora_student):
+    from safetensors.torch import load_file
+
+    from mint_distill.io import sha256_file
+    from mint_distill.students.crossencoder import predict_logits
+
+    summary, folder = lora_student
+    assert summary["best_step"] > 0, summary
+    assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["classifier"] and config["r"] == 4
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    assert weights and all("lora_" in name or ".classifier." in name for name in weights), list(weights)
+    assert any(".classifier." in name for name in weights) and any("lora_B" in name for name in weights)
+    info = json.loads((folder / "mint-student.json").read_text())
+    assert info["kind"] == "crossencoder" and info["finetune"] == "lora"
+    assert info["lora"] == {**LORA, "target_modules": ["query", "value"]}
+    assert info["base_model"]["weights_sha256"] == sha256_file(world["encoder"] / "model.safetensors")
+    card = (folder / "README.md").read_text()
+    assert "- lora" in card and "The folder holds a PEFT adapter and the scoring head" in card
+    pairs = _dev_pairs(world)
+    base = load_crossencoder(str(world["encoder"]), max_length=48, device="cpu")
+    trained = load_crossencoder(str(folder), max_length=48, device="cpu")
+    assert max(abs(a - b) for a, b in zip(predict_logits(trained, pairs), predict_logits(base, pairs))) > 1e-3
+
+
+def test_lora_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path):
+    from safetensors.torch import load_file
+
+    spec = _lora_spec(world, epochs=1.3, eval_every=4, checkpoint_every=3)
+    spec["lora"] = {**LORA, "dropout": 0.1}  # dropout draws random numbers a resume must replay
+    uninterrupted = train_crossencoder(spec, **world["paths"], out_dir=tmp_path / "a", seed=0)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_8(state):
+        if state.step == 8:  # checkpoints at steps 3 and 6; step 8's log line and dev evaluation are lost
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_crossencoder(spec, **world["paths"], out_dir=tmp_path / "b", seed=0, callbacks=[kill_at_step_8])
+    assert (tmp_path / "b" / ".checkpoints" / "step-000006").is_dir()
+    resumed = train_crossencoder(spec, **world["paths"], out_dir=tmp_path / "b", seed=0, resume=True)
+
+    assert resumed["resumed_from_step"] == 6
+    assert resumed["steps"] == uninterrupted["steps"] > 8
+    records = [
+        [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        for run in ("a", "b")
+    ]
+    assert records[0] == records[1]
+    first, second = (load_file(str(tmp_path / run / "model" / "adapter_model.safetensors")) for run in ("a", "b"))
+    assert first.keys() == second.keys() and any("lora_B" in name for name in first)
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+

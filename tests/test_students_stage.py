@@ -198,6 +198,42 @@ def test_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(tmp_path)
     assert "train-biencoder" not in validated.output, validated.output
 
 
+def test_cross_encoder_lora_targets_that_name_no_layer_stop_the_run_before_it_starts(tmp_path):
+    recipe = _run_folder(tmp_path)
+    run_root = tmp_path / "runs" / "toy"
+    lora = "students.crossencoder.finetune=lora"
+    # q/v are MPNet's names; the head (classifier) is trained in full, not adapted
+    for targets, shown in (("[q,v]", "['q', 'v']"), ("[classifier]", "['classifier']")):
+        wrong = f"students.crossencoder.lora.target_modules={targets}"
+        result = CliRunner().invoke(cli, ["--quiet", "train", str(recipe), lora, wrong])
+        assert result.exit_code != 0
+        message = " ".join(result.output.split())
+        assert f"stage train-crossencoder: students.crossencoder.lora.target_modules {shown} names no layer" in message
+        assert "query" in message and "value" in message
+        assert not (run_root / "train-biencoder").exists()
+
+    right = "students.crossencoder.lora.target_modules=[query,value]"
+    validated = CliRunner().invoke(cli, ["validate", str(recipe), lora, right])
+    assert "train-crossencoder" not in validated.output, validated.output
+
+
+def test_a_fully_fine_tuned_cross_encoder_keeps_the_fingerprint_it_had_before_its_lora_keys(tmp_path):
+    from mint_distill.pipeline.runner import config_dump
+    from mint_distill.students.stage import train_crossencoder_stage
+
+    recipe = load_recipe(_run_folder(tmp_path))
+    section = config_dump(recipe)["students"]["crossencoder"]
+    before = {key: value for key, value in section.items() if key not in ("finetune", "lora")}
+    assert train_crossencoder_stage.config(config_dump(recipe))["students.crossencoder"] == before
+    recipe.students.crossencoder.lora.r = 32  # unused while fully fine-tuned
+    assert train_crossencoder_stage.config(config_dump(recipe))["students.crossencoder"] == before
+    recipe.students.crossencoder.finetune = "lora"
+    with_lora = train_crossencoder_stage.config(config_dump(recipe))["students.crossencoder"]
+    assert with_lora["finetune"] == "lora" and with_lora["lora"]["r"] == 32
+    recipe.students.crossencoder.lora.r = 8
+    assert train_crossencoder_stage.config(config_dump(recipe))["students.crossencoder"]["lora"]["r"] == 8
+
+
 def test_train_names_the_unfinished_upstream_stage(tmp_path):
     recipe = _run_folder(tmp_path)
     (tmp_path / "runs" / "toy" / "filter" / "manifest.json").unlink()

@@ -12,8 +12,12 @@ from .resolver import resolve_model
 if TYPE_CHECKING:
     from ..recipe.sections.base import LoraSpec
 
-Head = Literal["none", "causal-lm"]
-_AUTO_CLASSES = {"none": "AutoModel", "causal-lm": "AutoModelForCausalLM"}
+Head = Literal["none", "causal-lm", "sequence-classification"]
+_AUTO_CLASSES = {
+    "none": "AutoModel",
+    "causal-lm": "AutoModelForCausalLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+}
 
 
 def lora_target_problem(
@@ -23,6 +27,8 @@ def lora_target_problem(
 
     The model is built from its config on the meta device (no weights are read). None too when the
     config is not in a folder here (a hub id, a missing model: model resolution reports those).
+    With the `sequence-classification` head (a cross-encoder), only the encoder's layers count, under
+    the names peft sees: the head is trained in full, not adapted.
     """
     if lora.target_modules == "all-linear":
         return None
@@ -43,6 +49,9 @@ def lora_target_problem(
         model = getattr(transformers, _AUTO_CLASSES[head]).from_config(config, trust_remote_code=trust_remote_code)
     wanted = LoraConfig(target_modules=lora.target_modules)
     modules = dict(model.named_modules())
+    if head == "sequence-classification":
+        encoder = f"{model.base_model_prefix}."
+        modules = {name: module for name, module in modules.items() if name.startswith(encoder)}
     if any(check_target_module_exists(wanted, name) for name in modules if name):
         return None
     linear = sorted({name.rsplit(".", 1)[-1] for name, module in modules.items() if isinstance(module, torch.nn.Linear)})

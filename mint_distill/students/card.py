@@ -175,6 +175,8 @@ def _usage(kind: str, finetune: str | None) -> str:
             " `fusion_weight` (in `mint-student.json`) was chosen for z(these logits) against z(the"
             " bi-encoder's scores), each z-normalised over a request's top `rerank_top_k` candidates."
         )
+        if finetune == "lora":
+            note += " The folder holds a PEFT adapter and the scoring head; its base model must be available."
     return f"## Usage\n\n```python\n{code}\n```\n{note}".rstrip()
 
 

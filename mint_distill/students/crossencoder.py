@@ -2,7 +2,9 @@
 
 Initialised from an encoder (e.g. all-mpnet-base-v2) with a new single-logit scoring head,
 trained listwise (softmax cross-entropy over 1 positive + mined negatives, the paper's setting)
-or pointwise (binary cross-entropy). The output is a `CrossEncoder(path)` folder.
+or pointwise (binary cross-entropy), fully fine-tuned (the paper's setting) or as a LoRA adapter
+(peft) on the encoder with the head trained in full. The output is a `CrossEncoder(path)` folder;
+with LoRA it holds the adapter and the head only, on the base its `adapter_config.json` names.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..recipe.sections.base import LoraSpec
 from ..recipe.sections.students import CrossEncoderSpec
 from .biencoder import sample_examples
 from .card import base_model_identity
@@ -39,8 +42,9 @@ def load_crossencoder(
     trust_remote_code: bool = False,
     device: str | None = None,
 ):
-    """A CrossEncoder with one output logit: a trained cross-encoder as it is, or an encoder
-    (sentence-transformers or plain transformers folder, hub id, `embedded:` model) with a new head.
+    """A CrossEncoder with one output logit: a trained cross-encoder as it is (a LoRA-tuned one on
+    its base, see `adapters.loading.load_adapted_model`), or an encoder (sentence-transformers or
+    plain transformers folder, hub id, `embedded:` model) with a new head.
 
     Its `predict` returns the raw logit, and the folder it is saved to records that, so a plain
     `CrossEncoder(folder).predict` gives the scores its fusion weight was chosen on.
@@ -48,8 +52,15 @@ def load_crossencoder(
     import torch
     from sentence_transformers import CrossEncoder
 
+    from ..adapters.bundle import is_adapter_folder
     from ..models import resolve_model
 
+    if is_adapter_folder(Path(reference).expanduser()):
+        from ..adapters.loading import load_adapted_model
+
+        model = load_adapted_model(Path(reference).expanduser(), kind="cross-encoder", device=device)
+        model.max_seq_length = max_length
+        return model
     resolved = resolve_model(reference)
     return CrossEncoder(
         resolved.location,
@@ -59,6 +70,39 @@ def load_crossencoder(
         trust_remote_code=trust_remote_code,
         device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
     )
+
+
+def head_modules(network) -> list[str]:
+    """The modules of a transformers sequence-classification model outside its encoder that hold
+    weights: the scoring head (`classifier` for BERT and MPNet), new and trained in full."""
+    return [
+        name
+        for name, module in network.named_children()
+        if name != network.base_model_prefix and any(True for _ in module.parameters())
+    ]
+
+
+def add_crossencoder_lora(model, lora: LoraSpec) -> None:
+    """Wrap the transformers model of a CrossEncoder in a peft LoRA model: the adapter trains on
+    the encoder's `lora.target_modules`, the scoring head (`head_modules`) trains in full.
+
+    Saving the CrossEncoder then writes `adapter_config.json` and `adapter_model.safetensors`
+    (the LoRA weights and the head) instead of full weights; `CrossEncoder(folder)`, or
+    `adapters.loading.load_adapted_model(folder, kind="cross-encoder")`, loads the base model named
+    there with the adapter and the head on top.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    transformer = model[0]
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        modules_to_save=head_modules(transformer.model),
+        bias="none",
+    )
+    transformer.model = get_peft_model(transformer.model, config)
 
 
 def predict_logits(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32) -> list[float]:
@@ -247,6 +291,8 @@ def train_crossencoder(
         trust_remote_code=spec.trust_remote_code,
         device="cpu",
     )
+    if spec.finetune == "lora":
+        add_crossencoder_lora(model, spec.lora)
     dev_reranking = (
         DevReranking.from_rankings(load_dev_rankings(dev_rankings, data), data, spec.rerank_top_k)
         if dev_rankings is not None
@@ -294,7 +340,8 @@ def train_crossencoder(
         info = {
             "kind": "crossencoder",
             "base_model": base_model_identity(spec.model),
-            "finetune": "full",
+            "finetune": spec.finetune,
+            "lora": spec.lora.model_dump() if spec.finetune == "lora" else None,
             "loss": spec.loss,
             "max_length": spec.max_length,
             "fusion_weight": fusion_weight,
@@ -308,7 +355,7 @@ def train_crossencoder(
             },
             "provenance": provenance or {},
         }
-        publish_student(result, out_dir, info, title=f"CrEnc-Mint ({spec.loss})")
+        publish_student(result, out_dir, info, title=f"CrEnc-Mint ({spec.loss}, {spec.finetune})")
     summary = summary_of(result, counts)
     summary.update({f"dev_{name}_first_stage": round(value, 4) for name, value in first_stage.items()})
     summary["fusion_weight"] = fusion_weight

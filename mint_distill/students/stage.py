@@ -80,6 +80,30 @@ def _crossencoder_problems(recipe: Recipe) -> list[str]:
     return []
 
 
+def _crossencoder_lora_problems(recipe: Recipe) -> list[str]:
+    from ..models.lora_targets import lora_target_problem
+
+    spec = recipe.students.crossencoder
+    if spec.finetune != "lora":
+        return []
+    problem = lora_target_problem(
+        spec.model,
+        spec.lora,
+        "students.crossencoder.lora",
+        head="sequence-classification",
+        trust_remote_code=spec.trust_remote_code,
+    )
+    return [problem] if problem else []
+
+
+def _crossencoder_unused(recipe_dump: dict) -> tuple[str, ...]:
+    """A fully fine-tuned cross-encoder reads neither key: its fingerprint stays the one it had
+    before they existed."""
+    if recipe_dump["students"]["crossencoder"]["finetune"] == "lora":
+        return ()
+    return ("students.crossencoder.finetune", "students.crossencoder.lora")
+
+
 def _biencoder_problems(recipe: Recipe) -> list[str]:
     from ..models.lora_targets import lora_target_problem
 
@@ -238,9 +262,11 @@ def mine_negatives_stage(ctx: StageContext) -> dict[str, Any]:
     TRAIN_CROSSENCODER,
     summary="train the cross-encoder student (CrEnc-Mint) on kept pairs and mined negatives",
     config_keys=("seed", "students.crossencoder"),
+    config_unused=_crossencoder_unused,
     version=3,  # 2: dev MRR@10 / Recall@10 rerank the bi-encoder's top k; 3: saved to predict logits
     after=(*TEXT_STAGES, MINE_NEGATIVES),
     enabled=lambda recipe: recipe.students.crossencoder.enabled,
+    check=_crossencoder_lora_problems,
 )
 def train_crossencoder_stage(ctx: StageContext) -> dict[str, Any]:
     from .job import dispatch

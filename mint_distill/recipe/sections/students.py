@@ -160,6 +160,17 @@ class CrossEncoderSpec(Section):
         "listwise",
         description="listwise: softmax over 1 positive + negatives; bce: pointwise binary labels",
     )
+    finetune: Literal["full", "lora"] = Field(
+        "full",
+        description="full: every weight trains (the paper's setting); lora: a LoRA adapter on the encoder "
+        "with the new scoring head trained in full, saved as an adapter folder that a bundle can hold "
+        "(package.include_crossencoder)",
+    )
+    lora: LoraSpec = Field(
+        LoraSpec(r=8, alpha=16, dropout=0.1, target_modules="all-linear"),
+        description="used when finetune is lora; target_modules name encoder layers (the head is saved in "
+        "full); all-linear fits BERT (query/key/value) and MPNet (q/k/v) alike",
+    )
     max_length: int = Field(512, ge=8, description="tokens per (request, item) input")
     rerank_top_k: int = Field(200, ge=1, description="first-stage candidates reranked at inference")
     fusion_weight: float | None = Field(
