@@ -312,3 +312,32 @@ def test_lora_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_
     for name in first:
         assert torch.equal(first[name], second[name]), name
 
+
+def test_the_evaluation_ranker_and_recommend_load_the_lora_folder_on_its_recorded_base(world, lora_student, tmp_path):
+    import shutil
+
+    from mint_distill.adapters import BaseModelMismatchError
+    from mint_distill.adapters.loading import load_adapted_model
+    from mint_distill.evaluation import CrossEncoderScorer
+    from mint_distill.recommend import open_reranker, recorded_reranking
+    from mint_distill.students.crossencoder import predict_logits
+
+    summary, folder = lora_student
+    pairs = _dev_pairs(world)[:12]
+    requests, items = [request for request, _ in pairs], [item for _, item in pairs]
+    expected = predict_logits(load_adapted_model(folder, kind="cross-encoder", device="cpu"), pairs)
+    scorer = CrossEncoderScorer(str(folder), cache_dir=tmp_path / "cache", device="cpu")
+    assert scorer.score(requests, items) == pytest.approx(expected, abs=1e-5)
+    assert predict_logits(open_reranker(str(folder)), pairs) == pytest.approx(expected, abs=1e-4)  # merged
+    assert recorded_reranking(str(folder)) == (summary["fusion_weight"], 20)
+
+    # a run folder copied to a machine where the recorded base path holds other weights
+    student = shutil.copytree(folder, tmp_path / "student")
+    config = json.loads((student / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(save_tiny_encoder(tmp_path / "other", seed=5, dropout=0.0))
+    (student / "adapter_config.json").write_text(json.dumps(config))
+    trained_on = json.loads((folder / "mint-student.json").read_text())["base_model"]["weights_sha256"]
+    with pytest.raises(BaseModelMismatchError, match=trained_on):
+        CrossEncoderScorer(str(student), cache_dir=tmp_path / "cache", device="cpu")
+    with pytest.raises(BaseModelMismatchError, match=trained_on):
+        open_reranker(str(student))

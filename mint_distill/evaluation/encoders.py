@@ -1,8 +1,8 @@
 """Load the encoders evaluation compares, each with a fingerprint that identifies its weights.
 
 A reference is an `embedded:` model, a hub id, a SentenceTransformer / CrossEncoder folder, or
-a LoRA adapter folder trained on top of a sentence-transformers base named by the adapter's
-`base_model_name_or_path`.
+a LoRA adapter folder (a bi-encoder's or a cross-encoder's) trained on top of a base named by the
+adapter's `base_model_name_or_path`.
 """
 
 from __future__ import annotations
@@ -45,22 +45,27 @@ def load_biencoder(reference: str, device: str | None = None) -> tuple[Any, str]
     return load_sentence_transformer(resolved, device=device), fingerprint(resolved)
 
 
-def _load_adapter(folder: Path, device: str | None) -> tuple[Any, str]:
+def _load_adapter(folder: Path, device: str | None, kind: str = "sentence-transformer") -> tuple[Any, str]:
     from ..adapters.loading import load_adapted_model
 
     base = read_json(folder / ADAPTER_CONFIG).get("base_model_name_or_path")
     if not base:
         raise ModelUnavailableError(f"{folder / ADAPTER_CONFIG}: `base_model_name_or_path` is not set")
     resolved = resolve_model(base)
-    model = load_adapted_model(folder, resolved, device=device)
+    model = load_adapted_model(folder, resolved, kind=kind, device=device)
     digest = hashlib.sha256(f"{fingerprint(resolved)}\0{folder_fingerprint(folder)}".encode()).hexdigest()
     return model, digest
 
 
 def load_cross_encoder(reference: str, device: str | None = None) -> tuple[Any, str]:
-    """(CrossEncoder, fingerprint) for a CrossEncoder folder, `embedded:` model or hub id."""
+    """(CrossEncoder, fingerprint) for a CrossEncoder folder, `embedded:` model or hub id, or a
+    LoRA-tuned CrossEncoder folder (a student trained with `finetune: lora`), loaded on its base
+    as `load_biencoder` loads a bi-encoder's adapter: refused on a base without its recorded weights."""
     from sentence_transformers import CrossEncoder
 
+    folder = Path(reference).expanduser()
+    if (folder / ADAPTER_CONFIG).is_file():
+        return _load_adapter(folder, device, kind="cross-encoder")
     resolved = resolve_model(reference)
     model = CrossEncoder(resolved.location, device=device)
     return model, fingerprint(resolved)
