@@ -180,6 +180,77 @@ def test_package_follows_the_finetune_mode(tmp_path, encoders):
     assert PACKAGE_STAGE.enabled(full) and "finetune=lora" in PACKAGE_STAGE.check(full)[0]
 
 
+@pytest.fixture(scope="module")
+def lora_crossencoder(tmp_path_factory) -> dict[str, Path]:
+    """A cross-encoder trained by `train_crossencoder` with `finetune: lora` on the toy world."""
+    from fixtures.students.toy import save_tiny_encoder, write_toy_negatives, write_toy_world
+
+    from mint_distill.students import train_crossencoder
+
+    root = tmp_path_factory.mktemp("crossencoder")
+    paths = write_toy_negatives(write_toy_world(root / "world"), root)
+    base = save_tiny_encoder(root / "encoder", dropout=0.0)
+    training = {"epochs": 1, "learning_rate": 1e-2, "batch_size": 4, "warmup_ratio": 0.0, "eval_every": 0, "seed": 0}
+    spec = {
+        "model": str(base),
+        "finetune": "lora",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
+        "max_length": 48,
+        "rerank_top_k": 20,
+        "training": training,
+    }
+    train_crossencoder(spec, **paths, out_dir=root / "out", seed=0)
+    return {"base": base, "trained": root / "out" / "model"}
+
+
+def test_package_bundles_a_lora_cross_encoder_that_loads_like_its_trained_folder(tmp_path, encoders, lora_crossencoder):
+    from sentence_transformers import CrossEncoder
+
+    from mint_distill.io import sha256_file
+    from mint_distill.pipeline import stage_states
+    from mint_distill.recipe.sections.students import CrossEncoderSpec
+    from mint_distill.recommend import open_reranker
+    from mint_distill.students.crossencoder import predict_logits
+
+    def train_crossencoder(ctx):
+        shutil.copytree(lora_crossencoder["trained"], ctx.dir / "model")
+        return {"groups": 40}
+
+    stages = [
+        *_stand_ins(encoders, [])[:-1],
+        Stage("train-crossencoder", train_crossencoder, "stand-in", ("students.crossencoder",), after=("data",)),
+        PACKAGE_STAGE,
+    ]
+    recipe = _recipe(tmp_path, encoders)
+    recipe.students.crossencoder = CrossEncoderSpec(model=str(lora_crossencoder["base"]), finetune="lora")
+    result = run_pipeline(recipe, stages=stages, quiet=True)
+    bundle = result.run_root / "package" / "toy"
+    assert result.summaries["package"]["components"] == ["biencoder", "crossencoder"]
+    assert verify_bundle(bundle) == []
+    entry = read_manifest(bundle)["components"]["crossencoder"]
+    assert entry["kind"] == "cross-encoder" and entry["lora"]["modules_to_save"] == ["classifier"]
+    assert entry["base_model"]["weights_sha256"] == sha256_file(lora_crossencoder["base"] / "model.safetensors")
+    assert not (bundle / "crossencoder" / "model.safetensors").exists()
+
+    pairs = [("we love jazz and saxophone", "alpha jazz live band place"), ("sushi and sake", "bravo pizza oven place")]
+    trained = CrossEncoder(str(lora_crossencoder["trained"]), device="cpu")
+    expected = predict_logits(trained, pairs)
+    loaded = load_bundle(bundle, component="crossencoder")
+    assert isinstance(loaded, CrossEncoder)
+    assert predict_logits(loaded, pairs) == pytest.approx(expected, abs=1e-5)
+    assert predict_logits(open_reranker(str(bundle)), pairs) == pytest.approx(expected, abs=1e-4)  # recommend --rerank
+
+    # the bundle copies the cross-encoder: retraining it makes the package stale
+    assert stage_states(recipe, [PACKAGE_STAGE])[0].status == "fresh"
+    student = result.run_root / "train-crossencoder" / "model" / "adapter_model.safetensors"
+    student.write_bytes(student.read_bytes() + b" ")
+    assert stage_states(recipe, [PACKAGE_STAGE])[0].status == "stale"
+
+    recipe.package.include_crossencoder = False
+    again = run_pipeline(recipe, stages=stages, quiet=True)
+    assert again.ran == ["package"] and again.summaries["package"]["components"] == ["biencoder"]
+
+
 def _spec_file(tmp_path: Path) -> Path:
     (tmp_path / "reviews.csv").write_text("user,book,review,stars\nu1,b1,A gripping story.,5\n")
     (tmp_path / "books.csv").write_text("book,title\nb1,The Book\n")

@@ -100,9 +100,23 @@ def _crossencoder_source(ctx: StageContext) -> ComponentSource | None:
     if not (recipe.package.include_crossencoder and recipe.students.crossencoder.enabled and folder.is_dir()):
         return None
     if not is_adapter_folder(folder):
-        ctx.log.info("the cross-encoder is fully fine-tuned, not a LoRA adapter; the bundle leaves it out")
+        ctx.log.info(
+            "the cross-encoder is fully fine-tuned, not a LoRA adapter; the bundle leaves it out "
+            "(students.crossencoder.finetune: lora trains one it holds)"
+        )
         return None
     return ComponentSource(folder, recipe.students.crossencoder.model)
+
+
+def _crossencoder_files(recipe: Recipe) -> list[Path]:
+    """The LoRA cross-encoder's files, which the bundle copies: retraining it makes the package
+    stale even where the evaluation does not change. None for a bundle without a cross-encoder,
+    whose fingerprint stays as it was."""
+    spec = recipe.students.crossencoder
+    if not (recipe.package.include_crossencoder and spec.enabled and spec.finetune == "lora"):
+        return []
+    folder = Path(recipe.run_dir) / recipe.name / TRAIN_CROSSENCODER / MODEL_DIR
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else []
 
 
 def _stage_summaries(run_root: Path) -> dict[str, Any]:
@@ -132,6 +146,7 @@ STAGE_OPTIONS: dict[str, Any] = {
     "summary": "domain adapter bundle: the LoRA student(s), manifest with hashes and figures, model card",
     "config_keys": ("name", "description", "package", "students.biencoder.model", "students.crossencoder.model"),
     "after": (AVERAGE_BIENCODER, EVALUATE_STAGE),
+    "input_files": _crossencoder_files,
     "enabled": _enabled,
     "check": _check,
 }
