@@ -9,7 +9,8 @@
   recipe.yaml      the recipe that trained it (when known)
   biencoder/       sentence-transformers folder holding a PEFT adapter (adapter_config.json,
                    adapter_model.safetensors, modules.json, pooling, tokenizer); no base weights
-  crossencoder/    optional, the same for a LoRA-tuned cross-encoder
+  crossencoder/    optional, the same for a LoRA-tuned cross-encoder (students.crossencoder.finetune:
+                   lora), its scoring head saved in full in the adapter (modules_to_save)
 ```
 Every component folder loads with `SentenceTransformer(folder)` (or `CrossEncoder`) wherever its
 `adapter_config.json` base model (a hub id) can be fetched; `load_bundle` loads it offline on

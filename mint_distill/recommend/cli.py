@@ -46,7 +46,8 @@ from .recommender import DEFAULT_RERANK_TOP_K
 @click.option(
     "--rerank",
     metavar="SPEC",
-    help="Cross-encoder to rerank with: bundle with a crossencoder, CrossEncoder folder or reference.",
+    help="Cross-encoder to rerank with: bundle with a crossencoder (one trained with "
+    "students.crossencoder.finetune: lora), CrossEncoder folder (a LoRA one loads on its recorded base) or reference.",
 )
 @click.option(
     "--rerank-top-k",

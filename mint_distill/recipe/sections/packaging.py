@@ -22,7 +22,9 @@ class PackageSection(Section):
         "folder holding anything else is refused; the bundle is always written to <run folder>/package/<domain>)",
     )
     include_crossencoder: bool = Field(
-        True, description="add the cross-encoder when the run trained it as a LoRA adapter"
+        True,
+        description="add the cross-encoder when the run trained it as a LoRA adapter "
+        "(students.crossencoder.finetune: lora); a fully fine-tuned one is left out",
     )
     license: str = Field("other", description="license field of the bundle's model card")
     onnx: bool = Field(False, description="also export the merged encoder to ONNX in <run folder>/package/export")
