@@ -48,3 +48,24 @@ def test_mpnet_lora_covers_attention_and_feed_forward_and_the_cross_encoder_gets
     assert crossencoder.num_labels == 1
     scores = crossencoder.predict([("a quiet wine bar", "Wine bar in Boston")], activation_fn=torch.nn.Identity())
     assert scores.shape == (1,)
+
+
+def test_mpnet_lora_cross_encoder_adapts_the_encoder_and_trains_the_whole_head():
+    from peft.utils import ModulesToSaveWrapper
+
+    from mint_distill.recipe.sections.students import CrossEncoderSpec
+    from mint_distill.students import add_crossencoder_lora
+
+    reference = embedded_or_skip("all-mpnet-base-v2")
+    model = load_crossencoder(reference, max_length=64, device="cpu")
+    add_crossencoder_lora(model, CrossEncoderSpec().lora)
+    network = model[0].model.base_model.model
+    # MPNet's head is classifier.dense + classifier.out_proj: saved whole, not LoRA-adapted
+    assert isinstance(network.classifier, ModulesToSaveWrapper)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert {name.split(".classifier.modules_to_save.default.")[1] for name in trainable if ".classifier." in name} == {
+        "dense.weight", "dense.bias", "out_proj.weight", "out_proj.bias"
+    }
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name in trainable if "lora_A" in name}
+    assert {"q", "k", "v", "o", "dense"} <= adapted
+    assert all(".mpnet." in name for name in trainable if "lora_" in name)
