@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
 from conftest import REPO_ROOT, embedded_or_skip
 
+from mint_distill.adapters.bundle import verify_bundle
 from mint_distill.cli import cli
 from mint_distill.models import resolve_model
 from mint_distill.recipe import load_recipe
@@ -76,7 +78,10 @@ def test_smoke_runs_every_stage_then_skips_then_reruns_only_what_a_key_changes(
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("MINT_DISTILL_DATA_DIR", str(shared_data))
     recipe = "recipes/smoke.yaml"
-    common = (f"run_dir={tmp_path / 'runs'}", f"evaluation.cache_dir={tmp_path / 'cache'}")
+    installed = tmp_path / "adapters" / "poi-smoke"
+    common = (
+        f"run_dir={tmp_path / 'runs'}", f"evaluation.cache_dir={tmp_path / 'cache'}", f"package.bundle_dir={installed}"
+    )
     root = tmp_path / "runs" / "smoke"
 
     first = _run("run", recipe, *common)
@@ -90,9 +95,12 @@ def test_smoke_runs_every_stage_then_skips_then_reruns_only_what_a_key_changes(
     assert metrics["systems"]["crossencoder-mint"]["fusion_weight"] == crossencoder["fusion_weight"] is not None
     assert _squashed(f"report: {root / 'evaluate' / 'report.md'}") in first
     assert (root / "package" / "poi-smoke" / "manifest.json").is_file()
+    assert verify_bundle(installed) == [] and "installedtherun'sbundle" not in first
 
+    shutil.rmtree(installed)  # a fresh package stage does not run, so `run` installs the bundle again
     again = _run("run", recipe, *common)
     assert "ran0stage(s)" in again and "report:" in again
+    assert _squashed(f"installed the run's bundle in {installed} again") in again and verify_bundle(installed) == []
 
     changed = _run("run", recipe, *common, "filter.keep_fraction=0.3")
     assert _squashed(f"ran {len(ALL_STAGES) - 3} stage(s) ({', '.join(ALL_STAGES[3:])})") in changed
