@@ -311,6 +311,24 @@ def test_recommend_reranks_as_many_candidates_as_the_weight_was_chosen_over(tiny
         assert [r["item_id"] for r in json.loads(result.stdout)["results"]] == expected
 
 
+def test_a_model_of_the_wrong_kind_is_refused_naming_the_option(tiny_export, tmp_path):
+    from mint_distill.cli import cli
+
+    cross_encoder = str(make_cross_encoder(tmp_path / "ce"))
+    catalog = _write_catalog(tmp_path / "items.jsonl", tiny_export["texts"])
+    command = ["recommend", "-c", str(catalog), "quiet bar"]
+    export = ["-e", str(tiny_export["export"]), "--precision", "fp32"]
+    for extra, expected in (
+        (["-e", "embedded:smollm2-135m-instruct"], "-e/--encoder: `embedded:smollm2-135m-instruct` is a causal-lm"),
+        (["-e", cross_encoder], "-e/--encoder: `" + cross_encoder + "` is a cross-encoder"),
+        ([*export, "--rerank", "embedded:all-minilm-l6-v2"], "--rerank: `embedded:all-minilm-l6-v2` is a sentence-transformer"),
+        ([*export, "--rerank", str(tiny_export["base"])], "it needs a cross-encoder"),
+    ):
+        result = CliRunner().invoke(cli, [*command, *extra])
+        assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    assert not (tmp_path / ".items.jsonl.index").exists()  # refused before indexing
+
+
 def test_pointrec_city_catalog_holds_the_city_and_its_synonyms(tiny_export):
     from mint_distill.recipe.sections.data import TestCollectionSpec
 

@@ -103,3 +103,15 @@ def embedded_model(name: str) -> EmbeddedModel:
             + ", ".join(f"embedded:{known}" for known in EMBEDDED)
         )
     return EMBEDDED[name]
+
+
+def embedded_of_other_kind(reference: str, needed: str) -> EmbeddedModel | None:
+    """The embedded model `reference` names when it is not a `needed` one, else None (also for
+    references that are not `embedded:`, which are not loaded to check)."""
+    embedded = EMBEDDED.get(reference.removeprefix("embedded:")) if reference.startswith("embedded:") else None
+    return embedded if embedded and embedded.kind != needed else None
+
+
+def embedded_of_kind(kind: str) -> list[str]:
+    """The references of the embedded models of `kind`."""
+    return [f"embedded:{name}" for name, model in EMBEDDED.items() if model.kind == kind]

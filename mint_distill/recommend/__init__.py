@@ -63,8 +63,8 @@ def recommend(
     """
     catalog = catalog if isinstance(catalog, Catalog) else read_jsonl_catalog(catalog)
     encoder = open_encoder(encoder, precision=precision) if isinstance(encoder, str) else encoder
-    index = build_or_load_index(catalog, encoder, Path(index_dir) if index_dir else None)
     scorer = open_reranker(reranker) if reranker else None
+    index = build_or_load_index(catalog, encoder, Path(index_dir) if index_dir else None)
     if reranker:
         fusion_weight, rerank_top_k = recorded_reranking(reranker, fusion_weight, rerank_top_k)
     return Recommender(catalog, encoder, index, scorer, rerank_top_k, fusion_weight).recommend(numbered(requests), k)

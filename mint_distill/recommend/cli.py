@@ -143,8 +143,8 @@ def recommend(
 
     items = _catalog(catalog, pointrec_city, data_dir)
     text_encoder = open_encoder(encoder, precision=precision, base=base, bundle_paths=list(adapter_paths))
+    reranker = open_reranker(rerank, list(adapter_paths), base) if rerank else None  # a wrong one fails before indexing
     index = build_or_load_index(items, text_encoder, index_dir, rebuild=rebuild_index)
-    reranker = open_reranker(rerank, list(adapter_paths), base) if rerank else None
     if rerank:
         fusion_weight, rerank_top_k = recorded_reranking(rerank, fusion_weight, rerank_top_k, list(adapter_paths))
     console.print(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import MintError
+from ..errors import MintError, ModelUnavailableError
 from ..io import sha256_file
 
 # Files above this size are weights, identified by `weights_sha256` instead of being re-hashed.
@@ -136,10 +136,48 @@ def _torch_encoder(spec: str, *, base: str | None, bundle_paths, batch_size: int
             _digest("adapter", base_digest, _folder_digest(folder, size_limit=None)),
             batch_size,
         )
+    refuse_other_kind(spec, "sentence-transformer", "-e/--encoder")
     resolved = resolve_model(spec)
     model = load_sentence_transformer(resolved)
     parts = [resolved.weights_sha256()] + ([_folder_digest(resolved.path)] if resolved.path else [resolved.reference])
     return TorchTextEncoder(model, f"{spec} ({resolved.source})", _digest("model", *parts), batch_size)
+
+
+def refuse_other_kind(spec: str, needed: str, option: str) -> None:
+    """Refuse a model that is recognisably not a `needed` one (`sentence-transformer` or
+    `cross-encoder`): an embedded model of another kind, or a folder whose config says so.
+    sentence-transformers would load it anyway, adding a randomly initialised head or pooling."""
+    from ..models.embedded import embedded_of_kind, embedded_of_other_kind
+
+    embedded = embedded_of_other_kind(spec, needed)
+    if embedded:
+        wanted = " or ".join(embedded_of_kind(needed))
+        hint = f"e.g. {wanted}" if wanted else f"no embedded model is one: give a folder or bundle with a {needed}"
+        raise ModelUnavailableError(f"{option}: `{spec}` is a {embedded.kind}; it needs a {needed} ({hint})")
+    folder = Path(spec).expanduser()
+    found = _folder_kind(folder) if folder.is_dir() else None
+    if found and found != needed:
+        raise ModelUnavailableError(f"{option}: `{spec}` is a {found}, as its config files say; it needs a {needed}")
+
+
+def _folder_kind(folder: Path) -> str | None:
+    """What a model folder's configs say it is: `cross-encoder` (a sequence classification head),
+    `sentence-transformer` (modules.json, or a bare transformer, which sentence-transformers
+    mean-pools), `causal-lm` (an LM head and no modules.json), or None when they do not say."""
+    from ..io import read_json
+
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    architectures = (config.get("architectures") if isinstance(config, dict) else None) or []
+    settings = folder / "config_sentence_transformers.json"
+    if any(name.endswith("ForSequenceClassification") for name in architectures) or (
+        settings.is_file() and read_json(settings).get("model_type") == "CrossEncoder"
+    ):
+        return "cross-encoder"
+    if (folder / "modules.json").is_file():
+        return "sentence-transformer"
+    if any(name.endswith("ForCausalLM") for name in architectures):
+        return "causal-lm"
+    return "sentence-transformer" if architectures else None
 
 
 def _adapter_base(folder: Path) -> str:

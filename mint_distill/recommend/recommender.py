@@ -104,6 +104,7 @@ def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: s
     from ..adapters.bundle import ADAPTER_CONFIG
     from ..adapters.loading import load_adapted_model, load_bundle
     from ..models import resolve_model
+    from .encoders import refuse_other_kind
 
     bundle = _reranker_bundle(spec, bundle_paths)
     if bundle is not None:
@@ -111,6 +112,7 @@ def open_reranker(spec: str, bundle_paths: list[str | os.PathLike] = (), base: s
     folder = Path(spec).expanduser()
     if (folder / ADAPTER_CONFIG).is_file():
         return load_adapted_model(folder, base, kind="cross-encoder", merge=True)
+    refuse_other_kind(spec, "cross-encoder", "--rerank")
     return CrossEncoder(resolve_model(spec).location, device="cpu")
 
 

@@ -4,21 +4,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...models.embedded import EMBEDDED
-from ...models.resolver import EMBEDDED_PREFIX
+from ...models.embedded import embedded_of_kind, embedded_of_other_kind
 
 
 def check_embedded_kind(reference: str, needed: str, key: str, use: str) -> None:
     """Refuse an embedded model of another kind than `needed` at `key` (other models are not
     loaded to check); `use` says what the model is for, in the message."""
-    if not reference.startswith(EMBEDDED_PREFIX):
-        return
-    embedded = EMBEDDED.get(reference.removeprefix(EMBEDDED_PREFIX))
-    if embedded and embedded.kind != needed:
-        wanted = [f"{EMBEDDED_PREFIX}{name}" for name, m in EMBEDDED.items() if m.kind == needed]
+    embedded = embedded_of_other_kind(reference, needed)
+    if embedded:
         raise ValueError(
             f"model `{reference}` is a {embedded.kind}; {use} needs a {needed} "
-            f"(set {key} to one, e.g. {' or '.join(wanted)})"
+            f"(set {key} to one, e.g. {' or '.join(embedded_of_kind(needed))})"
         )
 
 
