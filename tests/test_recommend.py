@@ -200,6 +200,24 @@ def test_interrupted_indexing_resumes_from_finished_chunks(tiny_export, tmp_path
     assert rebuilt.calls == 3
 
 
+def test_a_damaged_index_is_rebuilt_with_a_warning(tiny_export, tmp_path, caplog):
+    catalog = read_jsonl_catalog(tiny_export["catalog"])
+    encoder = open_encoder(str(tiny_export["export"]), precision="fp32")
+    index = build_or_load_index(catalog, encoder, tmp_path)
+    for name, damage in (
+        ("embeddings.npy", lambda path: path.write_bytes(path.read_bytes()[:60])),
+        ("ids.json", lambda path: path.write_text(json.dumps(catalog.ids[:3]))),
+        ("index.json", lambda path: path.write_text("{bad")),
+    ):
+        damage(index.folder / name)
+        caplog.clear()
+        rebuilt = build_or_load_index(catalog, encoder, tmp_path)
+        assert f"{index.folder}: cannot use this catalog index" in caplog.text and name in caplog.text
+        assert rebuilt.ids == catalog.ids
+        np.testing.assert_allclose(rebuilt.embeddings, index.embeddings, atol=1e-6)
+        assert build_or_load_index(catalog, encoder, tmp_path).info == rebuilt.info  # kept again
+
+
 def _indexed(tiny_export, tmp_path):
     """The tiny catalog, its fp32 export encoder and their index."""
     catalog = read_jsonl_catalog(tiny_export["catalog"])

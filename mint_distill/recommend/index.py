@@ -13,6 +13,7 @@ an approximate index (e.g. FAISS) only pays off for millions of items.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +27,8 @@ from ..errors import MintError
 from ..io import atomic_path, read_json, sha256_json, write_json_atomic
 from .catalog import Catalog
 from .encoders import Encoder
+
+log = logging.getLogger(__name__)
 
 CHUNK = 256
 INDEX_VERSION = 1
@@ -80,12 +83,29 @@ def build_or_load_index(
     folder = Path(home or catalog.index_home) / fingerprint[:16]
     if rebuild and folder.exists():
         shutil.rmtree(folder)
-    info = read_json(folder / "index.json") if (folder / "index.json").is_file() else None
-    whole = all((folder / name).is_file() for name in ("embeddings.npy", "ids.json"))
-    if info and info.get("fingerprint") == fingerprint and whole:
-        embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
-        return CatalogIndex(folder, read_json(folder / "ids.json"), embeddings, info)
+    if (folder / "index.json").is_file():
+        try:
+            return _load(catalog, folder, fingerprint)
+        except (MintError, OSError, ValueError) as error:  # derived data: rebuild it, as --rebuild-index would
+            log.warning("%s: cannot use this catalog index (%s); rebuilding it", folder, error)
+            shutil.rmtree(folder)
     return _build(catalog, encoder, folder, fingerprint)
+
+
+def _load(catalog: Catalog, folder: Path, fingerprint: str) -> CatalogIndex:
+    info = read_json(folder / "index.json")
+    if not isinstance(info, dict) or info.get("fingerprint") != fingerprint or "similarity" not in info:
+        raise MintError("index.json is not this index's")
+    ids = read_json(folder / "ids.json")
+    if ids != catalog.ids:
+        raise MintError("ids.json does not list the catalog's items")
+    try:
+        embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
+    except ValueError as error:  # a cut or overwritten file
+        raise MintError(f"embeddings.npy: {error}") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(catalog):
+        raise MintError(f"embeddings.npy has shape {embeddings.shape} for {len(catalog)} items")
+    return CatalogIndex(folder, ids, embeddings, info)
 
 
 def _build(catalog: Catalog, encoder: Encoder, folder: Path, fingerprint: str) -> CatalogIndex:
