@@ -366,6 +366,8 @@ def test_pointrec_city_catalog_holds_the_city_and_its_synonyms(tiny_export):
     assert answer.results[0].item_id == target
     with pytest.raises(DataError, match="no POI records for city `Atlantis`"):
         pointrec_city_catalog("Atlantis", FIXTURES, TestCollectionSpec(download=False))
+    with pytest.raises(DataError, match="Pointrec city name is empty"):
+        pointrec_city_catalog(" ", FIXTURES, TestCollectionSpec(download=False))
 
 
 def test_bad_catalog_lines_name_file_and_line(tmp_path):
@@ -376,6 +378,12 @@ def test_bad_catalog_lines_name_file_and_line(tmp_path):
     path.write_text('{"item_id": "a", "text": "x"}\n{"item_id": "a", "text": "y"}\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2: item_id `a` already on line 1"):
         read_jsonl_catalog(path)
+    for item_id in ("", " ", {"a": 1}, True, 1.5):
+        path.write_text(json.dumps({"item_id": 7, "text": "x"}) + "\n" + json.dumps({"item_id": item_id, "text": "y"}) + "\n")
+        with pytest.raises(DataError, match=r"bad\.jsonl:2: `item_id` must be a non-empty string or an integer"):
+            read_jsonl_catalog(path)
+    path.write_text(json.dumps({"item_id": 7, "text": "x"}) + "\n")
+    assert read_jsonl_catalog(path).ids == ["7"]
     path.write_bytes('{"item_id": "a", "text": "x"}\n{"item_id": "b", "text": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(DataError, match=r"bad\.jsonl, line 2: not UTF-8 text"):
         read_jsonl_catalog(path)
@@ -425,6 +433,19 @@ def test_cli_formats_and_request_sources(tiny_export, tmp_path):
     assert "Item020 (item020)" in table.stdout
     missing = runner.invoke(cli, ["recommend", "-e", str(tiny_export["export"]), "hello"])
     assert missing.exit_code == 2 and "--catalog" in missing.output
+
+
+def test_empty_requests_are_refused(tiny_export, tmp_path):
+    from mint_distill.cli import cli
+
+    base = ["recommend", "-e", str(tiny_export["export"]), "--precision", "fp32", "-c", str(tiny_export["catalog"])]
+    for arguments, expected in ((["quiet bar", ""], "request r2 is empty"), (["   "], "request r1 is empty")):
+        result = CliRunner().invoke(cli, [*base, *arguments])
+        assert result.exit_code == 2 and expected in result.output, result.output
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(json.dumps({"request": "quiet bar"}) + "\n" + json.dumps({"request": "   "}) + "\n")
+    result = CliRunner().invoke(cli, [*base, "--requests", str(requests)])
+    assert result.exit_code == 2 and "requests.jsonl, line 2: no request text" in result.output, result.output
 
 
 NO_TORCH_SCRIPT = """

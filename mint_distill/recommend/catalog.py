@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ class Catalog:
 def read_jsonl_catalog(path: str | os.PathLike) -> Catalog:
     """Items from JSON lines with `item_id` and `text` (and optionally `name`), e.g. data/items.jsonl.
 
-    A line that is not JSON, or lacks an item id or text, is an error naming the file and line.
+    A line that is not JSON, or lacks an item id (a non-empty string or an integer) or text, is an
+    error naming the file and line.
     A repeated item id is an error too (which text would be meant is unclear).
     Its index lives beside it, in the hidden folder `.<file name>.index/`.
     """
@@ -48,6 +50,8 @@ def read_jsonl_catalog(path: str | os.PathLike) -> Catalog:
         item_id, text = record.get("item_id"), record.get("text")
         if item_id is None or not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}:{number}: needs `item_id` and a non-empty `text`")
+        if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or not str(item_id).strip():
+            raise DataError(f"{path}:{number}: `item_id` must be a non-empty string or an integer, not {json.dumps(item_id)}")
         item_id = str(item_id)
         if item_id in seen:
             raise DataError(f"{path}:{number}: item_id `{item_id}` already on line {seen[item_id]}")
@@ -71,6 +75,8 @@ def pointrec_city_catalog(city: str, data_dir: str | os.PathLike, spec=None) -> 
     from ..models.cache import home
     from ..recipe.sections.data import TestCollectionSpec
 
+    if not city.strip():
+        raise DataError("the Pointrec city name is empty (--pointrec-city)")
     collection = load_test_collection(spec or TestCollectionSpec(), Path(data_dir))
     wanted = set(collection.catalog_cities(city))
     catalog = collection.catalog

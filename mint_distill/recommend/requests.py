@@ -15,7 +15,11 @@ TEXT_KEYS = ("request", "text", "query")
 
 
 def numbered(texts: Iterable[str], prefix: str = "r") -> list[tuple[str, str]]:
-    return [(f"{prefix}{number}", text) for number, text in enumerate(texts, start=1)]
+    pairs = [(f"{prefix}{number}", text) for number, text in enumerate(texts, start=1)]
+    for request_id, text in pairs:
+        if not text.strip():
+            raise DataError(f"request {request_id} is empty")
+    return pairs
 
 
 def parse_request_lines(
@@ -51,7 +55,7 @@ def _request(line: str, source: str, number: int, default_id: str) -> tuple[str,
     except json.JSONDecodeError as error:
         raise DataError(f"{source}, line {number}: not valid JSON ({error.msg})") from None
     text = next((record[key] for key in TEXT_KEYS if isinstance(record.get(key), str)), None)
-    if not text:
+    if not (text and text.strip()):
         raise DataError(f"{source}, line {number}: no request text (one of: {', '.join(TEXT_KEYS)})")
     return next((str(record[key]) for key in ID_KEYS if record.get(key) is not None), default_id), text
 
