@@ -94,6 +94,18 @@ def test_export_from_a_bundle_equals_export_from_the_folder(exported, tmp_path):
         OnnxEncoder(tmp_path / "from-bundle", "int8")
 
 
+def test_an_export_into_its_source_is_refused_and_leaves_it_intact(exported, tmp_path):
+    from mint_distill.adapters import verify_bundle
+    from mint_distill.cli import cli
+
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, domain="toy", biencoder=ComponentSource(exported["trained"], str(exported["base"])))
+    for out in (bundle / "exp", bundle):
+        result = CliRunner().invoke(cli, ["export", str(bundle), "--out", str(out), "--no-onnx"])
+        assert result.exit_code == 2 and f"--out {out} is at or inside the source" in result.output, result.output
+    assert verify_bundle(bundle) == [] and not (bundle / "exp").exists()
+
+
 def test_export_replaces_an_earlier_export_only(exported, tmp_path):
     from mint_distill.errors import MintError
 

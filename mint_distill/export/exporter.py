@@ -91,12 +91,15 @@ EXPORT_RECORD = "mint-export.json"  # what an export came from; marks a folder e
 
 def _refuse_to_replace(out: Path, source: str | os.PathLike) -> None:
     """`out` is replaced whole: only an empty folder or an earlier export may be there (not any
-    model folder: it could be the base of the adapter being exported), never the source."""
+    model folder: it could be the base of the adapter being exported), never the source, nor a
+    folder inside it (an export inside a bundle would fail its verification)."""
+    source_path = Path(source).expanduser()
+    if source_path.exists() and out.resolve().is_relative_to(source_path.resolve()):
+        raise MintError(f"--out {out} is at or inside the source {source}; export to a folder outside it")
     if not out.exists():
         return
     if not out.is_dir():
         raise MintError(f"--out {out} is a file; exports are folders")
-    source_path = Path(source).expanduser()
     if source_path.exists() and source_path.resolve().is_relative_to(out.resolve()):
         raise MintError(f"--out {out} holds the source {source}; export to another folder")
     earlier = (out / EXPORT_RECORD).is_file() or is_onnx_export(out)  # the latter: exports before the record
