@@ -397,6 +397,16 @@ def _stage_list(ctx: click.Context, param: click.Parameter, value: str | None) -
     return list(dict.fromkeys(names))
 
 
+def _writable(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Refuse an output that cannot be written before measuring for minutes, not after."""
+    from .io import output_problem
+
+    problem = output_problem(value) if value is not None else None
+    if problem:
+        raise click.BadParameter(f"{value}: {problem}")
+    return value
+
+
 @click.command("bench")
 @click.option(
     "--only",
@@ -414,12 +424,14 @@ def _stage_list(ctx: click.Context, param: click.Parameter, value: str | None) -
     type=click.Path(dir_okay=False, path_type=Path),
     default="bench.json",
     show_default=True,
+    callback=_writable,
     help="JSON report to write.",
 )
 @click.option(
     "--markdown",
     "markdown_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_writable,
     help="Also write the table as Markdown (for the README).",
 )
 def bench(

@@ -50,6 +50,21 @@ def staging_folder(target: Path) -> Path:
     return staging
 
 
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be written (its nearest existing parent is a file, or refuses a new
+    file), or None; for checking an output before the work that makes it."""
+    folder = next((parent for parent in Path(path).absolute().parents if parent.exists()), Path("/"))
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    probe = _hidden_sibling(folder / "write-probe")
+    try:
+        _create_as_open_would(probe)
+    except OSError as error:
+        return f"cannot write in {folder} ({error.strerror})"
+    probe.unlink()
+    return None
+
+
 def publish_modes(folder: Path) -> None:
     """Give every file under `folder` the mode a new file gets here (0o666 less the umask), as
     some writers (safetensors: 0o600) keep theirs private; before the folder is published."""

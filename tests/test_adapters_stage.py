@@ -134,6 +134,9 @@ def test_a_bundle_dir_holding_anything_but_a_bundle_of_its_domain_is_refused_bef
     for folder, message in [(installed, "holds no adapter bundle"), (installed / "notes", "holds no adapter bundle")]:
         with pytest.raises(MintError, match=f"package.bundle_dir: {folder} {message}"):
             run_pipeline(_recipe(tmp_path, encoders, bundle_dir=str(folder)), stages=stages, quiet=True)
+    under_a_file = installed / "notes" / "todo.txt" / "toy"  # the copy would fail only once all stages ran
+    with pytest.raises(MintError, match=f"package.bundle_dir: {under_a_file}: {under_a_file.parent} is a file"):
+        run_pipeline(_recipe(tmp_path, encoders, bundle_dir=str(under_a_file)), stages=stages, quiet=True)
     assert calls == [] and (installed / "notes" / "todo.txt").read_text() == "keep"
     assert verify_bundle(installed / "toy") == []
     with pytest.raises(BundleError, match="holds the bundle of domain `toy`, not `other`"):

@@ -70,6 +70,16 @@ def test_an_unknown_stage_is_refused_by_name(tmp_path):
     assert not out.exists()
 
 
+def test_an_unwritable_out_is_refused_before_measuring(tmp_path, monkeypatch):
+    from mint_distill import bench
+
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: pytest.fail("measured before checking --out"))
+    (tmp_path / "file").write_text("")
+    for option in ("--out", "--markdown"):
+        result = CliRunner().invoke(cli, ["bench", "--only=data", f"{option}={tmp_path / 'file' / 'bench.json'}"])
+        assert result.exit_code == 2 and f"'{option}'" in result.output and "is a file, not a folder" in result.output
+
+
 def test_the_export_row_exports_in_a_process_of_its_own_before_it_measures(monkeypatch):
     from mint_distill import bench
     from mint_distill.export.bench import ensure_export

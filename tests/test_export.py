@@ -106,6 +106,17 @@ def test_an_export_into_its_source_is_refused_and_leaves_it_intact(exported, tmp
     assert verify_bundle(bundle) == [] and not (bundle / "exp").exists()
 
 
+def test_an_unwritable_out_is_refused_before_loading(exported, tmp_path, monkeypatch):
+    from mint_distill.adapters import loading
+    from mint_distill.errors import MintError
+
+    monkeypatch.setattr(loading, "load_encoder", lambda *args, **kwargs: pytest.fail("loaded before checking --out"))
+    (tmp_path / "file").write_text("")
+    for out, message in [(tmp_path / "file" / "x", "is a file, not a folder"), (Path("/proc/x"), "cannot write in /proc")]:
+        with pytest.raises(MintError, match=f"--out {out}: .*{message}"):
+            export_encoder(exported["trained"], out, base=str(exported["base"]), onnx=False)
+
+
 def test_export_replaces_an_earlier_export_only(exported, tmp_path):
     from mint_distill.errors import MintError
 

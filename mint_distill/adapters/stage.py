@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MintError
+from ..io import output_problem
 from ..pipeline import StageContext, register_stage
 from ..pipeline.manifest import read_manifest
 from ..pipeline.registry import Stage
@@ -34,7 +35,11 @@ def _check(recipe: Recipe) -> list[str]:
             "set students.biencoder.finetune=lora (or package.enabled=false)"
         ]
     if recipe.package.bundle_dir:
-        problem = replace_problem(Path(recipe.package.bundle_dir), recipe.package.domain)
+        bundle_dir = Path(recipe.package.bundle_dir)
+        problem = output_problem(bundle_dir)
+        if problem:
+            return [f"package.bundle_dir: {bundle_dir}: {problem}"]
+        problem = replace_problem(bundle_dir, recipe.package.domain)
         if problem:
             return [f"package.bundle_dir: {problem}"]
     return []

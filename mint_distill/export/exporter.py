@@ -13,7 +13,7 @@ import numpy as np
 
 from ..adapters.bundle import replace_folder
 from ..errors import MintError
-from ..io import publish_modes, staging_folder, write_json_atomic
+from ..io import output_problem, publish_modes, staging_folder, write_json_atomic
 from ..pipeline.manifest import library_versions
 from .onnx import (
     FP32_FILE,
@@ -96,6 +96,9 @@ def _refuse_to_replace(out: Path, source: str | os.PathLike) -> None:
     source_path = Path(source).expanduser()
     if source_path.exists() and out.resolve().is_relative_to(source_path.resolve()):
         raise MintError(f"--out {out} is at or inside the source {source}; export to a folder outside it")
+    problem = output_problem(out)
+    if problem:
+        raise MintError(f"--out {out}: {problem}")
     if not out.exists():
         return
     if not out.is_dir():
