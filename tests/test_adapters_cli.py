@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -95,3 +96,25 @@ def test_a_bundle_with_a_damaged_manifest_is_named_not_loaded_as_a_model(install
         open_reranker(str(damaged))
     code, output = _run("adapters", "list", "--path", str(tmp_path))
     assert code == 0 and "not valid JSON" in output and "skipped" in output, output
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (lambda manifest: manifest["components"]["biencoder"]["lora"].pop("r"), "`components.biencoder.lora.r`"),
+        (lambda manifest: manifest.update(recipe="x"), "`recipe`"),
+        (lambda manifest: manifest.update(training_data=[1, 2]), "`training_data`"),
+        (lambda manifest: manifest["components"].update(crossencoder=manifest["components"].pop("biencoder")), "`components.biencoder`"),
+        (lambda manifest: manifest.update(domain="../../Evil Domain"), "domain `../../Evil Domain` must be"),
+    ],
+)
+def test_a_manifest_the_commands_cannot_read_is_an_error_naming_the_key(installed, tmp_path, edit, named):
+    copy = shutil.copytree(installed / "toy", tmp_path / "bundles" / "toy")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    for command in ("show", "verify"):
+        code, output = _run("adapters", command, str(copy))
+        assert code == 2 and named in " ".join(output.split()), output
+    code, output = _run("adapters", "list", "--path", str(tmp_path / "bundles"))
+    assert code == 0 and f"skipped {copy / 'manifest.json'}: {named}" in "".join(output.split("\n")), output

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from ..errors import DataError, IntegrityError, MintError
 from ..io import read_json, sha256_file, sha256_json, staging_folder, write_json_atomic
@@ -286,9 +286,14 @@ def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         _MANIFEST_SCHEMA.validate_python(manifest, strict=True)
+        check_domain(manifest["domain"])  # an installed bundle's folder is named after it
     except ValidationError as error:
         first = error.errors()[0]
         raise BundleError(f"{path}: `{'.'.join(map(str, first['loc']))}`: {first['msg']}") from None
+    except BundleError as error:
+        raise BundleError(f"{path}: {error}") from None
+    if "biencoder" not in manifest["components"]:  # listing, the card and loading assume one
+        raise BundleError(f"{path}: `components.biencoder`: missing (every bundle has a bi-encoder)")
     for name, entry in manifest["components"].items():
         _refuse_outside(bundle, entry["path"], f"{path}: component `{name}` path")
     for relative in manifest["files"]:
@@ -301,12 +306,27 @@ class _BaseModelRecord(TypedDict):
     weights_sha256: str
 
 
+class _LoraRecord(TypedDict):
+    r: int
+    alpha: int | float
+    target_modules: list[str] | str | None
+
+
 class _ComponentRecord(TypedDict):
     path: str
     kind: str
     base_model: _BaseModelRecord
-    lora: dict[str, Any]
+    lora: _LoraRecord
     adapter_bytes: int
+
+
+class _RecipeRecord(TypedDict):
+    name: str | None
+    sha256: str
+
+
+class _EvaluationRecord(TypedDict):
+    means: NotRequired[dict[str, dict[str, float]]]
 
 
 class _FileRecord(TypedDict):
@@ -315,10 +335,15 @@ class _FileRecord(TypedDict):
 
 
 class _ManifestRecord(TypedDict):
-    """The keys that loading, verifying and showing a bundle read (a manifest holds more)."""
+    """The keys that loading, verifying, listing and showing a bundle read (a manifest holds more)."""
 
     domain: str
-    components: dict[str, _ComponentRecord]
+    description: NotRequired[str]
+    created: NotRequired[str]
+    components: dict[Component, _ComponentRecord]
+    recipe: NotRequired[_RecipeRecord | None]
+    training_data: NotRequired[dict[str, dict[str, Any]]]
+    evaluation: NotRequired[_EvaluationRecord]
     files: dict[str, _FileRecord]
 
 
