@@ -247,6 +247,16 @@ def test_export_cli_prints_parity(exported, tmp_path):
     assert (tmp_path / "cli" / "onnx" / "model.onnx").is_file()
 
 
+def test_texts_that_are_not_utf8_are_an_error_naming_the_file_and_line(exported, tmp_path):
+    from mint_distill.cli import cli
+
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"quiet bar\n\xff\xfe jazz\n")
+    args = ["export", str(exported["trained"]), "--base", str(exported["base"]), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(cli, [*args, "--texts", str(texts)])
+    assert result.exit_code == 2 and f"{texts}, line 2: not UTF-8 text" in result.output, result.output
+
+
 def test_strict_checks_every_variant_and_a_nan_cosine_fails(exported, tmp_path, monkeypatch):
     from mint_distill.cli import cli
     from mint_distill.export import exporter

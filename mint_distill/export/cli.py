@@ -90,7 +90,9 @@ def export(
         loaded_recipe = load_recipe(recipe)
     options = {}
     if texts is not None:
-        lines = [line.strip() for line in texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from ..io import text_lines
+
+        lines = [line.strip() for _, line in text_lines(texts) if line.strip()]
         if not lines:
             raise MintError(f"{texts}: no texts (one per line)")
         options["texts"] = lines
