@@ -69,6 +69,25 @@ def test_import_installs_a_verified_bundle(installed, tmp_path):
     assert code == 2 and "already exists" in output
 
 
+def test_import_errors_name_the_archive_and_the_options_given(installed, tmp_path):
+    altered = shutil.copytree(installed / "toy", tmp_path / "altered")
+    (altered / "README.md").write_text("changed")
+    archives = {}
+    for name, folder in (("altered", altered), ("toy", installed / "toy")):
+        archives[name] = tmp_path / f"{name}.tar.gz"
+        with tarfile.open(archives[name], "w:gz") as bundle:
+            bundle.add(folder, arcname=name)
+    to = str(tmp_path / "adapters")
+    code, output = _run("adapters", "import", str(archives["altered"]), "--to", to)
+    assert code == 2 and f"adapter bundle {archives['altered']} failed verification" in output, output
+    assert ".tmp" not in output and "README.md: altered" in output
+    code, output = _run("adapters", "import", str(archives["toy"]), "--to", to, "--name", "Toy V2")
+    assert code == 2 and "--name `Toy V2` must be" in output, output
+    assert _run("adapters", "import", str(archives["toy"]), "--to", to)[0] == 0
+    code, output = _run("adapters", "import", str(archives["toy"]), "--to", to)
+    assert code == 2 and "already exists; remove it or pass --overwrite" in output, output
+
+
 def test_an_installed_bundle_is_found_by_the_name_it_was_installed_under(installed, tmp_path):
     archive = tmp_path / "toy.tar.gz"
     with tarfile.open(archive, "w:gz") as bundle:

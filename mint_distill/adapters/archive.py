@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from ..archives import safe_extract
-from ..errors import IntegrityError
+from ..errors import IntegrityError, MintError
 from ..io import staging_folder
 from .bundle import MANIFEST, BundleError, check_bundle, check_domain
 
@@ -28,6 +28,8 @@ def import_bundle(
     archive, target_root = Path(archive), Path(target_root)
     if not archive.is_file():
         raise BundleError(f"archive not found: {archive}")
+    if name is not None:
+        check_domain(name, "--name")
     target_root.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(target_root / f"import-{archive.name}")
     try:
@@ -37,11 +39,14 @@ def import_bundle(
         except (tarfile.TarError, OSError, EOFError) as error:
             raise BundleError(f"{archive}: cannot be read as a .tar.gz or .zip archive: {error}") from None
         root = _bundle_root(staging, archive)
-        manifest = check_bundle(root)
-        destination = target_root / check_domain(name or manifest["domain"])
+        try:
+            manifest = check_bundle(root)
+        except MintError as error:  # name the archive, not the folder it was extracted to
+            raise type(error)(str(error).replace(str(root), str(archive))) from None
+        destination = target_root / (name or manifest["domain"])
         if destination.exists():
             if not overwrite:
-                raise BundleError(f"{destination} already exists; remove it or import with overwrite")
+                raise BundleError(f"{destination} already exists; remove it or pass --overwrite")
             shutil.rmtree(destination)
         os.replace(root, destination)
         return destination

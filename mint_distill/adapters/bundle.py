@@ -72,10 +72,10 @@ class ComponentSource:
     base_model: str
 
 
-def check_domain(domain: str) -> str:
+def check_domain(domain: str, what: str = "domain") -> str:
     if not DOMAIN_PATTERN.match(domain):
         raise BundleError(
-            f"domain `{domain}` must be 1-64 lower-case letters, digits, '.', '_' or '-', "
+            f"{what} `{domain}` must be 1-64 lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return domain
