@@ -163,3 +163,15 @@ def test_the_process_group_is_left_before_exit(tmp_path, monkeypatch, arguments,
     finally:
         if distributed.is_initialized():
             distributed.destroy_process_group()
+
+
+def test_recommend_refuses_a_data_dir_that_is_a_file(tmp_path):
+    from click.testing import CliRunner
+
+    from mint_distill.cli import cli
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder")
+    arguments = ["recommend", "-e", "embedded:all-minilm-l6-v2", "--pointrec-city", "Lisbon", "--data-dir", str(afile), "x"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 2 and "--data-dir" in result.output and "is a file, not a folder" in result.output

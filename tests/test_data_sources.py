@@ -273,3 +273,17 @@ def test_stage_check_accepts_a_fetchable_source_and_reports_a_missing_one(tmp_pa
     assert check_data(recipe(format="yelp_academic", path="yelp_boston_tips")) == []
     (problem,) = check_data(recipe(format="yelp_academic", path="yelp_boston_tips", download=False))
     assert problem.startswith("data.source:") and "folder not found" in problem
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_the_key(tmp_path):
+    from mint_distill.data.stage import check_data
+    from mint_distill.recipe import Recipe
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder")
+    spec = {"format": "yelp_academic", "path": "yelp_boston_tips"}
+    recipe = Recipe(name="r", data={"data_dir": str(afile), "source": spec})
+    assert check_data(recipe) == [f"data.data_dir: {afile} is a file, not a folder"]
+    with pytest.raises(DataError, match=r"notes.txt is a file, not a folder.*data\.data_dir"):
+        open_source(SourceSpec(**spec), afile)
+    assert afile.read_text() == "not a folder"

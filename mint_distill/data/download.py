@@ -125,6 +125,9 @@ def ensure_dataset(dataset: RemoteDataset, folder: Path, *, download: bool, key:
     )
     if not download:
         raise DataError(f"{missing}, and downloading is off (recipe key `{key}.download`). {how}")
+    in_the_way = file_in_the_way(folder)
+    if in_the_way is not None:
+        raise DataError(f"{missing}, and it cannot be downloaded there: {in_the_way} is a file, not a folder. {how}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
         prefix=f".{folder.name}.download-", dir=folder.parent
@@ -143,6 +146,12 @@ def ensure_dataset(dataset: RemoteDataset, folder: Path, *, download: bool, key:
         _move_into(staging, folder)
     log.info("%s: downloaded into %s", dataset.name, folder)
     return folder
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The first existing path of `folder` and its parents, when it is not a folder."""
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def _fetch(dataset: RemoteDataset, staging: Path, scratch: Path) -> None:

@@ -32,6 +32,8 @@ def check_data(recipe: Recipe) -> list[str]:
     spec = recipe.data.source
     try:
         base = data_dir(recipe.data.data_dir)
+        if base.exists() and not base.is_dir():
+            return [f"data.data_dir: {base} is a file, not a folder"]
         path = under(base, spec.path)
         if not path.exists() and spec.download and Path(spec.path).name in KNOWN_DATASETS:
             return _check_catalog(recipe)  # the source is fetched when the stage runs

@@ -164,4 +164,6 @@ def recommend(
 def _catalog(catalog: Path | None, city: str | None, data_dir: Path):
     from .catalog import pointrec_city_catalog, read_jsonl_catalog
 
+    if catalog is None and data_dir.exists() and not data_dir.is_dir():
+        raise click.BadParameter(f"{data_dir} is a file, not a folder", param_hint="--data-dir")
     return read_jsonl_catalog(catalog) if catalog is not None else pointrec_city_catalog(city, data_dir)
