@@ -175,3 +175,26 @@ def test_recommend_refuses_a_data_dir_that_is_a_file(tmp_path):
     arguments = ["recommend", "-e", "embedded:all-minilm-l6-v2", "--pointrec-city", "Lisbon", "--data-dir", str(afile), "x"]
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 2 and "--data-dir" in result.output and "is a file, not a folder" in result.output
+
+
+def test_a_test_collection_that_cannot_be_downloaded_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from click.testing import CliRunner
+    from conftest import REPO_ROOT
+
+    from mint_distill.cli import cli
+
+    def offline(request, timeout):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    missing = tmp_path / "nowhere" / "pointrec"
+    smoke = str(REPO_ROOT / "recipes" / "smoke.yaml")
+    result = CliRunner().invoke(cli, ["validate", smoke, f"data.test.path={missing}", "data.catalog.enabled=false"])
+    assert result.exit_code == 2 and f"stage evaluate: data.test: pointrec is not in {missing}" in result.output
+    arguments = ["recommend", "-e", "embedded:all-minilm-l6-v2", "--pointrec-city", "Lisbon", "--data-dir", str(missing.parent), "x"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 2 and "downloading it failed" in result.output and "point --data-dir" in result.output
+    assert not missing.parent.exists()

@@ -265,7 +265,7 @@ def test_download_with_a_wrong_checksum_keeps_nothing(tmp_path):
             download=True,
             key="k",
         )
-    assert list((tmp_path / "data").iterdir()) == []
+    assert not (tmp_path / "data").exists()
 
 
 def test_unreachable_origin_is_a_data_error_saying_what_is_missing(tmp_path):
@@ -274,6 +274,21 @@ def test_unreachable_origin_is_a_data_error_saying_what_is_missing(tmp_path):
         DataError, match=r"toy is not in .*looked for .*infoneeds.json.*downloading it failed"
     ):
         ensure_dataset(dataset, tmp_path / "data" / "toy", download=True, key="data.test")
+    assert not (tmp_path / "data").exists()  # no folder made for a download that failed
+
+
+def test_fetch_problem_asks_the_origin_and_writes_nothing(tmp_path):
+    from mint_distill.data.download import fetch_problem
+
+    archive, _ = make_archive(tmp_path)
+    folder = tmp_path / "data" / "toy"
+    assert fetch_problem(remote(archive, {}), folder, download=True, key="data.test") is None
+    problem = fetch_problem(remote(tmp_path / "absent.zip", {}), folder, download=True, key="data.test")
+    assert "toy is not in" in problem and "absent.zip does not answer from here" in problem
+    assert "downloading is off (recipe key `data.test.download`)" in fetch_problem(
+        remote(archive, {}), folder, download=False, key="data.test"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_single_files_are_checked_against_their_pins(tmp_path):

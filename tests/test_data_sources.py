@@ -263,14 +263,26 @@ def test_a_missing_known_source_names_its_origin_when_it_cannot_be_fetched(tmp_p
     assert "github.com/shenyy/Resturants" in message and "data.source.download" in message
 
 
-def test_stage_check_accepts_a_fetchable_source_and_reports_a_missing_one(tmp_path):
+def test_stage_check_accepts_a_fetchable_source_and_reports_a_missing_one(tmp_path, monkeypatch):
+    import io
+    import urllib.error
+    import urllib.request
+
     from mint_distill.data.stage import check_data
     from mint_distill.recipe import Recipe
 
     def recipe(**source):
-        return Recipe(name="r", data={"data_dir": str(tmp_path), "source": source})
+        return Recipe(name="r", data={"data_dir": str(tmp_path / "data"), "source": source})
 
+    def offline(request, timeout):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout: io.BytesIO())
     assert check_data(recipe(format="yelp_academic", path="yelp_boston_tips")) == []
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    (problem,) = check_data(recipe(format="yelp_academic", path="yelp_boston_tips"))
+    assert problem.startswith("data.source: yelp_boston_tips is not in") and "does not answer from here" in problem
+    assert not (tmp_path / "data").exists()
     (problem,) = check_data(recipe(format="yelp_academic", path="yelp_boston_tips", download=False))
     assert problem.startswith("data.source:") and "folder not found" in problem
 

@@ -128,7 +128,11 @@ def test_check_reports_a_missing_source_it_cannot_fetch(tmp_path):
     assert stage.check(load_recipe(write_recipe(tmp_path))) == []
 
 
-def test_check_reports_a_missing_dev_request_file_although_the_source_is_still_to_fetch(tmp_path):
+def test_check_reports_a_missing_dev_request_file_although_the_source_is_still_to_fetch(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout: io.BytesIO())  # its origin answers
     (stage,) = data_stage()
     recipe = tmp_path / "fresh.yaml"
     to_fetch = "{format: yelp_academic, path: yelp_boston_tips, download: true}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -20,6 +21,8 @@ from ..io import sha256_file, write_json_atomic
 log = logging.getLogger(__name__)
 RECORD = "mint-download.json"
 _TIMEOUT_S = 60
+_PROBE_TIMEOUT_S = 10
+DATA_DIR_KEY = "data.data_dir (or the MINT_DISTILL_DATA_DIR environment variable)"
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ POINTREC = RemoteDataset(
 KNOWN_DATASETS = {dataset.name: dataset for dataset in (YELP_BOSTON_TIPS, POINTREC)}
 
 
-def ensure_dataset(dataset: RemoteDataset, folder: Path, *, download: bool, key: str) -> Path:
+def ensure_dataset(
+    dataset: RemoteDataset, folder: Path, *, download: bool, key: str, data_dir_key: str = DATA_DIR_KEY
+) -> Path:
     """`folder` once it holds the dataset, fetching it first if it is missing and `download` is on.
 
     Raises DataError saying what is missing and where it looked when it cannot be had, and
@@ -118,40 +123,70 @@ def ensure_dataset(dataset: RemoteDataset, folder: Path, *, download: bool, key:
     """
     if dataset.present_in(folder):
         return folder
-    missing = f"{dataset.name} is not in {folder} (looked for {dataset.looked_for(folder)})"
-    how = (
-        f"Get it from {dataset.origin} into {folder}, or point data.data_dir (or the "
-        "MINT_DISTILL_DATA_DIR environment variable) at a folder that has it."
-    )
-    if not download:
-        raise DataError(f"{missing}, and downloading is off (recipe key `{key}.download`). {how}")
-    in_the_way = file_in_the_way(folder)
-    if in_the_way is not None:
-        raise DataError(f"{missing}, and it cannot be downloaded there: {in_the_way} is a file, not a folder. {how}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=f".{folder.name}.download-", dir=folder.parent
-    ) as scratch:
+    problem = _cannot_download_into(folder, download, key)
+    if problem is not None:
+        raise DataError(_missing(dataset, folder, problem, data_dir_key))
+    # Staged beside the nearest folder that exists, so that a failed download leaves no folder made for it.
+    parent = next(path for path in folder.parents if path.exists())
+    with tempfile.TemporaryDirectory(prefix=f".{folder.name}.download-", dir=parent) as scratch:
         staging = Path(scratch) / "dataset"
         staging.mkdir()
         try:
             _fetch(dataset, staging, Path(scratch))
         except (urllib.error.URLError, OSError, ValueError) as error:
-            raise DataError(f"{missing}, and downloading it failed ({error}). {how}") from None
+            raise DataError(
+                _missing(dataset, folder, f", and downloading it failed ({error})", data_dir_key)
+            ) from None
         if not dataset.present_in(staging):
             raise DataError(
-                f"{missing}; the download from {dataset.origin} did not contain it. {how}"
+                _missing(dataset, folder, f"; the download from {dataset.origin} did not contain it", data_dir_key)
             )
         _record(staging, dataset)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         _move_into(staging, folder)
     log.info("%s: downloaded into %s", dataset.name, folder)
     return folder
 
 
-def file_in_the_way(folder: Path) -> Path | None:
-    """The first existing path of `folder` and its parents, when it is not a folder."""
-    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
-    return existing if existing is not None and not existing.is_dir() else None
+def fetch_problem(
+    dataset: RemoteDataset, folder: Path, *, download: bool, key: str, data_dir_key: str = DATA_DIR_KEY
+) -> str | None:
+    """Why `ensure_dataset` could not have the dataset in `folder`, found without writing
+    anything (the origin is asked for its first file's headers); None when it can."""
+    if dataset.present_in(folder):
+        return None
+    problem = _cannot_download_into(folder, download, key) or _unreachable(dataset)
+    return None if problem is None else _missing(dataset, folder, problem, data_dir_key)
+
+
+def _missing(dataset: RemoteDataset, folder: Path, problem: str, data_dir_key: str) -> str:
+    """What is missing, `problem` (why it cannot be had), and what to do."""
+    return (
+        f"{dataset.name} is not in {folder} (looked for {dataset.looked_for(folder)}){problem}. "
+        f"Get it from {dataset.origin} into {folder}, or point {data_dir_key} at a folder that has it."
+    )
+
+
+def _cannot_download_into(folder: Path, download: bool, key: str) -> str | None:
+    if not download:
+        return f", and downloading is off (recipe key `{key}.download`)"
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        return f", and it cannot be downloaded there: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f", and it cannot be downloaded there: {existing} is not writable"
+    return None
+
+
+def _unreachable(dataset: RemoteDataset) -> str | None:
+    url = dataset.files[0].url if dataset.files else dataset.archive.url if dataset.archive else None
+    if url is None:
+        return None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=_PROBE_TIMEOUT_S):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f", and it cannot be downloaded: {url} does not answer from here ({error})"
 
 
 def _fetch(dataset: RemoteDataset, staging: Path, scratch: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..recipe.sections.data import TestCollectionSpec
-from .download import POINTREC, ensure_dataset
+from .download import DATA_DIR_KEY, POINTREC, ensure_dataset
 from .paths import under
 from .poi_catalog import PoiCatalog, load_poi_catalog
 from .reading import ReadReport, decoded_lines
@@ -183,10 +183,13 @@ class TestCollection:
             raise KeyError(f"unknown request id {qid!r} in {self.name}") from None
 
 
-def load_test_collection(spec: TestCollectionSpec, data_dir: Path) -> TestCollection:
-    """Pointrec from `data_dir / spec.path`, downloaded there first if missing and allowed."""
+def load_test_collection(
+    spec: TestCollectionSpec, data_dir: Path, data_dir_key: str = DATA_DIR_KEY
+) -> TestCollection:
+    """Pointrec from `data_dir / spec.path`, downloaded there first if missing and allowed;
+    errors name `data_dir` by `data_dir_key`."""
     folder = under(Path(data_dir), spec.path)
-    ensure_dataset(POINTREC, folder, download=spec.download, key="data.test")
+    ensure_dataset(POINTREC, folder, download=spec.download, key="data.test", data_dir_key=data_dir_key)
     requests = read_requests(_first(folder, _REQUEST_FILES), spec)
     qrels = read_qrels(_first(folder, _QRELS_FILES))
     unknown = sorted(set(qrels) - set(requests))

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import MintError
 from ..pipeline import RUN_CACHE, StageContext, register_stage
 from ..recipe import Recipe
-from .download import KNOWN_DATASETS
+from .download import KNOWN_DATASETS, POINTREC, fetch_problem
 from .paths import data_dir, under
 
 
@@ -35,8 +35,10 @@ def check_data(recipe: Recipe) -> list[str]:
         if base.exists() and not base.is_dir():
             return [f"data.data_dir: {base} is a file, not a folder"]
         path = under(base, spec.path)
-        if not path.exists() and spec.download and Path(spec.path).name in KNOWN_DATASETS:
-            return _check_catalog(recipe)  # the source is fetched when the stage runs
+        dataset = KNOWN_DATASETS.get(Path(spec.path).name)
+        if not path.exists() and spec.download and dataset is not None:  # fetched when the stage runs
+            problem = fetch_problem(dataset, path, download=True, key="data.source")
+            return ([f"data.source: {problem}"] if problem else []) + _check_catalog(recipe)
         open_source(spec, base, fetch=False).files()
     except MintError as error:
         return [f"data.source: {error}"]
@@ -56,14 +58,8 @@ def _check_catalog(recipe: Recipe) -> list[str]:
             read_dev_request_files(catalog.dev_request_files)
         except MintError as error:
             return [str(error)]
-    folder = collection_folder(recipe.data)
-    if not folder.is_dir() and not test.download:
-        problem = (
-            f"data.catalog: source `test` reads the test collection's catalog, but {folder} "
-            "does not exist and data.test.download is false"
-        )
-        return [problem]
-    return []
+    problem = fetch_problem(POINTREC, collection_folder(recipe.data), download=test.download, key="data.test")
+    return [f"data.catalog: source `test` reads the test collection's catalog, but {problem}"] if problem else []
 
 
 @register_stage(

@@ -72,10 +72,10 @@ def _input_files(recipe: Recipe) -> list[Path]:
 
 
 def _check(recipe: Recipe) -> list[str]:
-    collection = _collection_folder(recipe)
-    if not collection.is_dir() and not recipe.data.test.download:
-        return [f"test collection folder {collection} does not exist and data.test.download is false"]
-    return []
+    from ..data.download import POINTREC, fetch_problem
+
+    problem = fetch_problem(POINTREC, _collection_folder(recipe), download=recipe.data.test.download, key="data.test")
+    return [f"data.test: {problem}"] if problem else []
 
 
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:

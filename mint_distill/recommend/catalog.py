@@ -77,7 +77,8 @@ def pointrec_city_catalog(city: str, data_dir: str | os.PathLike, spec=None) -> 
 
     if not city.strip():
         raise DataError("the Pointrec city name is empty (--pointrec-city)")
-    collection = load_test_collection(spec or TestCollectionSpec(), Path(data_dir))
+    # `data_dir` is recommend's --data-dir: errors name that option
+    collection = load_test_collection(spec or TestCollectionSpec(), Path(data_dir), "--data-dir (or MINT_DISTILL_DATA_DIR)")
     wanted = set(collection.catalog_cities(city))
     catalog = collection.catalog
     ids, texts, names = [], [], []
