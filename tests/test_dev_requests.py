@@ -4,6 +4,7 @@ their items kept out of training, and every ablation student scored on them."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -140,11 +141,18 @@ def test_a_graded_item_missing_from_the_catalog_names_the_request(tmp_path, data
         dev_collection([path], TestCollectionSpec(), catalog)
 
 
-def test_a_graded_item_missing_from_the_catalog_stops_the_data_stage(tmp_path, data_dir):
-    record = {**seafood_request(), "judgements": {"pointrec:999999": 2, "pointrec:103": 1}}
-    path = write_requests(tmp_path / "dev.jsonl", [record])
-    with pytest.raises(DataError, match=r"data\.catalog\.dev_requests: 1 graded items are not in the test catalog .*pointrec:999999"):
-        catalog_histories(write_recipe(tmp_path, data_dir, path))
+@pytest.mark.parametrize("catalog", ["enabled: true", "enabled: true, source: training", "enabled: false"])
+def test_a_graded_item_missing_from_the_catalog_stops_the_data_stage_and_its_check(tmp_path, data_dir, catalog):
+    from mint_distill.data.stage import check_data
+
+    record = {**seafood_request(), "judgements": {"pointrec:103": 1, "pointrec:999999": 2}}
+    path = write_requests(tmp_path / "dev.jsonl", [ramen_request(), record])
+    recipe = load_recipe(write_catalog_recipe(tmp_path, data_dir, f"{{{catalog}, dev_requests: {path}}}"))
+    expected = "dev.jsonl:2: request hw-1 grades 'pointrec:999999', which is not in the test collection's POI catalog"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        prepare_training_data(recipe.data)
+    (problem,) = check_data(recipe)
+    assert expected in problem
 
 
 def write_recipe(tmp_path: Path, data_dir: Path, dev_requests: Path | list[Path] | None) -> Path:

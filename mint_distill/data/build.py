@@ -12,7 +12,7 @@ from ..io import atomic_path, write_json_atomic, write_jsonl_atomic
 from ..recipe.sections.data import DataSection, ItemTextSpec
 from .catalog import ItemCatalog, blocklist, is_blocked
 from .paths import data_dir
-from .pseudo_histories import CatalogHistories, build_catalog_histories
+from .pseudo_histories import CatalogHistories, build_catalog_histories, check_dev_requests
 from .reading import ReadReport
 from .records import Review
 from .selection import ReviewScan, Selection, scan_reviews, select_users
@@ -68,6 +68,8 @@ def prepare_training_data(
     `review_sink` receives every review of the selected users (the `reviews.jsonl` table);
     `cache_dir` keeps the item vectors of `data.catalog.similar_by` (None: not kept).
     """
+    if section.catalog.dev_requests is not None:  # before any work: the ablation report ranks their items
+        check_dev_requests(section, fetch)
     source = open_source(section.source, data_dir(section.data_dir), fetch=fetch)
     item_report, review_report = ReadReport(), ReadReport()
     catalog = load_catalog(source, item_report)

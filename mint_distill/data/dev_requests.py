@@ -123,6 +123,20 @@ def _read_files(paths: list[str] | list[Path]) -> list[tuple[Path, list[DevReque
     return sources
 
 
+def check_graded_items(paths: list[str] | list[Path], catalog: PoiCatalog) -> None:
+    """Raise DataError naming the file, line and id of the first item, in files that
+    `read_dev_request_files` accepts, that the test catalog lacks: it would keep nothing out of
+    training, and the ablation judge could not rank it after every arm had trained."""
+    for path in map(Path, paths):
+        for number, record in numbered_jsonl(path):
+            unknown = [item for item in record["judgements"] if item.removeprefix(POINTREC_PREFIX) not in catalog]
+            if unknown:
+                raise DataError(
+                    f"{path}:{number}: request {record['request_id']} grades {unknown[0]!r}, which is not "
+                    f"in the test collection's POI catalog ({catalog.source})"
+                )
+
+
 def dev_item_ids(requests: list[DevRequest]) -> set[str]:
     """Every item some dev request grades: none may be a training item."""
     return {item for request in requests for item in request.judgements}

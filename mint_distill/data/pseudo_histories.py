@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError
 from ..recipe.sections.data import DataSection
 from .catalog import ItemCatalog
-from .catalog_entries import POINTREC_PREFIX, CatalogEntry, pointrec_entries, training_entries
+from .catalog_entries import CatalogEntry, pointrec_entries, training_entries
 from .selection import split_of
 
 GroupKey = tuple[str | None, ...]
@@ -134,7 +134,7 @@ def build_catalog_histories(
     spec = section.catalog
     dev_items = _dev_items(spec.dev_request_files)
     if spec.source == "test":
-        entries, counts = _test_entries(section, fetch, dev_items)
+        entries, counts = _test_entries(section, fetch)
         new_items = True
     else:
         entries, counts = training_entries(training_catalog, section.item_text, section.selection)
@@ -203,7 +203,23 @@ def _dev_items(dev_request_files: list[str]) -> set[str]:
     return dev_item_ids(read_dev_request_files(dev_request_files))
 
 
-def _test_entries(section: DataSection, fetch: bool, dev_items: set[str]) -> tuple[list[CatalogEntry], dict]:
+def check_dev_requests(section: DataSection, fetch: bool = True) -> None:
+    """Refuse dev requests (`data.catalog.dev_requests`) that are malformed or grade an item the
+    test catalog lacks. A missing test collection is fetched first with `fetch`; without, only
+    the files are read."""
+    from .dev_requests import check_graded_items, read_dev_request_files
+    from .download import POINTREC, ensure_dataset
+    from .poi_catalog import load_poi_catalog
+
+    read_dev_request_files(section.catalog.dev_request_files)
+    folder = collection_folder(section)
+    if fetch:
+        ensure_dataset(POINTREC, folder, download=section.test.download, key="data.test")
+    if POINTREC.present_in(folder):
+        check_graded_items(section.catalog.dev_request_files, load_poi_catalog(folder))
+
+
+def _test_entries(section: DataSection, fetch: bool) -> tuple[list[CatalogEntry], dict]:
     from .download import POINTREC, ensure_dataset
     from .poi_catalog import load_poi_catalog
     from .pointrec import qrels_file, read_judged_ids
@@ -212,15 +228,7 @@ def _test_entries(section: DataSection, fetch: bool, dev_items: set[str]) -> tup
     if fetch:
         ensure_dataset(POINTREC, folder, download=section.test.download, key="data.test")
     judged = read_judged_ids(qrels_file(folder)) if section.catalog.exclude_judged else set()
-    catalog = load_poi_catalog(folder)
-    unknown = sorted(item for item in dev_items if item.removeprefix(POINTREC_PREFIX) not in catalog)
-    if unknown:
-        # Such an id keeps nothing out of training; the ablation judge would fail on it only later.
-        raise DataError(
-            f"data.catalog.dev_requests: {len(unknown)} graded items are not in the test catalog "
-            f"({folder}), e.g. {', '.join(unknown[:3])}"
-        )
-    return pointrec_entries(catalog, section.test, section.selection, judged)
+    return pointrec_entries(load_poi_catalog(folder), section.test, section.selection, judged)
 
 
 def collection_folder(section: DataSection) -> Path:

@@ -49,15 +49,15 @@ def _check_catalog(recipe: Recipe) -> list[str]:
     from .pseudo_histories import collection_folder
 
     catalog, test = recipe.data.catalog, recipe.data.test
-    if not catalog.enabled or catalog.source != "test":
-        return []
     if catalog.dev_requests is not None:
-        from .dev_requests import read_dev_request_files
+        from .pseudo_histories import check_dev_requests
 
         try:
-            read_dev_request_files(catalog.dev_request_files)
+            check_dev_requests(recipe.data, fetch=False)
         except MintError as error:
             return [str(error)]
+    if not catalog.enabled or catalog.source != "test":
+        return []
     problem = fetch_problem(POINTREC, collection_folder(recipe.data), download=test.download, key="data.test")
     return [f"data.catalog: source `test` reads the test collection's catalog, but {problem}"] if problem else []
 
