@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -207,6 +208,37 @@ def test_catalog_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path, mon
     )
     assert "300" in collection(tmp_path, pool="city").pool("0002-000-NL")
     assert parsed
+
+
+@pytest.mark.parametrize(
+    ("needs", "message"),
+    [
+        ([], "infoneeds.json: expected a JSON object of request id -> request, got a JSON array"),
+        ({"q1": "Lisbon"}, "infoneeds.json: request q1 is a string, expected a JSON object of its fields"),
+        (
+            {"q1": {"City": ["Lisbon"], "Country": "PT", "Main Category": "Nightlife", "Description": "Bars?"}},
+            "infoneeds.json: request q1: wrong type of City (a string)",
+        ),
+        (
+            {"q1": {"City": "Lisbon", "Country": "PT", "Main Category": "Nightlife", "Description": "Bars?",
+                    "Sub Categories": "Bars"}},
+            "infoneeds.json: request q1: wrong type of Sub Categories (a list of strings)",
+        ),
+    ],
+)
+def test_requests_of_the_wrong_shape_name_the_file_and_what_was_expected(tmp_path, needs, message):
+    shutil.copytree(FIXTURES / "pointrec", tmp_path / "pointrec")
+    (tmp_path / "pointrec" / "infoneeds.json").write_text(json.dumps(needs))
+    with pytest.raises(DataError, match=re.escape(message)):
+        collection(tmp_path)
+
+
+def test_a_poi_that_is_not_an_object_is_a_counted_bad_row(tmp_path):
+    shutil.copytree(FIXTURES / "pointrec", tmp_path / "pointrec")
+    city = tmp_path / "pointrec" / "poi_dataset" / "JP" / "Yokohama.json"
+    city.write_text(json.dumps({**json.loads(city.read_text()), "299": ["not", "a", "record"]}))
+    report = collection(tmp_path).catalog.report
+    assert report.bad_rows == 1 and report.bad_row_examples == [f"{city}:1: POI 299 is a JSON array, not a JSON object"]
 
 
 def test_missing_collection_offline_says_what_and_where(tmp_path):

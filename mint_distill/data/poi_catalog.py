@@ -26,7 +26,7 @@ from ..console import progress_bar
 from ..errors import DataError
 from ..io import atomic_path
 from ..models.cache import home
-from .reading import ReadReport, iter_jsonl, text_value
+from .reading import ReadReport, iter_jsonl, json_kind, text_value
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -210,6 +210,8 @@ def _records(source: Path, report: ReadReport, on_bad_row: str):
             for poi_id, record in content.items():
                 if isinstance(record, dict):
                     yield {**record, "poi_id": poi_id, "source_file": relative}
+                else:
+                    report.bad_row(path, 1, f"POI {poi_id} is {json_kind(record)}, not a JSON object", on_bad_row)
 
 
 def _cache_key(source: Path) -> str:

@@ -15,7 +15,7 @@ from ..recipe.sections.data import TestCollectionSpec
 from .download import DATA_DIR_KEY, POINTREC, ensure_dataset
 from .paths import under
 from .poi_catalog import PoiCatalog, load_poi_catalog
-from .reading import ReadReport, decoded_lines
+from .reading import ReadReport, decoded_lines, json_kind
 from .text import render
 
 # Where each file is in the original repository layout, then in the shared-data layout.
@@ -206,20 +206,31 @@ def read_requests(path: Path, spec: TestCollectionSpec) -> dict[str, Request]:
         needs = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(needs, dict):
+        raise DataError(f"{path}: expected a JSON object of request id -> request, got {json_kind(needs)}")
     requests = {}
     for qid, need in needs.items():
+        if not isinstance(need, dict):
+            raise DataError(f"{path}: request {qid} is {json_kind(need)}, expected a JSON object of its fields")
         missing = [
             key for key in ("City", "Country", "Main Category", "Description") if not need.get(key)
         ]
         if missing:
             raise DataError(f"{path}: request {qid} lacks the field(s) {', '.join(missing)}")
+        fields = ("City", "Country", "Main Category", "Description", "Title")
+        wrong = [f"{key} (a string)" for key in fields if not isinstance(need.get(key) or "", str)]
+        sub_categories = need.get("Sub Categories") or []
+        if not isinstance(sub_categories, list) or not all(isinstance(name, str) for name in sub_categories):
+            wrong.append("Sub Categories (a list of strings)")
+        if wrong:
+            raise DataError(f"{path}: request {qid}: wrong type of {', '.join(wrong)}")
         request = Request(
             qid=qid,
             text="",
             city=need["City"],
             country=need["Country"],
             main_category=need["Main Category"],
-            sub_categories=tuple(need.get("Sub Categories") or ()),
+            sub_categories=tuple(sub_categories),
             description=" ".join(need["Description"].split()),
         )
         requests[qid] = rendered(request, spec, title=need.get("Title"))

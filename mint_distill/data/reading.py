@@ -271,6 +271,17 @@ def text_value(value: object) -> str:
     return value.strip() if isinstance(value, str) else str(value).strip()
 
 
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, for messages ("a JSON array", "a number", ...)."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number" if isinstance(value, (int, float)) else "a string"
+
+
 def rating_value(value: object, report: ReadReport) -> float | None:
     """A numeric rating, or None (counted in `report` when present but not a number)."""
     if value is None or value == "":
