@@ -290,6 +290,20 @@ def test_a_missing_model_that_a_stage_would_read_stops_the_run_before_any_stage(
     assert calls.counts == {"words": 1, "rank": 1}
 
 
+@pytest.mark.parametrize("damaged", ["[]", '{"stage": "wo', "\udcff"])
+def test_a_damaged_manifest_counts_as_no_finished_stage_and_the_stage_reruns(recipe_file, caplog, damaged):
+    calls = Calls()
+    stages = make_stages(calls)
+    recipe = load_recipe(recipe_file)
+    run_pipeline(recipe, stages=stages)
+    manifest = recipe_file.parent / "runs" / "toy" / "words" / "manifest.json"
+    manifest.write_bytes(damaged.encode("utf-8", "surrogateescape"))
+    (manifest.parent / ".in_progress.json").write_text("[]")
+    assert [s.status for s in stage_states(recipe, stages)] == ["missing", "stale", "fresh"]
+    assert run_pipeline(recipe, stages=stages).ran == ["words"]  # its outputs are the same: the others stay fresh
+    assert f"ignoring {manifest}" in caplog.text and json.loads(manifest.read_text())["stage"] == "words"
+
+
 def test_interrupted_stage_resumes_without_duplicates(recipe_file):
     calls = Calls()
     interrupt = {"index": 2}

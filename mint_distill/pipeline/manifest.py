@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import logging
 import platform
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from ..errors import DataError
 from ..io import read_json, sha256_file, sha256_json, write_json_atomic
 
+log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 IN_PROGRESS = ".in_progress.json"
 # The run folder's caches that outlive a stage folder (scores, item vectors), shared by its stages.
@@ -88,8 +90,31 @@ def fingerprint(config: dict, version: int, upstream: dict[str, str], files: dic
 
 
 def read_manifest(stage_dir: Path) -> dict | None:
-    path = stage_dir / MANIFEST
-    return read_json(path) if path.exists() else None
+    """The stage's manifest, or None when it has none (it has not finished)."""
+    return read_record(stage_dir / MANIFEST)
+
+
+def read_record(path: Path) -> dict | None:
+    """A JSON object the runner wrote (a manifest, an in-progress fingerprint), or None when
+    there is none. One that cannot be read or is not an object, as a full disk or a hand edit
+    leaves it, counts as none, with a warning: the stage then runs again and rewrites it."""
+    if not path.exists():
+        return None
+    try:
+        record = read_json(path)
+    except (DataError, OSError, UnicodeDecodeError) as error:
+        problem = str(error)
+    else:
+        if isinstance(record, dict):
+            return record
+        problem = f"{path}: not a JSON object"
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("ignoring %s (%s); the stage counts as not finished and runs again", path, problem)
+    return None
+
+
+_warned: set[Path] = set()
 
 
 def matches(record: dict | None, expected: dict) -> bool:

@@ -28,6 +28,7 @@ from .manifest import (
     library_versions,
     matches,
     read_manifest,
+    read_record,
 )
 from .registry import Stage, all_stages, stage_problems
 
@@ -96,7 +97,7 @@ def stage_states(recipe: Recipe, stages: list[Stage] | None = None) -> list[Stag
         manifest = read_manifest(stage_dir)
         if matches(manifest, expected):
             status = "fresh"
-        elif (stage_dir / IN_PROGRESS).exists() and matches(read_json(stage_dir / IN_PROGRESS), expected):
+        elif matches(read_record(stage_dir / IN_PROGRESS), expected):
             status = "partial"
         else:
             status = "stale" if manifest else "missing"
@@ -108,7 +109,7 @@ def _expected_fingerprint(stage: Stage, recipe: Recipe, dump: dict, run_root: Pa
     upstream = {}
     for name in stage.after:
         manifest = read_manifest(run_root / name)
-        upstream[name] = manifest["output_hash"] if manifest else None
+        upstream[name] = manifest.get("output_hash") if manifest else None
     return fingerprint(stage.config(dump), stage.version, upstream, _input_file_digests(stage, recipe, hashes))
 
 
@@ -287,7 +288,7 @@ def reusable_sibling(stage: Stage, state: StageState, run_root: Path) -> Path | 
     `state` expects."""
     for manifest_path in sorted(run_root.parent.glob(f"*/{stage.name}/{MANIFEST}")):
         source = manifest_path.parent
-        if source.parent.resolve() != run_root.resolve() and matches(read_json(manifest_path), state.expected):
+        if source.parent.resolve() != run_root.resolve() and matches(read_manifest(source), state.expected):
             return source
     return None
 
@@ -301,7 +302,7 @@ def _reuse_from_sibling(stage: Stage, state: StageState, run_root: Path) -> dict
     source = reusable_sibling(stage, state, run_root)
     if source is None:
         return None
-    manifest = read_json(source / MANIFEST)
+    manifest = read_manifest(source)
     copy_finished_stage(source, run_root / stage.name, {**manifest, "reused_from": str(source)})
     log.info("stage %-18s reused from %s", stage.name, source)
     return manifest.get("summary", {})
