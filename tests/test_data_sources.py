@@ -299,3 +299,36 @@ def test_a_data_dir_that_is_a_file_is_refused_naming_the_key(tmp_path):
     with pytest.raises(DataError, match=r"notes.txt is a file, not a folder.*data\.data_dir"):
         open_source(SourceSpec(**spec), afile)
     assert afile.read_text() == "not a folder"
+
+
+def test_a_list_or_object_where_text_belongs_is_a_bad_row_naming_file_and_line(tmp_path):
+    folder = tmp_path / "yelp"
+    folder.mkdir()
+    businesses = [
+        {"business_id": "b1", "name": "Oyster Bar", "city": "Boston", "state": "MA", "categories": ["Seafood"]},
+        {"business_id": "b2", "name": "Cafe", "city": ["Boston"], "state": "MA"},
+        {"business_id": "b3", "name": {"en": "Deli"}, "city": "Boston", "state": "MA"},
+        {"business_id": "b4", "name": "Bar", "city": "Boston", "categories": [{"title": "Bars"}]},
+    ]
+    tips = [{"user_id": "u1", "business_id": "b1", "text": "Great oysters."}, {"user_id": "u1", "business_id": "b1", "text": ["Fine."]}]
+    business_file = folder / "yelp_academic_dataset_business.json"
+    business_file.write_text("".join(json.dumps(record) + "\n" for record in businesses))
+    (folder / "yelp_academic_dataset_tip.json").write_text("".join(json.dumps(record) + "\n" for record in tips))
+    _, catalog, reviews, items, report = read_all({"format": "yelp_academic", "path": "yelp"}, tmp_path)
+    assert list(catalog.items) == ["b1"] and [review.text for review in reviews] == ["Great oysters."]
+    assert items.bad_row_examples == [
+        f"{business_file}:2: `city` is a JSON array, not text",
+        f"{business_file}:3: `name` is a JSON object, not text",
+        f"{business_file}:4: `categories` is a JSON array, not text or a list of strings",
+    ]
+    assert report.bad_row_examples == [f"{folder / 'yelp_academic_dataset_tip.json'}:2: `text` is a JSON array, not text"]
+    with pytest.raises(DataError, match=r"yelp_academic_dataset_business.json:2: `city` is a JSON array"):
+        read_all({"format": "yelp_academic", "path": "yelp", "on_bad_row": "fail"}, tmp_path)
+
+    table = tmp_path / "reviews.jsonl"
+    rows = [{"user": 7, "item": 42, "text": "Good strings."}, {"user": 8, "item": 42, "text": "Fine.", "title": {"a": 1}}]
+    table.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    columns = {"user": "user", "item": "item", "text": "text", "title": "title"}
+    _, _, reviews, _, report = read_all({"format": "table", "path": "reviews.jsonl", "columns": columns}, tmp_path)
+    assert [(review.user_id, review.item_id) for review in reviews] == [("7", "42")]  # numbers are ids
+    assert report.bad_row_examples == [f"{table}:2: `title` is a JSON object, not text"]

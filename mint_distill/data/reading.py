@@ -17,7 +17,7 @@ import os
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +269,28 @@ def text_value(value: object) -> str:
     if value is None:
         return ""
     return value.strip() if isinstance(value, str) else str(value).strip()
+
+
+def not_text(
+    record: dict, names: Iterable[str | None], lists: Iterable[str] = (), numbers: bool = False
+) -> str | None:
+    """Why `record` is a bad row when a field of `names` holds something other than text or
+    null (a list or an object would be rendered into item text as Python's repr), or a field
+    of `lists` holds neither that nor a list of strings; None when every one is fine. With
+    `numbers`, a number is text too (a table's ids or dates often are)."""
+
+    def is_text(value: object) -> bool:
+        number = numbers and isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value is None or isinstance(value, str) or number
+
+    for name in filter(None, names):
+        if not is_text(record.get(name)):
+            return f"`{name}` is {json_kind(record[name])}, not text"
+    for name in lists:
+        value = record.get(name)
+        if not is_text(value) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return f"`{name}` is {json_kind(value)}, not text or a list of strings"
+    return None
 
 
 def json_kind(value: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ...recipe.sections.data import ColumnMapping, ItemTable, SourceSpec
-from ..reading import ReadReport, iter_table, rating_value, split_categories, text_value
+from ..reading import ReadReport, iter_table, not_text, rating_value, split_categories, text_value
 from ..records import Item, Review
 from .base import ReviewSource
 
@@ -62,9 +62,13 @@ class TableSource(ReviewSource):
                 if c
             ),
         ]
-        for _, row in iter_table(
+        for number, row in iter_table(
             self.items_path, report, self.spec.on_bad_row, named, python_literals=True
         ):
+            problem = not_text(row, (table.item, table.name, table.city, table.region, table.country), numbers=True)
+            if problem is not None:
+                report.bad_row(self.items_path, number, problem, self.spec.on_bad_row)
+                continue
             item_id = text_value(row.get(table.item))
             if not item_id:
                 report.missing([table.item])
@@ -86,10 +90,14 @@ class TableSource(ReviewSource):
         # A CSV header names its columns; JSON lines only show a misspelt optional one by its
         # absence (a required one empties every row, which selection reports).
         unseen, read_any = set(optional), False
-        for _, row in iter_table(path, report, self.spec.on_bad_row, named, position):
+        for number, row in iter_table(path, report, self.spec.on_bad_row, named, position):
             read_any = True
             if unseen:
                 unseen -= row.keys()
+            problem = not_text(row, (*required, columns.title, columns.date), numbers=True)
+            if problem is not None:
+                report.bad_row(path, number, problem, self.spec.on_bad_row)
+                continue
             values = [text_value(row.get(column)) for column in required]
             if not all(values):
                 report.missing([column for column, value in zip(required, values) if not value])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ...recipe.sections.data import SourceSpec
-from ..reading import ReadReport, iter_jsonl, rating_value, split_categories, text_value
+from ..reading import ReadReport, iter_jsonl, not_text, rating_value, split_categories, text_value
 from ..records import Item, Review
 from .base import ReviewSource, first_existing, optional_existing
 
@@ -47,7 +47,11 @@ class _YelpSource(ReviewSource):
 
     def iter_items(self, report: ReadReport) -> Iterator[Item]:
         path = self.item_files()[0]
-        for _, record in iter_jsonl(path, report, self.spec.on_bad_row):
+        for number, record in iter_jsonl(path, report, self.spec.on_bad_row):
+            problem = not_text(record, ("business_id", "name", "city", "state"), lists=("categories",))
+            if problem is not None:
+                report.bad_row(path, number, problem, self.spec.on_bad_row)
+                continue
             item_id = text_value(record.get("business_id"))
             if not item_id:
                 report.missing(["business_id"])
@@ -63,7 +67,11 @@ class _YelpSource(ReviewSource):
             )
 
     def _reviews_in(self, path: Path, report: ReadReport, position: list[int]) -> Iterator[Review]:
-        for _, record in iter_jsonl(path, report, self.spec.on_bad_row, position):
+        for number, record in iter_jsonl(path, report, self.spec.on_bad_row, position):
+            problem = not_text(record, ("user_id", "business_id", "text", "date"))
+            if problem is not None:
+                report.bad_row(path, number, problem, self.spec.on_bad_row)
+                continue
             user, item, text = (
                 text_value(record.get(key)) for key in ("user_id", "business_id", "text")
             )
